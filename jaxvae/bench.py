@@ -1,0 +1,153 @@
+"""Training throughput of jaxvae against torch_ref, side by side in one process (``jaxvae bench``).
+
+For each batch size both frameworks start from the same weights and train on the same batches; their
+repetitions alternate (jaxvae, torch, jaxvae, ...) so that machine noise hits both alike. Warm-up
+(compilation, first steps) is excluded; figures are medians over the repetitions. jaxvae is timed through
+the same compiled chunk that ``jaxvae train`` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--batch-sizes", default="32,256", help="comma-separated batch sizes")
+    p.add_argument("--images", type=int, default=4096, help="training images per timed repetition")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--conv-impl", default="auto")
+    p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _torch_runner(state_dict, images_nhwc, batches: np.ndarray, lr: float):
+    """A closure that trains torch_ref over ``batches`` (row = example indices) and syncs the device."""
+    import torch
+
+    from torch_ref import VAE as TorchVAE
+    from torch_ref.train import train_step
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = TorchVAE(state_dict["z_mean.weight"].shape[0]).to(device)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()})
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    data = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(device)
+    rows = [torch.from_numpy(r.astype(np.int64)).to(device) for r in batches]
+
+    def run():
+        for r in rows:
+            train_step(model, optimizer, data[r])
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return run, device
+
+
+def bench_batch_size(batch_size: int, args, dataset) -> dict:
+    from jaxvae.config import RunConfig
+    from jaxvae.convert import params_to_torch
+    from jaxvae.training import RunKeys, Trainer
+    from jaxvae.train_step import init_state
+
+    config = RunConfig(dataset=args.dataset, batch_size=batch_size, conv_impl=args.conv_impl, chunk_steps=0)
+    trainer = Trainer(config, len(dataset.train))
+    keys = RunKeys.from_seed(0)
+    state = init_state(trainer.model, trainer.optimizer, keys.init)
+    start_weights = params_to_torch(state.params)
+    images = jax.device_put(dataset.train.images)
+    compile_seconds = trainer.compile(state, images, keys.train)
+    batches = trainer.epoch_batches(keys.data, 1)
+    chunks = max(1, min(args.images // batch_size, trainer.steps_per_epoch) // trainer.chunk_steps)
+    steps = chunks * trainer.chunk_steps
+
+    def run_jax():
+        nonlocal state
+        for c in range(chunks):
+            state, metrics = trainer.run_chunk(state, images, batches, c * trainer.chunk_steps, keys.train)
+        jax.block_until_ready(metrics)
+
+    run_jax()  # warm-up
+    jax_times, torch_times, device = [], [], None
+    if not args.no_torch:
+        run_torch, device = _torch_runner(start_weights, dataset.train.images, np.asarray(batches)[:steps], config.lr)
+        run_torch()  # warm-up
+    for _ in range(args.repeats):
+        jax_times.append(_time(run_jax))
+        if not args.no_torch:
+            torch_times.append(_time(run_torch))
+    images_done = steps * batch_size
+    jax_rate = images_done / statistics.median(jax_times)
+    result = {"batch_size": batch_size, "steps_per_repeat": steps, "steps_per_dispatch": trainer.chunk_steps,
+              "jax_images_per_s": jax_rate, "jax_compile_s": compile_seconds, "conv_impl": trainer.model.conv_impl}
+    if torch_times:
+        torch_rate = images_done / statistics.median(torch_times)
+        result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def environment() -> dict:
+    from jaxvae.report import versions
+
+    info = {"jax_device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(), "versions": versions()}
+    try:
+        import torch
+
+        info["versions"]["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+def format_results(env: dict, results: list[dict]) -> str:
+    lines = [f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
+             f"{'batch':>6} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>7} {'compile s':>10} {'peak RSS MB':>12}"]
+    for r in results:
+        torch_rate = f"{r['torch_images_per_s']:12.0f}" if "torch_images_per_s" in r else f"{'-':>12}"
+        ratio = f"{r['ratio_jax_over_torch']:7.2f}" if "ratio_jax_over_torch" in r else f"{'-':>7}"
+        lines.append(f"{r['batch_size']:>6} {r['jax_images_per_s']:13.0f} {torch_rate} {ratio} {r['jax_compile_s']:10.1f} {r['peak_rss_mb']:12.0f}")
+    return "\n".join(lines)
+
+
+def run_from_args(args) -> int:
+    from jaxvae.data import load_dataset
+    from jaxvae.errors import UserError
+
+    try:
+        sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
+    if not sizes or min(sizes) < 1 or args.repeats < 1 or args.images < 1:
+        raise UserError("--batch-sizes, --repeats and --images must be positive")
+    dataset = load_dataset(args.dataset, args.data_dir)
+    if max(sizes) > len(dataset.train):
+        raise UserError(f"batch size {max(sizes)} is larger than the training split ({len(dataset.train)})")
+    env = environment()
+    results = []
+    for b in sizes:
+        results.append(bench_batch_size(b, args, dataset))
+        if not args.json:
+            print(f"batch {b}: done", file=sys.stderr, flush=True)
+    print(json.dumps({"environment": env, "results": results}, indent=2) if args.json else format_results(env, results))
+    return 0

@@ -1,0 +1,134 @@
+"""The weight bridge between ``torch_ref.VAE`` state dicts and ``jaxvae.model.VAE`` variables.
+
+torch keeps Conv2d weights as ``(out, in, kh, kw)``, ConvTranspose2d weights as ``(in, out, kh, kw)`` and
+Linear weights as ``(out, in)``; jaxvae keeps all conv kernels as ``(kh, kw, in, out)`` and dense kernels
+as ``(in, out)``. Flatten order needs no permutation: the Flax model flattens in torch's NCHW order.
+Both directions check every key and shape, name the first that is wrong, and copy values exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+FLAT = 7 * 7 * 64
+
+# torch module name -> (kind, torch weight shape as a function of the latent size)
+LAYERS = {
+    "encoder.0": ("conv", lambda L: (32, 1, 3, 3)),
+    "encoder.2": ("conv", lambda L: (64, 32, 3, 3)),
+    "encoder.4": ("conv", lambda L: (64, 64, 3, 3)),
+    "encoder.6": ("conv", lambda L: (64, 64, 3, 3)),
+    "z_mean": ("linear", lambda L: (L, FLAT)),
+    "z_log_var": ("linear", lambda L: (L, FLAT)),
+    "decoder.0": ("linear", lambda L: (FLAT, L)),
+    "decoder.2": ("conv_transpose", lambda L: (64, 64, 3, 3)),
+    "decoder.4": ("conv_transpose", lambda L: (64, 64, 3, 3)),
+    "decoder.6": ("conv_transpose", lambda L: (64, 32, 3, 3)),
+    "decoder.8": ("conv_transpose", lambda L: (32, 1, 3, 3)),
+}
+
+# torch weight axes -> jaxvae kernel axes, and its inverse.
+TO_JAX = {"conv": (2, 3, 1, 0), "conv_transpose": (2, 3, 0, 1), "linear": (1, 0)}
+TO_TORCH = {kind: tuple(np.argsort(axes)) for kind, axes in TO_JAX.items()}
+
+
+class WeightMismatchError(ValueError):
+    """A state dict or variables tree that does not fit the seed's VAE; the message names the entry."""
+
+
+def _numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, on any device
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def flax_name(torch_name: str) -> str:
+    """``"encoder.2"`` -> ``"encoder_2"``; the linear heads keep their names."""
+    return torch_name.replace(".", "_")
+
+
+def torch_shapes(latent_dim: int) -> dict[str, tuple[int, ...]]:
+    """Every key of the seed's state dict with its shape, for this latent size."""
+    shapes = {}
+    for name, (_, weight_shape) in LAYERS.items():
+        weight = weight_shape(latent_dim)
+        out_axis = 1 if LAYERS[name][0] == "conv_transpose" else 0
+        shapes[f"{name}.weight"] = weight
+        shapes[f"{name}.bias"] = (weight[out_axis],)
+    return shapes
+
+
+def infer_latent_dim(state_dict: Mapping) -> int:
+    """The latent size of a seed-style state dict, read off ``z_mean.weight``."""
+    if "z_mean.weight" not in state_dict:
+        raise WeightMismatchError("missing key 'z_mean.weight': not a state dict of the seed's VAE")
+    shape = _numpy(state_dict["z_mean.weight"]).shape
+    if len(shape) != 2 or shape[0] < 1:
+        raise WeightMismatchError(f"'z_mean.weight' has shape {shape}, expected (latent_dim, {FLAT})")
+    return shape[0]
+
+
+def _check_keys_and_shapes(arrays: Mapping[str, np.ndarray], expected: Mapping[str, tuple]) -> None:
+    missing = [k for k in expected if k not in arrays]
+    extra = [k for k in arrays if k not in expected]
+    if missing:
+        raise WeightMismatchError(f"missing key {missing[0]!r} ({len(missing)} missing in all)")
+    if extra:
+        raise WeightMismatchError(f"unexpected key {extra[0]!r} ({len(extra)} unexpected in all)")
+    for key, shape in expected.items():
+        if arrays[key].shape != tuple(shape):
+            raise WeightMismatchError(f"{key!r} has shape {arrays[key].shape}, expected {tuple(shape)}")
+
+
+def params_from_torch(state_dict: Mapping) -> dict:
+    """Flax variables ``{"params": ...}`` for ``VAE(latent_dim).apply`` from a seed-style state dict.
+
+    Accepts torch tensors or numpy arrays; the latent size is inferred. Values are copied exactly (float32).
+    """
+    latent_dim = infer_latent_dim(state_dict)
+    arrays = {k: _numpy(v) for k, v in state_dict.items()}
+    _check_keys_and_shapes(arrays, torch_shapes(latent_dim))
+    params = {}
+    for name, (kind, _) in LAYERS.items():
+        kernel = arrays[f"{name}.weight"].transpose(TO_JAX[kind])
+        params[flax_name(name)] = {
+            "kernel": np.ascontiguousarray(kernel, dtype=np.float32),
+            "bias": np.asarray(arrays[f"{name}.bias"], dtype=np.float32),
+        }
+    return {"params": params}
+
+
+def _flatten_params(variables: Mapping) -> dict[str, np.ndarray]:
+    params = variables.get("params", variables)
+    flat = {}
+    for layer, leaves in params.items():
+        if not isinstance(leaves, Mapping):
+            raise WeightMismatchError(f"unexpected parameter {layer!r}: not a layer of the seed's VAE")
+        for leaf, value in leaves.items():
+            flat[f"{layer}.{leaf}"] = _numpy(value)
+    return flat
+
+
+def params_to_torch(variables: Mapping) -> dict[str, np.ndarray]:
+    """A mapping with the seed's state-dict keys (numpy float32) from jaxvae variables or params.
+
+    ``torch_ref.VAE(latent_dim).load_state_dict({k: torch.from_numpy(v) ...}, strict=True)`` loads it.
+    """
+    flat = _flatten_params(variables)
+    if "z_mean.kernel" not in flat:
+        raise WeightMismatchError("missing parameter 'z_mean.kernel': not the variables of jaxvae's VAE")
+    latent_dim = flat["z_mean.kernel"].shape[-1]
+    expected = {}
+    for name, (kind, shape) in LAYERS.items():
+        torch_weight = shape(latent_dim)
+        expected[f"{flax_name(name)}.kernel"] = tuple(torch_weight[a] for a in TO_JAX[kind])
+        expected[f"{flax_name(name)}.bias"] = torch_shapes(latent_dim)[f"{name}.bias"]
+    _check_keys_and_shapes(flat, expected)
+    state = {}
+    for name, (kind, _) in LAYERS.items():
+        kernel = flat[f"{flax_name(name)}.kernel"].transpose(TO_TORCH[kind])
+        state[f"{name}.weight"] = np.ascontiguousarray(kernel, dtype=np.float32)
+        state[f"{name}.bias"] = np.asarray(flat[f"{flax_name(name)}.bias"], dtype=np.float32)
+    return state

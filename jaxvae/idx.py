@@ -1,0 +1,67 @@
+"""Reading the four standard MNIST IDX files (raw or gzip), validating everything a damaged file can get wrong."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from jaxvae.errors import UserError
+
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def find_file(directory: Path, stem: str) -> Path:
+    """``stem`` or ``stem.gz`` inside ``directory`` (also torchvision's ``-`` -> ``.`` spelling)."""
+    candidates = [stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"]
+    for name in candidates:
+        if (directory / name).is_file():
+            return directory / name
+    raise UserError(f"idx: {directory} has no {stem} (or {stem}.gz); expected the four MNIST IDX files there")
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's contents, gunzipped when it is gzip (by its magic bytes, or a ``.gz`` name)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"idx: cannot read {path}: {exc.strerror or exc}") from None
+    if raw[:2] == GZIP_MAGIC or path.suffix == ".gz":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise UserError(f"idx: {path} is not a valid gzip file ({exc}); download it again") from None
+    return raw
+
+
+def parse(data: bytes, magic: int, path: Path) -> np.ndarray:
+    """Decode an IDX byte array with the expected magic number into a uint8 array of its shape."""
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UserError(f"idx: {path} is truncated ({len(data)} bytes, shorter than its header)")
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise UserError(f"idx: {path} has magic number {found:#010x}, expected {magic:#010x}: not an MNIST IDX file of this kind")
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    if len(data) - header < expected:
+        raise UserError(f"idx: {path} is truncated: header says {shape} ({expected} bytes), file has {len(data) - header}")
+    return np.frombuffer(data, np.uint8, count=expected, offset=header).reshape(shape)
+
+
+def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(images (N, 28, 28) uint8, labels (N,) uint8, description)`` of one split."""
+    image_stem, label_stem = FILES[split]
+    image_path, label_path = find_file(directory, image_stem), find_file(directory, label_stem)
+    images = parse(read_bytes(image_path), IMAGES_MAGIC, image_path)
+    labels = parse(read_bytes(label_path), LABELS_MAGIC, label_path)
+    return images, labels, f"{image_path.name} + {label_path.name}"

@@ -1,0 +1,48 @@
+"""What a trained model is asked for after training: encodings, reconstructions, samples, the 2-D manifold."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae.model import VAE
+
+
+@partial(jax.jit, static_argnums=0)
+def _encode(model: VAE, params, x):
+    return model.apply({"params": params}, x, method=VAE.encode)
+
+
+@partial(jax.jit, static_argnums=0)
+def _decode(model: VAE, params, z):
+    return model.apply({"params": params}, z, method=VAE.decode)
+
+
+def encode_means(model: VAE, params, images, batch_size: int = 500) -> np.ndarray:
+    """``z_mean`` of every image, ``(N, latent_dim)``, in batches."""
+    parts = [np.asarray(_encode(model, params, images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)]
+    return np.concatenate(parts)
+
+
+def reconstruct(model: VAE, params, images, key) -> np.ndarray:
+    """The model's output for ``images`` (z sampled as in training), ``(N, 28, 28, 1)``."""
+    return np.asarray(model.apply({"params": params}, images, key)[3])
+
+
+def sample_prior(model: VAE, params, key, n: int) -> np.ndarray:
+    """``n`` images decoded from ``z ~ N(0, I)``, ``(n, 28, 28, 1)``."""
+    z = jax.random.normal(key, (n, model.latent_dim), jnp.float32)
+    return np.asarray(_decode(model, params, z))
+
+
+def manifold(model: VAE, params, size: int = 20) -> np.ndarray:
+    """Images decoded over a ``size x size`` grid of the 2-D latent at the normal's quantiles, ``(size, size, 28, 28)``.
+
+    Rows go from high to low z[1], columns from low to high z[0], as in the Keras VAE example's figure.
+    """
+    q = np.asarray(jax.scipy.special.ndtri(jnp.linspace(0.05, 0.95, size)), np.float32)
+    z = np.array([[x, y] for y in q[::-1] for x in q], np.float32)  # (size*size, 2)
+    return np.asarray(_decode(model, params, z)).reshape(size, size, 28, 28)

@@ -1,0 +1,98 @@
+"""The seed's pictures as PNG files: loss curve, reconstructions, latent space, prior samples, manifold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def running_average(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of the last ``window`` values at each point (fewer at the start)."""
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    start = np.maximum(idx - window, 0)
+    return (cumulative[idx] - cumulative[start]) / (idx - start)
+
+
+def training_loss(losses, steps_per_epoch: int, path: Path, test_losses=None) -> Path:
+    """Loss per batch, its running average, and an epoch axis on top; test losses per epoch if given."""
+    losses = np.asarray(losses, np.float64)
+    steps = np.arange(1, len(losses) + 1)
+    window = max(1, min(100, steps_per_epoch))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.plot(steps, losses, lw=0.6, alpha=0.5, label="loss per batch")
+    ax.plot(steps, running_average(losses, window), lw=1.8, label=f"running average ({window} batches)")
+    if test_losses:
+        ax.plot([e * steps_per_epoch for e, _ in test_losses], [v for _, v in test_losses], "o-", label="test loss (end of epoch)")
+    finite = losses[np.isfinite(losses)]
+    if finite.size:
+        ax.set_ylim(0, np.percentile(finite, 99.5) * 1.1)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (reconstruction + KL)")
+    ax.legend()
+    top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+    top.set_xlabel("epoch")
+    return _save(fig, path)
+
+
+def image_grid(images: np.ndarray, path: Path, columns: int = 8, title: str | None = None) -> Path:
+    """Images ``(N, 28, 28[, 1])`` in a grid."""
+    images = np.asarray(images).reshape(len(images), 28, 28)
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image in zip(axes.flat, images):
+        ax.imshow(image, cmap="binary", vmin=0, vmax=1)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def reconstructions(originals: np.ndarray, decoded: np.ndarray, path: Path) -> Path:
+    """Originals in the top row, their reconstructions below."""
+    n = len(originals)
+    fig, axes = plt.subplots(2, n, figsize=(n * 1.1, 2.4), squeeze=False)
+    for i in range(n):
+        for row, images in enumerate((originals, decoded)):
+            axes[row, i].imshow(np.asarray(images[i]).reshape(28, 28), cmap="binary", vmin=0, vmax=1)
+            axes[row, i].axis("off")
+    axes[0, 0].set_title("original", loc="left", fontsize=9)
+    axes[1, 0].set_title("reconstruction", loc="left", fontsize=9)
+    return _save(fig, path)
+
+
+def latent_space(z: np.ndarray, labels: np.ndarray, path: Path) -> Path:
+    """The first two latent dimensions of each test image, coloured by its label."""
+    fig, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for digit in range(10):
+        chosen = labels == digit
+        ax.scatter(z[chosen, 0], z[chosen, 1], s=4, color=cmap(digit), alpha=0.7, label=str(digit))
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.legend(markerscale=3, title="label", loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def manifold(grid: np.ndarray, path: Path) -> Path:
+    """A ``(rows, cols, 28, 28)`` grid of decoded images as one picture."""
+    rows, cols = grid.shape[:2]
+    canvas = grid.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)  # (rows*28, cols*28)
+    fig, ax = plt.subplots(figsize=(8, 8))
+    ax.imshow(canvas, cmap="binary", vmin=0, vmax=1)
+    ax.set_title("decoded latent manifold (z at the normal's 5%..95% quantiles)")
+    ax.axis("off")
+    return _save(fig, path)

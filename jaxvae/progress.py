@@ -1,0 +1,34 @@
+"""Progress of an epoch: a tqdm bar on a terminal, plain periodic lines when output goes to a log."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from tqdm import tqdm
+
+
+class EpochProgress:
+    """Advance by chunks of steps; shows the running mean loss of the epoch."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, stream=sys.stderr, lines: int = 4):
+        self.epoch, self.epochs, self.steps, self.stream = epoch, epochs, steps, stream
+        self.done, self.loss_sum, self.started = 0, 0.0, time.perf_counter()
+        self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", file=stream, leave=True) if stream.isatty() else None
+        self.next_line = max(1, steps // lines)
+
+    def update(self, losses) -> None:
+        self.done += len(losses)
+        self.loss_sum += float(sum(losses))
+        mean = self.loss_sum / max(1, self.done)
+        if self.bar is not None:
+            self.bar.update(len(losses))
+            self.bar.set_postfix(loss=f"{mean:.3f}")
+        elif self.done >= self.next_line or self.done == self.steps:
+            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+            print(f"epoch {self.epoch}/{self.epochs} step {self.done}/{self.steps} loss {mean:.4f} ({rate:.1f} steps/s)", file=self.stream, flush=True)
+            self.next_line += max(1, self.steps // 4)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

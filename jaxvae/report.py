@@ -1,0 +1,89 @@
+"""The end of a run: the seed's plots under ``plots/`` and ``summary.json`` with everything a reader asks."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import flax
+import jax
+import numpy as np
+import optax
+
+from jaxvae import inference, plots, run_files
+from jaxvae.train_step import METRIC_NAMES
+
+N_RECONSTRUCTIONS = 10
+N_SAMPLES = 64
+
+
+def versions() -> dict:
+    return {"jax": jax.__version__, "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else None,
+            "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__, "python": platform.python_version()}
+
+
+def device() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', d)}"
+
+
+def epoch_train_means(records: list[dict]) -> dict[int, dict]:
+    """Mean loss terms over each epoch's training steps."""
+    by_epoch: dict[int, list] = {}
+    for r in records:
+        if "split" not in r:
+            by_epoch.setdefault(r["epoch"], []).append([r[k] if r[k] is not None else np.nan for k in METRIC_NAMES])
+    return {e: dict(zip(METRIC_NAMES, np.mean(rows, axis=0).tolist())) for e, rows in by_epoch.items()}
+
+
+def write_plots(out: Path, model, params, dataset, records: list[dict], steps_per_epoch: int, key) -> list[str]:
+    """The seed's four pictures (five with a 2-D latent); returns their paths relative to ``out``."""
+    folder = out / run_files.PLOTS
+    losses = [r["loss"] if r["loss"] is not None else np.nan for r in records if "split" not in r]
+    tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
+    recon_key, sample_key = jax.random.split(key)
+    originals = dataset.test.images[:N_RECONSTRUCTIONS]
+    made = [
+        plots.training_loss(losses, steps_per_epoch, folder / "training_loss.png", tests),
+        plots.reconstructions(originals, inference.reconstruct(model, params, originals, recon_key), folder / "reconstructions.png"),
+        plots.latent_space(inference.encode_means(model, params, dataset.test.images), dataset.test.labels, folder / "latent_space.png"),
+        plots.image_grid(inference.sample_prior(model, params, sample_key, N_SAMPLES), folder / "prior_samples.png", title="decoded from z ~ N(0, I)"),
+    ]
+    if model.latent_dim == 2:
+        made.append(plots.manifold(inference.manifold(model, params), folder / "latent_manifold.png"))
+    return [str(p.relative_to(out)) for p in made]
+
+
+def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -> dict:
+    """Final test evaluation, plots and ``summary.json``; returns the summary."""
+    from jaxvae.train_step import pad_batches
+    from jaxvae.training import EVAL_BATCH, evaluate_epoch
+
+    records = run_files.MetricsLog(out / run_files.METRICS).read()
+    last_epoch = max((r["epoch"] for r in records), default=0)
+    test = [r for r in records if r.get("split") == "test" and r["epoch"] == last_epoch]
+    if not test:  # nothing trained in this invocation and no record: evaluate now
+        padded = pad_batches(jax.device_put(dataset.test.images), EVAL_BATCH)
+        test = [dict(zip(METRIC_NAMES, evaluate_epoch(trainer, state.params, padded, keys, last_epoch).tolist()))]
+    train_means = epoch_train_means(records)
+    picture_files = write_plots(out, trainer.model, state.params, dataset, records, trainer.steps_per_epoch, keys.eval)
+    seconds = timing["train_seconds"]
+    summary = {
+        "config": config.to_json(),
+        "data": {"source": dataset.source, "train_images": len(dataset.train), "test_images": len(dataset.test)},
+        "epochs_completed": last_epoch,
+        "steps": int(state.step),
+        "final_train": train_means.get(last_epoch),
+        "final_test": {k: test[0][k] for k in METRIC_NAMES},
+        "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
+        "train_seconds": seconds,
+        "compile_seconds": timing["compile_seconds"],
+        "steps_per_dispatch": trainer.chunk_steps,
+        "traces": timing["traces"],
+        "conv_impl": trainer.model.conv_impl,
+        "device": device(),
+        "versions": versions(),
+        "plots": picture_files,
+    }
+    run_files.write_json(out / run_files.SUMMARY, summary)
+    return summary

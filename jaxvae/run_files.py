@@ -1,0 +1,78 @@
+"""The files of a run folder: ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/``, ``plots/``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from jaxvae.errors import UserError
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+SUMMARY = "summary.json"
+CHECKPOINTS = "checkpoints"
+PLOTS = "plots"
+
+
+def new_run_dir(root: Path = Path("runs")) -> Path:
+    """A folder name under ``root`` that does not exist yet, from the current time."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = root / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{stamp}-{n}"
+    return candidate
+
+
+def write_json(path: Path, value) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path.parent} has no {path.name}: not a jaxvae run folder ({what})") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is damaged ({exc}); {what}") from None
+
+
+def finite_or_none(value: float):
+    """JSON has no NaN: non-finite numbers are written as null."""
+    return float(value) if math.isfinite(value) else None
+
+
+class MetricsLog:
+    """``metrics.jsonl``: one line per training step and one per test evaluation, appended as they come."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def truncate_after(self, step: int, epoch: int) -> None:
+        """Drop the lines a resumed run will write again (past the checkpoint's step and epoch)."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            record = json.loads(line)
+            if (record.get("split") == "test" and record["epoch"] <= epoch) or ("split" not in record and record["step"] <= step):
+                kept.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
+
+    def append(self, records: list[dict]) -> None:
+        with self.path.open("a") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]

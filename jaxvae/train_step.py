@@ -1,0 +1,106 @@
+"""The pure training and evaluation functions: ``train_step(state, batch, key) -> (state, metrics)``.
+
+Keys are explicit: the step's noise is ``fold_in(train_key, state.step)``, so a resumed run draws the same
+noise as an uninterrupted one. ``train_chunk`` runs many steps per dispatch with ``lax.scan``, gathering
+each batch on the device from the epoch's permutation.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxvae.losses import kl_divergence, squared_error, vae_loss
+from jaxvae.model import VAE
+
+METRIC_NAMES = ("loss", "reconstruction", "kl")
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: jax.Array  # int32 scalar: steps completed so far
+
+
+def make_optimizer(lr: float) -> optax.GradientTransformation:
+    """Adam with torch's defaults (betas 0.9, 0.999; eps 1e-8), as the notebook trains."""
+    return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
+
+
+def init_state(model: VAE, optimizer, key) -> TrainState:
+    """Fresh parameters (torch's default initialisation) and optimiser state."""
+    x = jnp.zeros((1, 28, 28, 1), jnp.float32)
+    params = model.init(key, x, jax.random.PRNGKey(0))["params"]
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
+def make_train_step(model: VAE, optimizer, reconstruction_weight: float) -> Callable:
+    """``train_step(state, batch (B, 28, 28, 1), train_key) -> (state, metrics (3,))``, pure."""
+
+    def loss_fn(params, x, key):
+        _, z_mean, z_log_var, decoded = model.apply({"params": params}, x, key)
+        loss, reconstruction, kl = vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight)
+        return loss, jnp.stack([loss, reconstruction, kl])
+
+    def train_step(state: TrainState, batch, train_key):
+        key = jax.random.fold_in(train_key, state.step)
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, batch, key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        return TrainState(params, opt_state, state.step + 1), metrics
+
+    return train_step
+
+
+def epoch_batches(data_key, epoch, num_examples: int, batch_size: int):
+    """The epoch's shuffled example indices ``(steps, B)``; the last partial batch is dropped."""
+    steps = num_examples // batch_size
+    order = jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
+    return order[: steps * batch_size].reshape(steps, batch_size)
+
+
+def make_train_chunk(train_step: Callable, chunk_steps: int) -> Callable:
+    """``train_chunk(state, images, batches, first, train_key) -> (state, metrics (chunk_steps, 3))``.
+
+    Runs ``batches[first : first + chunk_steps]`` with ``lax.scan``; ``images`` stay on the device.
+    """
+
+    def train_chunk(state, images, batches, first, train_key):
+        rows = jax.lax.dynamic_slice_in_dim(batches, first, chunk_steps)  # (chunk, B)
+
+        def body(state, idx):
+            return train_step(state, images[idx], train_key)  # images[idx]: (B, 28, 28, 1)
+
+        return jax.lax.scan(body, state, rows)
+
+    return train_chunk
+
+
+def make_evaluate(model: VAE, reconstruction_weight: float) -> Callable:
+    """``evaluate(params, images (n, b, 28, 28, 1), mask (n, b), key) -> metrics (3,)``: masked means."""
+
+    def batch_sums(params, x, mask, key):
+        _, z_mean, z_log_var, decoded = model.apply({"params": params}, x, key)
+        rec = squared_error(x, decoded)  # (b,)
+        kl = kl_divergence(z_mean, z_log_var)  # (b,)
+        return jnp.stack([jnp.sum(rec * mask), jnp.sum(kl * mask)])
+
+    def evaluate(params, images, mask, key):
+        keys = jax.random.split(key, images.shape[0])
+        sums = jax.lax.map(lambda a: batch_sums(params, *a), (images, mask, keys)).sum(axis=0)  # (2,)
+        rec, kl = sums / jnp.sum(mask)
+        return jnp.stack([reconstruction_weight * rec + kl, rec, kl])
+
+    return evaluate
+
+
+def pad_batches(images, batch_size: int):
+    """``(N, ...) -> (n, batch_size, ...)`` zero-padded, with a ``(n, batch_size)`` mask of real examples."""
+    n = -(-len(images) // batch_size)
+    pad = n * batch_size - len(images)
+    padded = jnp.concatenate([images, jnp.zeros((pad, *images.shape[1:]), images.dtype)])
+    mask = (jnp.arange(n * batch_size) < len(images)).astype(jnp.float32)
+    return padded.reshape(n, batch_size, *images.shape[1:]), mask.reshape(n, batch_size)
