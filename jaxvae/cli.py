@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     try:
         return _dispatch(args)
     except UserError as exc:
-        print(f"jaxvae {args.command}: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # one line, whatever a library put into the message
+        print(f"jaxvae {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"jaxvae {args.command}: interrupted", file=sys.stderr)

@@ -72,7 +72,8 @@ def load_torch_weights(path: Path) -> dict:
     except FileNotFoundError:
         raise UserError(f"--torch-weights {path} does not exist") from None
     except Exception as exc:  # pickle, zip and torch errors for damaged files
-        raise UserError(f"--torch-weights {path} is not a loadable torch state dict ({type(exc).__name__}: {exc})") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(f"--torch-weights {path} is not a loadable torch state dict ({type(exc).__name__}: {first_line})") from None
     if not isinstance(state, dict):
         raise UserError(f"--torch-weights {path} holds a {type(state).__name__}, not a state dict; save model.state_dict()")
     return state
@@ -82,7 +83,7 @@ def parity_check(torch_weights: Path | None, latent_dim: int, batch_size: int, s
     """The per-layer, loss and gradient tables for each implementation; and whether all passed."""
     import torch
 
-    from jaxvae.convert import WeightMismatchError, infer_latent_dim
+    from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch
     from jaxvae.data import load_mnist5k
     from jaxvae.parity import format_table, run_parity
     from torch_ref import VAE as TorchVAE
@@ -94,6 +95,7 @@ def parity_check(torch_weights: Path | None, latent_dim: int, batch_size: int, s
         state = load_torch_weights(torch_weights)
         try:
             latent_dim = infer_latent_dim(state)
+            params_from_torch(state)  # names a missing, extra or mis-shaped entry
             model = TorchVAE(latent_dim)
             model.load_state_dict(state, strict=True)
         except (WeightMismatchError, RuntimeError) as exc:

@@ -39,9 +39,10 @@ class WeightMismatchError(ValueError):
 
 
 def _numpy(value) -> np.ndarray:
+    """A copy: the result must not share memory with a torch tensor that an optimiser updates in place."""
     if hasattr(value, "detach"):  # a torch tensor, on any device
         value = value.detach().cpu().numpy()
-    return np.asarray(value)
+    return np.array(value, copy=True)
 
 
 def flax_name(torch_name: str) -> str:

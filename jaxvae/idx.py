@@ -46,11 +46,11 @@ def parse(data: bytes, magic: int, path: Path) -> np.ndarray:
     """Decode an IDX byte array with the expected magic number into a uint8 array of its shape."""
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
+    found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
+    if found is not None and found != magic:
+        raise UserError(f"idx: {path} has magic number {found:#010x}, expected {magic:#010x}: not an MNIST IDX file of this kind")
     if len(data) < header:
         raise UserError(f"idx: {path} is truncated ({len(data)} bytes, shorter than its header)")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        raise UserError(f"idx: {path} has magic number {found:#010x}, expected {magic:#010x}: not an MNIST IDX file of this kind")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(data) - header < expected:

@@ -176,17 +176,17 @@ def train(config: RunConfig, out: Path, resume: bool = False) -> dict:
 
     check_flags(config)
     _check_out_dir(out, resume)
+    keys = RunKeys.from_seed(config.seed)
+    model, optimizer = VAE(config.latent_dim, conv_impl=config.conv_impl), make_optimizer(config.lr)
+    state, done = init_state(model, optimizer, keys.init), 0
+    if resume:  # checked before the data loads: a damaged checkpoint is reported at once
+        state, done = _restore(out, config, state)
     dataset = prepare_data(config)
     check_batch_fits(config, len(dataset.train))
     _log(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
-
-    keys = RunKeys.from_seed(config.seed)
-    trainer = Trainer(config, len(dataset.train))
-    state = init_state(trainer.model, trainer.optimizer, keys.init)
-    done = 0
     if resume:
-        state, done = _restore(out, config, state)
         _log(f"resuming {out} after epoch {done} (step {int(state.step)})")
+    trainer = Trainer(config, len(dataset.train))
     out.mkdir(parents=True, exist_ok=True)
     run_files.write_json(out / run_files.CONFIG, config.to_json())
     log = run_files.MetricsLog(out / run_files.METRICS)

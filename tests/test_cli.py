@@ -1,0 +1,178 @@
+"""``jaxvae`` end to end on a small slice of the embedded data: outputs, resume, commands, bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxvae import checkpoint, run_files
+from jaxvae.cli import main
+from jaxvae.config import RunConfig
+from jaxvae.training import Trainer, train
+
+SMALL = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
+
+
+def run_cli(*args):
+    """Run ``jaxvae`` in a subprocess (to see exit status, stderr and the absence of a traceback)."""
+    return subprocess.run([sys.executable, "-m", "jaxvae.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 2-epoch run, trained once for the tests that read it."""
+    out = tmp_path_factory.mktemp("runs") / "two_epochs"
+    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL]) == 0
+    return out
+
+
+def test_run_writes_everything(trained):
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["epochs_completed"] == 2 and summary["steps"] == 16
+    assert summary["data"] == {"source": summary["data"]["source"], "train_images": 256, "test_images": 100}
+    assert summary["traces"] == {"train_chunk": 1, "evaluate": 1}  # compiled once for the whole run
+    assert summary["images_per_second"] > 0 and summary["compile_seconds"] > 0
+    assert {"jax", "flax", "optax"} <= summary["versions"].keys()
+    assert np.isfinite(summary["final_test"]["loss"]) and summary["final_train"]["loss"] > 0
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "split" not in r]
+    assert [r["step"] for r in steps] == list(range(1, 17))
+    assert [r["epoch"] for r in steps] == [1] * 8 + [2] * 8
+    assert set(steps[0]) == {"step", "epoch", "loss", "reconstruction", "kl"}
+    assert [r["epoch"] for r in records if r.get("split") == "test"] == [1, 2]
+    for name in ("training_loss", "reconstructions", "latent_space", "prior_samples", "latent_manifold"):
+        png = trained / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert checkpoint.latest_epoch(trained / "checkpoints") == 2
+
+
+def test_resume_equals_uninterrupted(trained, tmp_path):
+    out = tmp_path / "resumed"
+    assert main(["train", "--epochs", "1", "--out", str(out), *SMALL]) == 0
+    assert main(["train", "--epochs", "2", "--out", str(out), "--resume", *SMALL]) == 0
+    assert (out / "metrics.jsonl").read_text() == (trained / "metrics.jsonl").read_text()  # bit for bit
+    like = checkpoint.restore(trained / "checkpoints", 2, _fresh_state())
+    got = checkpoint.restore(out / "checkpoints", 2, _fresh_state())
+    for a, b in zip(np.concatenate([np.ravel(x) for x in _leaves(like)]), np.concatenate([np.ravel(x) for x in _leaves(got)])):
+        assert a == b
+
+
+def _fresh_state():
+    from jaxvae.train_step import init_state
+    import jax
+
+    trainer = Trainer(RunConfig(), 256)
+    return init_state(trainer.model, trainer.optimizer, jax.random.PRNGKey(0))
+
+
+def _leaves(state):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(state.params)]
+
+
+def test_evaluate_sample_export(trained, tmp_path):
+    import torch
+
+    from torch_ref import VAE as TorchVAE
+
+    result = run_cli("evaluate", "--run", trained)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["epoch"] == 2 and metrics["test_images"] == 100 and metrics["loss"] > 0
+    png = tmp_path / "samples.png"
+    assert main(["sample", "--run", str(trained), "-n", "16", "--out", str(png)]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    pt = tmp_path / "weights.pt"
+    assert main(["export", "--run", str(trained), "--to", str(pt)]) == 0
+    model = TorchVAE(2)
+    model.load_state_dict(torch.load(pt, weights_only=True), strict=True)
+
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--batch-size", "5000"], "larger than the training split"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr", "nan"], "--lr must be a finite positive number"),
+    (["--lr", "-1"], "--lr must be a finite positive number"),
+    (["--lr", "inf"], "--lr must be a finite positive number"),
+    (["--latent-dim", "0"], "--latent-dim must be at least 1"),
+    (["--dataset", "cifar10"], "unknown dataset 'cifar10'"),
+    (["--dataset", "idx:/nonexistent"], "is not a directory"),
+    (["--epochs", "two"], "invalid int value"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_FLAGS)
+def test_bad_flags_are_one_line(tmp_path, flags, message):
+    out = tmp_path / "out"
+    result = run_cli("train", "--out", out, *flags)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_refuses_to_overwrite_another_run(trained):
+    before = snapshot(trained)
+    result = run_cli("train", "--out", trained, "--epochs", "1")
+    assert result.returncode == 2 and "already holds files" in result.stderr
+    assert snapshot(trained) == before
+
+
+def test_resume_errors(trained, tmp_path):
+    before = snapshot(trained)
+    result = run_cli("train", "--out", trained, "--resume", "--latent-dim", "16", *SMALL)
+    assert result.returncode == 2 and "--latent-dim 2" in result.stderr
+    result = run_cli("train", "--out", tmp_path / "empty", "--resume")
+    assert result.returncode == 2 and "no run to resume" in result.stderr
+    assert snapshot(trained) == before
+
+
+def test_resume_with_damaged_checkpoint(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    for f in (copy / "checkpoints" / "2" / "state").rglob("*"):
+        if f.is_file():
+            f.write_bytes(b"\x00garbage")
+    before = snapshot(copy)
+    result = run_cli("train", "--out", copy, "--resume", "--epochs", "3", *SMALL)
+    assert result.returncode == 2 and "damaged" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert snapshot(copy) == before
+
+
+def test_export_refuses_to_overwrite(trained, tmp_path):
+    existing = tmp_path / "mine.pt"
+    existing.write_bytes(b"precious")
+    result = run_cli("export", "--run", trained, "--to", existing)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    assert existing.read_bytes() == b"precious"
+
+
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    """Epoch 2 turns NaN: the run stops there with a clear error; epoch 1's checkpoint stays."""
+    real = Trainer.run_chunk
+
+    def poisoned(self, state, images, batches, first, key):
+        state, metrics = real(self, state, images, batches, first, key)
+        return (state, metrics * np.nan) if int(state.step) > 8 else (state, metrics)
+
+    monkeypatch.setattr(Trainer, "run_chunk", poisoned)
+    out = tmp_path / "nan"
+    config = RunConfig(epochs=3, batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)
+    with pytest.raises(Exception, match="non-finite at step 9 .epoch 2.*last good checkpoint"):
+        train(config, out)
+    assert checkpoint.latest_epoch(out / "checkpoints") == 1
+    lines = run_files.MetricsLog(out / "metrics.jsonl").read()
+    assert lines[-1]["step"] == 9 and lines[-1]["loss"] is None

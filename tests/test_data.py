@@ -1,0 +1,124 @@
+"""Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxvae import tfds_source
+from jaxvae.data import load_dataset, load_idx, stratified_split
+from jaxvae.errors import UserError
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (installed by .ci/run)
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dir(folder: Path, mnist5k, n_train=300, n_test=100, gz=False) -> Path:
+    """The four IDX files from real digits (scaled back to 0..255)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = {
+        "train-images-idx3-ubyte": (mnist5k.train.images[:n_train], 0x803),
+        "train-labels-idx1-ubyte": (mnist5k.train.labels[:n_train], 0x801),
+        "t10k-images-idx3-ubyte": (mnist5k.test.images[:n_test], 0x803),
+        "t10k-labels-idx1-ubyte": (mnist5k.test.labels[:n_test], 0x801),
+    }
+    for name, (array, magic) in parts.items():
+        if magic == 0x803:
+            array = np.rint(array[..., 0] * 255)
+        data = idx_bytes(np.asarray(array), magic)
+        if gz:
+            (folder / (name + ".gz")).write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+def test_mnist5k_split_is_fixed_and_stratified(mnist5k):
+    assert len(mnist5k.train) == 4000 and len(mnist5k.test) == 1000
+    assert np.bincount(mnist5k.test.labels).tolist() == [100] * 10
+    assert np.bincount(mnist5k.train.labels).tolist() == [400] * 10
+    assert mnist5k.train.images.dtype == np.float32 and mnist5k.train.images.shape[1:] == (28, 28, 1)
+    assert 0.0 <= mnist5k.train.images.min() and mnist5k.train.images.max() == 1.0
+    assert len(set(mnist5k.test.labels[:20].tolist())) > 5  # a head of the split holds many digits
+    train, test = stratified_split(np.repeat(np.arange(10), 500), 100, 0)
+    assert not set(train) & set(test)
+    np.testing.assert_array_equal(stratified_split(np.repeat(np.arange(10), 500), 100, 0)[1], test)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, mnist5k, gz):
+    folder = write_idx_dir(tmp_path / "idx", mnist5k, gz=gz)
+    dataset = load_dataset(f"idx:{folder}")
+    assert len(dataset.train) == 300 and len(dataset.test) == 100
+    np.testing.assert_allclose(dataset.train.images, mnist5k.train.images[:300], atol=0.5 / 255)
+    np.testing.assert_array_equal(dataset.test.labels, mnist5k.test.labels[:100])
+
+
+def corrupt(folder: Path, name: str, data: bytes) -> None:
+    (folder / name).write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: corrupt(f, "train-images-idx3-ubyte", (0x801).to_bytes(4, "big") + bytes(8)), "magic number"),
+        (lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes()[:5000]), "truncated"),
+        (lambda f: corrupt(f, "train-labels-idx1-ubyte", b"\x00\x00"), "truncated"),
+        (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(7, np.uint8), 0x801)), "7 labels"),
+        (lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)), "28x28"),
+        (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.full(100, 12, np.uint8), 0x801)), "expected 0..9"),
+        (lambda f: (f / "t10k-labels-idx1-ubyte").unlink(), "has no t10k-labels"),
+    ],
+)
+def test_idx_damage_is_one_clear_error(tmp_path, mnist5k, damage, message):
+    folder = write_idx_dir(tmp_path / "idx", mnist5k)
+    damage(folder)
+    with pytest.raises(UserError, match=message):
+        load_idx(str(folder))
+
+
+def test_idx_not_gzip(tmp_path, mnist5k):
+    folder = write_idx_dir(tmp_path / "idx", mnist5k, gz=True)
+    corrupt(folder, "train-images-idx3-ubyte.gz", b"this is not gzip at all")
+    with pytest.raises(UserError, match="not a valid gzip"):
+        load_idx(str(folder))
+
+
+def test_unknown_dataset_and_missing_dir(tmp_path):
+    with pytest.raises(UserError, match="unknown dataset 'cifar10'"):
+        load_dataset("cifar10")
+    with pytest.raises(UserError, match="is not a directory"):
+        load_dataset(f"idx:{tmp_path / 'nope'}")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_tfds_through_its_mock_data(name, tmp_path):
+    """The real TFDS path (data_source, decoding, validation) on TFDS's own offline mock data."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=12):
+        dataset = load_dataset(name, str(tmp_path))
+    assert len(dataset.train) == 12 and len(dataset.test) == 12
+    assert dataset.train.images.shape == (12, 28, 28, 1) and dataset.train.images.dtype == np.float32
+    assert 0.0 <= dataset.train.images.min() <= dataset.train.images.max() <= 1.0
+    assert dataset.train.labels.min() >= 0 and dataset.train.labels.max() <= 9
+    assert "tensorflow-datasets" in dataset.source
+
+
+def test_tfds_offline_without_data_dir_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setattr(tfds_source, "_host_reachable", lambda host, timeout=3.0: False)
+    with pytest.raises(UserError, match="not prepared in .* unreachable.*--data-dir") as info:
+        load_dataset("mnist", str(tmp_path / "empty"))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_debian_fashion_mnist_idx():
+    dataset = load_dataset(f"idx:{FASHION}")
+    assert len(dataset.train) == 60000 and len(dataset.test) == 10000
+    assert np.bincount(dataset.test.labels).tolist() == [1000] * 10
