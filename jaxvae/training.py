@@ -170,8 +170,12 @@ def evaluate_epoch(trainer, params, test_batches, keys, epoch) -> np.ndarray:
     return trainer.evaluate(params, padded, mask, jax.random.fold_in(keys.eval, epoch))
 
 
-def train(config: RunConfig, out: Path, resume: bool = False) -> dict:
-    """Train as configured into ``out``; returns the summary written to ``summary.json``."""
+def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
+    """Train as configured into ``out``; returns the summary written to ``summary.json``.
+
+    ``initial_params`` (for instance ``params_from_torch(state_dict)["params"]``) replaces the fresh
+    initialisation of a new run.
+    """
     from jaxvae.report import finish_run
 
     check_flags(config)
@@ -179,6 +183,9 @@ def train(config: RunConfig, out: Path, resume: bool = False) -> dict:
     keys = RunKeys.from_seed(config.seed)
     model, optimizer = VAE(config.latent_dim, conv_impl=config.conv_impl), make_optimizer(config.lr)
     state, done = init_state(model, optimizer, keys.init), 0
+    if initial_params is not None and not resume:
+        params = jax.tree_util.tree_map(jnp.asarray, initial_params)
+        state = TrainState(params, optimizer.init(params), state.step)
     if resume:  # checked before the data loads: a damaged checkpoint is reported at once
         state, done = _restore(out, config, state)
     dataset = prepare_data(config)
