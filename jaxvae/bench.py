@@ -26,6 +26,7 @@ def add_arguments(p) -> None:
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--conv-impl", default="auto")
+    p.add_argument("--micro-batch", type=int, default=0, help="0: automatic (as jaxvae train)")
     p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -69,7 +70,7 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     from jaxvae.training import RunKeys, Trainer
     from jaxvae.train_step import init_state
 
-    config = RunConfig(dataset=args.dataset, batch_size=batch_size, conv_impl=args.conv_impl, chunk_steps=0)
+    config = RunConfig(dataset=args.dataset, batch_size=batch_size, conv_impl=args.conv_impl, micro_batch=args.micro_batch)
     trainer = Trainer(config, len(dataset.train))
     keys = RunKeys.from_seed(0)
     state = init_state(trainer.model, trainer.optimizer, keys.init)
@@ -98,7 +99,8 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     images_done = steps * batch_size
     jax_rate = images_done / statistics.median(jax_times)
     result = {"batch_size": batch_size, "steps_per_repeat": steps, "steps_per_dispatch": trainer.chunk_steps,
-              "jax_images_per_s": jax_rate, "jax_compile_s": compile_seconds, "conv_impl": trainer.model.conv_impl}
+              "jax_images_per_s": jax_rate, "jax_compile_s": compile_seconds,
+              "conv_impl": trainer.model.conv_impl, "micro_batch": trainer.micro_batch}
     if torch_times:
         torch_rate = images_done / statistics.median(torch_times)
         result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})

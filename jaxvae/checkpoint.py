@@ -62,3 +62,14 @@ def restore(directory: Path, epoch: int, like: TrainState) -> TrainState:
         if not np.all(np.isfinite(np.asarray(leaf))):
             raise UserError(f"checkpoint {directory / str(epoch)} holds non-finite values; start a new --out")
     return TrainState(restored["params"], restored["opt_state"], restored["step"])
+
+
+def restore_latest(directory: Path, latent_dim: int, like: TrainState) -> tuple[TrainState, int]:
+    """The state of the last checkpoint in ``directory`` and its epoch; checks the latent size first."""
+    epoch = latest_epoch(directory)
+    if epoch is None:
+        raise UserError(f"{directory} holds no checkpoint yet; train at least one epoch (without --resume) first")
+    saved = read_meta(directory, epoch).get("latent_dim")
+    if saved != latent_dim:
+        raise UserError(f"checkpoint {directory / str(epoch)} has latent size {saved}, not {latent_dim}; use a run of this latent size")
+    return restore(directory, epoch, like), epoch

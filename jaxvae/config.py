@@ -23,6 +23,7 @@ class RunConfig:
     test_examples: int | None = None
     data_dir: str | None = None  # tensorflow-datasets' data dir
     chunk_steps: int = 0  # steps per dispatch; 0 picks one from the batch size
+    micro_batch: int = 0  # gradient in micro-batches of this size; 0 picks one for the backend
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -34,7 +35,7 @@ class RunConfig:
 
 
 # Settings that decide the trajectory: a resumed run must use the first part's values.
-TRAJECTORY_KEYS = ("dataset", "batch_size", "lr", "seed", "latent_dim", "reconstruction_weight", "train_examples", "conv_impl")
+TRAJECTORY_KEYS = ("dataset", "batch_size", "lr", "seed", "latent_dim", "reconstruction_weight", "train_examples", "conv_impl", "micro_batch")
 
 
 def check_flags(config: RunConfig) -> None:
@@ -56,6 +57,8 @@ def check_flags(config: RunConfig) -> None:
         raise UserError(f"--conv-impl must be one of auto, {', '.join(CONV_IMPLS)}; got {config.conv_impl!r}")
     if config.chunk_steps < 0:
         raise UserError(f"--chunk-steps must be >= 0, got {config.chunk_steps}")
+    if config.micro_batch < 0:
+        raise UserError(f"--micro-batch must be >= 0 (0: automatic), got {config.micro_batch}")
 
 
 def check_batch_fits(config: RunConfig, num_train: int) -> None:

@@ -147,39 +147,46 @@ class Dense(nn.Module):
         return jnp.dot(x, kernel, precision=self.precision) + bias
 
 
-class Conv2d(nn.Module):
+class _TorchConv(nn.Module):
+    """A torch-style 2-D convolution in NHWC: square kernel ``(k, k, in, out)``, integer padding, bias."""
+
+    features: int
+    kernel_size: int = 3
+    stride: int = 1
+    padding: int = 0
+    impl: str = "xla"
+    precision: lax.Precision | None = lax.Precision.HIGHEST
+
+    def fan_in(self, c_in: int) -> int:
+        raise NotImplementedError
+
+    def convolve(self, x, kernel):
+        raise NotImplementedError
+
+    @nn.compact
+    def __call__(self, x):
+        k, c_in = self.kernel_size, x.shape[-1]
+        init = torch_uniform(self.fan_in(c_in))
+        kernel = self.param("kernel", init, (k, k, c_in, self.features))
+        bias = self.param("bias", init, (self.features,))
+        return self.convolve(x, kernel) + bias
+
+
+class Conv2d(_TorchConv):
     """torch ``nn.Conv2d`` (square kernel, symmetric integer padding) in NHWC."""
 
-    features: int
-    kernel_size: int = 3
-    stride: int = 1
-    padding: int = 0
-    impl: str = "xla"
-    precision: lax.Precision | None = lax.Precision.HIGHEST
+    def fan_in(self, c_in: int) -> int:
+        return c_in * self.kernel_size**2
 
-    @nn.compact
-    def __call__(self, x):
-        k, c_in = self.kernel_size, x.shape[-1]
-        fan_in = c_in * k * k
-        kernel = self.param("kernel", torch_uniform(fan_in), (k, k, c_in, self.features))
-        bias = self.param("bias", torch_uniform(fan_in), (self.features,))
-        return _CONV[self.impl](x, kernel, self.stride, self.padding, self.precision) + bias
+    def convolve(self, x, kernel):
+        return _CONV[self.impl](x, kernel, self.stride, self.padding, self.precision)
 
 
-class ConvTranspose2d(nn.Module):
+class ConvTranspose2d(_TorchConv):
     """torch ``nn.ConvTranspose2d`` (square kernel, integer padding, no output_padding) in NHWC."""
 
-    features: int
-    kernel_size: int = 3
-    stride: int = 1
-    padding: int = 0
-    impl: str = "xla"
-    precision: lax.Precision | None = lax.Precision.HIGHEST
+    def fan_in(self, c_in: int) -> int:
+        return self.features * self.kernel_size**2  # torch: weight (in, out, k, k).size(1) * k * k
 
-    @nn.compact
-    def __call__(self, x):
-        k, c_in = self.kernel_size, x.shape[-1]
-        fan_in = self.features * k * k  # torch: weight (in, out, k, k).size(1) * k * k
-        kernel = self.param("kernel", torch_uniform(fan_in), (k, k, c_in, self.features))
-        bias = self.param("bias", torch_uniform(fan_in), (self.features,))
-        return _CONV_TRANSPOSE[self.impl](x, kernel, self.stride, self.padding, self.precision) + bias
+    def convolve(self, x, kernel):
+        return _CONV_TRANSPOSE[self.impl](x, kernel, self.stride, self.padding, self.precision)

@@ -79,6 +79,7 @@ def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -
         "train_seconds": seconds,
         "compile_seconds": timing["compile_seconds"],
         "steps_per_dispatch": trainer.chunk_steps,
+        "micro_batch": trainer.micro_batch,
         "traces": timing["traces"],
         "conv_impl": trainer.model.conv_impl,
         "device": device(),

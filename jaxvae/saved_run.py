@@ -27,14 +27,7 @@ def open_run(run_dir: Path) -> SavedRun:
     if not run_dir.is_dir():
         raise UserError(f"--run {run_dir} is not a folder; give a run folder written by jaxvae train")
     config = RunConfig.from_json(run_files.read_json(run_dir / run_files.CONFIG, "give a run folder written by jaxvae train"))
-    ckpt_dir = run_dir / run_files.CHECKPOINTS
-    epoch = checkpoint.latest_epoch(ckpt_dir)
-    if epoch is None:
-        raise UserError(f"--run {run_dir} has no checkpoint yet; train at least one epoch first")
-    meta = checkpoint.read_meta(ckpt_dir, epoch)
-    if meta.get("latent_dim") != config.latent_dim:
-        raise UserError(f"{ckpt_dir / str(epoch)} has latent size {meta.get('latent_dim')} but {run_files.CONFIG} says {config.latent_dim}; the folder is inconsistent")
     model = VAE(config.latent_dim, conv_impl=config.conv_impl)
     like = init_state(model, make_optimizer(config.lr), jax.random.PRNGKey(0))
-    state = checkpoint.restore(ckpt_dir, epoch, like)
+    state, epoch = checkpoint.restore_latest(run_dir / run_files.CHECKPOINTS, config.latent_dim, like)
     return SavedRun(config, model, state.params, epoch)

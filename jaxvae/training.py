@@ -32,6 +32,7 @@ from jaxvae.train_step import (
     make_train_chunk,
     make_train_step,
     pad_batches,
+    resolve_micro_batch,
 )
 
 EVAL_BATCH = 500
@@ -67,7 +68,8 @@ class Trainer:
         self.optimizer = make_optimizer(cfg.lr)
         self.steps_per_epoch = self.num_train // cfg.batch_size
         self.chunk_steps = chunk_length(self.steps_per_epoch, cfg.batch_size, cfg.chunk_steps)
-        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight)
+        self.micro_batch = resolve_micro_batch(cfg.micro_batch)
+        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch)
         chunk = make_train_chunk(step, self.chunk_steps)
         evaluate = make_evaluate(self.model, cfg.reconstruction_weight)
         self._train_chunk = jax.jit(self._counted("train_chunk", chunk), donate_argnums=0)
@@ -120,14 +122,7 @@ def _log(message: str) -> None:
 def _restore(out: Path, config: RunConfig, fresh: TrainState) -> tuple[TrainState, int]:
     saved = RunConfig.from_json(run_files.read_json(out / run_files.CONFIG, "start a new --out"))
     check_resumable(saved, config)
-    ckpt_dir = out / run_files.CHECKPOINTS
-    epoch = checkpoint.latest_epoch(ckpt_dir)
-    if epoch is None:
-        raise UserError(f"--resume: {out} has no checkpoint yet; drop --resume and use a new --out")
-    meta = checkpoint.read_meta(ckpt_dir, epoch)
-    if meta.get("latent_dim") != config.latent_dim:
-        raise UserError(f"--resume: the checkpoint has latent size {meta.get('latent_dim')}, not --latent-dim {config.latent_dim}")
-    return checkpoint.restore(ckpt_dir, epoch, fresh), epoch
+    return checkpoint.restore_latest(out / run_files.CHECKPOINTS, config.latent_dim, fresh)
 
 
 def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:

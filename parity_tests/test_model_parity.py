@@ -53,5 +53,5 @@ def test_encode_and_decode_outputs(impl, real_digits):
     decoded = vae.apply(variables, z, method=VAE.decode)
     np.testing.assert_allclose(decoded, decoded_t, atol=1e-5, rtol=0)
     loss = vae_loss(real_digits, decoded, z_mean, z_log_var)[0]
-    loss_t = torch_vae_loss(xt, torch.from_numpy(decoded_t.transpose(0, 3, 1, 2).copy()), torch.from_numpy(np.asarray(z_mean)), torch.from_numpy(np.asarray(z_log_var)))[0]
+    loss_t = torch_vae_loss(xt, torch.from_numpy(decoded_t.transpose(0, 3, 1, 2).copy()), torch.from_numpy(np.array(z_mean)), torch.from_numpy(np.array(z_log_var)))[0]
     assert abs(float(loss) - float(loss_t)) <= 1e-6 * abs(float(loss_t))

@@ -107,6 +107,8 @@ BAD_FLAGS = [
     (["--dataset", "cifar10"], "unknown dataset 'cifar10'"),
     (["--dataset", "idx:/nonexistent"], "is not a directory"),
     (["--epochs", "two"], "invalid int value"),
+    (["--micro-batch", "-1"], "--micro-batch must be >= 0"),
+    (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
 ]
 
 
