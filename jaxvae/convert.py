@@ -83,10 +83,11 @@ def _check_keys_and_shapes(arrays: Mapping[str, np.ndarray], expected: Mapping[s
             raise WeightMismatchError(f"{key!r} has shape {arrays[key].shape}, expected {tuple(shape)}")
 
 
-def params_from_torch(state_dict: Mapping) -> dict:
+def params_from_torch(state_dict: Mapping, dtype=np.float32) -> dict:
     """Flax variables ``{"params": ...}`` for ``VAE(latent_dim).apply`` from a seed-style state dict.
 
-    Accepts torch tensors or numpy arrays; the latent size is inferred. Values are copied exactly (float32).
+    Accepts torch tensors or numpy arrays; the latent size is inferred. Values are copied exactly as
+    ``dtype`` (float32 by default; float64 for a double-precision comparison under ``jax.enable_x64``).
     """
     latent_dim = infer_latent_dim(state_dict)
     arrays = {k: _numpy(v) for k, v in state_dict.items()}
@@ -95,8 +96,8 @@ def params_from_torch(state_dict: Mapping) -> dict:
     for name, (kind, _) in LAYERS.items():
         kernel = arrays[f"{name}.weight"].transpose(TO_JAX[kind])
         params[flax_name(name)] = {
-            "kernel": np.ascontiguousarray(kernel, dtype=np.float32),
-            "bias": np.asarray(arrays[f"{name}.bias"], dtype=np.float32),
+            "kernel": np.ascontiguousarray(kernel, dtype=dtype),
+            "bias": np.asarray(arrays[f"{name}.bias"], dtype=dtype),
         }
     return {"params": params}
 
@@ -113,7 +114,7 @@ def _flatten_params(variables: Mapping) -> dict[str, np.ndarray]:
 
 
 def params_to_torch(variables: Mapping) -> dict[str, np.ndarray]:
-    """A mapping with the seed's state-dict keys (numpy float32) from jaxvae variables or params.
+    """A mapping with the seed's state-dict keys (numpy, in the parameters' dtype) from jaxvae variables or params.
 
     ``torch_ref.VAE(latent_dim).load_state_dict({k: torch.from_numpy(v) ...}, strict=True)`` loads it.
     """
@@ -130,6 +131,6 @@ def params_to_torch(variables: Mapping) -> dict[str, np.ndarray]:
     state = {}
     for name, (kind, _) in LAYERS.items():
         kernel = flat[f"{flax_name(name)}.kernel"].transpose(TO_TORCH[kind])
-        state[f"{name}.weight"] = np.ascontiguousarray(kernel, dtype=np.float32)
-        state[f"{name}.bias"] = np.asarray(flat[f"{flax_name(name)}.bias"], dtype=np.float32)
+        state[f"{name}.weight"] = np.ascontiguousarray(kernel)
+        state[f"{name}.bias"] = flat[f"{flax_name(name)}.bias"]
     return state
