@@ -67,6 +67,7 @@ def _torch_runner(state_dict, images_nhwc, batches: np.ndarray, lr: float):
 def bench_batch_size(batch_size: int, args, dataset) -> dict:
     from jaxvae.config import RunConfig
     from jaxvae.convert import params_to_torch
+    from jaxvae.layers import resolve_conv_impl
     from jaxvae.training import RunKeys, Trainer
     from jaxvae.train_step import init_state
 
@@ -100,7 +101,7 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     jax_rate = images_done / statistics.median(jax_times)
     result = {"batch_size": batch_size, "steps_per_repeat": steps, "steps_per_dispatch": trainer.chunk_steps,
               "jax_images_per_s": jax_rate, "jax_compile_s": compile_seconds,
-              "conv_impl": trainer.model.conv_impl, "micro_batch": trainer.micro_batch}
+              "conv_impl": resolve_conv_impl(trainer.model.conv_impl), "micro_batch": trainer.micro_batch}
     if torch_times:
         torch_rate = images_done / statistics.median(torch_times)
         result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})

@@ -11,6 +11,7 @@ import numpy as np
 import optax
 
 from jaxvae import inference, plots, run_files
+from jaxvae.layers import resolve_conv_impl
 from jaxvae.train_step import METRIC_NAMES
 
 N_RECONSTRUCTIONS = 10
@@ -81,7 +82,7 @@ def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -
         "steps_per_dispatch": trainer.chunk_steps,
         "micro_batch": trainer.micro_batch,
         "traces": timing["traces"],
-        "conv_impl": trainer.model.conv_impl,
+        "conv_impl": resolve_conv_impl(trainer.model.conv_impl),
         "device": device(),
         "versions": versions(),
         "plots": picture_files,

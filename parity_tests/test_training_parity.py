@@ -41,7 +41,7 @@ def reference(mnist5k):
     """The same 20 steps in torch float32 and float64, with the eps jaxvae's steps draw."""
     images = np.asarray(mnist5k.train.images[: STEPS * BATCH]).reshape(STEPS, BATCH, 28, 28, 1)
     train_key = jax.random.PRNGKey(42)
-    eps = [np.asarray(jax.random.normal(jax.random.fold_in(train_key, s), (BATCH, LATENT))) for s in range(STEPS)]
+    eps = [np.array(jax.random.normal(jax.random.fold_in(train_key, s), (BATCH, LATENT))) for s in range(STEPS)]
     start, losses32, final32 = torch_run(images, eps, torch.float32)
     _, _, final64 = torch_run(images, eps, torch.float64)
     return images, train_key, start, losses32, final32, final64
@@ -74,7 +74,7 @@ def test_adam_trajectory_float64(mnist5k):
     images = np.asarray(mnist5k.train.images[: STEPS * BATCH], np.float64).reshape(STEPS, BATCH, 28, 28, 1)
     train_key = jax.random.PRNGKey(7)
     with jax.enable_x64(True):
-        eps = [np.asarray(jax.random.normal(jax.random.fold_in(train_key, s), (BATCH, LATENT), jax.numpy.float64)) for s in range(STEPS)]
+        eps = [np.array(jax.random.normal(jax.random.fold_in(train_key, s), (BATCH, LATENT), jax.numpy.float64)) for s in range(STEPS)]
         torch.manual_seed(0)
         model = TorchVAE(LATENT).double()
         params = jax.tree_util.tree_map(jax.numpy.asarray, params_from_torch(model.state_dict(), dtype=np.float64)["params"])
