@@ -125,6 +125,21 @@ def _restore(out: Path, config: RunConfig, fresh: TrainState) -> tuple[TrainStat
     return checkpoint.restore_latest(out / run_files.CHECKPOINTS, config.latent_dim, fresh)
 
 
+def _starting_state(config: RunConfig, out: Path, resume: bool, initial_params, keys: RunKeys) -> tuple[TrainState, int]:
+    """Fresh, from ``initial_params``, or the last checkpoint of ``out``; and the epochs already done.
+
+    Runs before the data loads, so that a damaged or mismatched checkpoint is reported at once.
+    """
+    model, optimizer = VAE(config.latent_dim, conv_impl=config.conv_impl), make_optimizer(config.lr)
+    state = init_state(model, optimizer, keys.init)
+    if resume:
+        return _restore(out, config, state)
+    if initial_params is not None:
+        params = jax.tree_util.tree_map(jnp.asarray, initial_params)
+        state = TrainState(params, optimizer.init(params), state.step)
+    return state, 0
+
+
 def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
     records = []
     for i, row in enumerate(metrics):
@@ -176,13 +191,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
     check_flags(config)
     _check_out_dir(out, resume)
     keys = RunKeys.from_seed(config.seed)
-    model, optimizer = VAE(config.latent_dim, conv_impl=config.conv_impl), make_optimizer(config.lr)
-    state, done = init_state(model, optimizer, keys.init), 0
-    if initial_params is not None and not resume:
-        params = jax.tree_util.tree_map(jnp.asarray, initial_params)
-        state = TrainState(params, optimizer.init(params), state.step)
-    if resume:  # checked before the data loads: a damaged checkpoint is reported at once
-        state, done = _restore(out, config, state)
+    state, done = _starting_state(config, out, resume, initial_params, keys)
     dataset = prepare_data(config)
     check_batch_fits(config, len(dataset.train))
     _log(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
