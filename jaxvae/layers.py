@@ -133,6 +133,16 @@ _CONV = {"xla": conv2d_xla, "matmul": conv2d_matmul}
 _CONV_TRANSPOSE = {"xla": conv_transpose2d_xla, "matmul": conv_transpose2d_matmul}
 
 
+def leaky_relu(x, negative_slope: float):
+    """torch's ``LeakyReLU``: ``x`` where ``x > 0``, else ``negative_slope * x``.
+
+    The same values as ``flax.linen.leaky_relu``, but the derivative at exactly 0 is ``negative_slope`` as in
+    torch's backward (Flax's is 1). An implementation whose rounding lands a pre-activation on 0.0 (the matmul
+    forms do, where XLA's convolution gives -7e-9) then still gets torch's gradient.
+    """
+    return jnp.where(x > 0, x, negative_slope * x)
+
+
 class Dense(nn.Module):
     """torch ``nn.Linear``: kernel ``(in, out)``, torch's default initialisation."""
 

@@ -11,7 +11,7 @@ from flax import linen as nn
 from jax import lax
 
 from jaxvae.latent import reparameterize
-from jaxvae.layers import Conv2d, ConvTranspose2d, Dense, resolve_conv_impl
+from jaxvae.layers import Conv2d, ConvTranspose2d, Dense, leaky_relu, resolve_conv_impl
 
 IMAGE_SHAPE = (28, 28, 1)
 LEAKY_SLOPE = 0.01
@@ -59,7 +59,7 @@ class VAE(nn.Module):
             i = _index(conv.name)
             h = self._record(i, "encoder", conv(h))  # (B, 28, 28, 32) / (B, 14, 14, 64) / (B, 7, 7, 64)
             if i < 6:
-                h = self._record(i + 1, "encoder", nn.leaky_relu(h, LEAKY_SLOPE))
+                h = self._record(i + 1, "encoder", leaky_relu(h, LEAKY_SLOPE))
         h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # (B, 3136), torch's NCHW flatten order
         h = self._record(7, "encoder", h)
         z_mean = self.z_mean(h)  # (B, latent_dim)
@@ -77,7 +77,7 @@ class VAE(nn.Module):
             i = _index(conv.name)
             h = self._record(i, "decoder", conv(h))  # (B, 7, 7, 64) / (B, 13, 13, 64) / (B, 27, 27, 32) / (B, 29, 29, 1)
             if i < 8:
-                h = self._record(i + 1, "decoder", nn.leaky_relu(h, LEAKY_SLOPE))
+                h = self._record(i + 1, "decoder", leaky_relu(h, LEAKY_SLOPE))
         h = self._record(9, "decoder", h[:, :28, :28, :])  # (B, 28, 28, 1)
         return self._record(10, "decoder", nn.sigmoid(h))
 

@@ -67,3 +67,12 @@ def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
     close(y, yt)
     close(dx, dxt)
     close(dk, dwt.permute(2, 3, 0, 1))
+
+
+def test_leaky_relu_matches_torch_at_the_kink():
+    """Values and gradients equal torch's, including at exactly 0 (slope 0.01, not Flax's 1)."""
+    values = np.array([-2.0, -1e-9, 0.0, -0.0, 1e-9, 3.0], np.float32)
+    xt = torch.from_numpy(values.copy()).requires_grad_()
+    torch.nn.LeakyReLU(0.01)(xt).sum().backward()
+    np.testing.assert_array_equal(jax.grad(lambda x: layers.leaky_relu(x, 0.01).sum())(values), xt.grad.numpy())
+    np.testing.assert_array_equal(layers.leaky_relu(values, 0.01), torch.nn.functional.leaky_relu(torch.from_numpy(values), 0.01).numpy())
