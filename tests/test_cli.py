@@ -13,6 +13,7 @@ from jaxvae.cli import main
 from jaxvae.config import RunConfig
 from jaxvae.training import Trainer, train
 
+TIMING_FIELDS = ("images_per_second", "compile_seconds", "train_seconds")
 SMALL = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
 
 
@@ -38,7 +39,7 @@ def test_run_writes_everything(trained):
     assert summary["epochs_completed"] == 2 and summary["steps"] == 16
     assert summary["data"] == {"source": summary["data"]["source"], "train_images": 256, "test_images": 100}
     assert summary["traces"] == {"train_chunk": 1, "evaluate": 1}  # compiled once for the whole run
-    assert all(isinstance(summary[k], float) for k in ("images_per_second", "compile_seconds", "train_seconds"))
+    assert all(isinstance(summary[k], float) for k in TIMING_FIELDS)  # present and numeric; values are not tested
     assert {"jax", "flax", "optax"} <= summary["versions"].keys()
     assert np.isfinite(summary["final_test"]["loss"]) and summary["final_train"]["loss"] > 0
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
