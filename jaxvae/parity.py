@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.convert import params_from_torch
-from jaxvae.losses import vae_loss
+from jaxvae.latent import shift_and_scale
 from jaxvae.model import VAE
+from jaxvae.train_step import make_loss_fn
 
 # float32 tolerances (issue 2); jaxvae and torch sum in different orders, so a few ULPs differ.
 ACTIVATION_ATOL = 1e-5  # every activation, encoder and decoder outputs: max abs diff at scale 1
@@ -80,7 +81,7 @@ def jax_activations(variables, x_nhwc, eps, latent_dim: int, conv_impl: str) -> 
 
     def forward(module, x, eps):
         z_mean, z_log_var = module.encode(x)
-        return module.decode(z_mean + eps * jnp.exp(z_log_var / 2.0))
+        return module.decode(shift_and_scale(eps, z_mean, z_log_var))
 
     _, state = model.apply(variables, x_nhwc, eps, method=forward, mutable=["intermediates"])
     return {k: np.asarray(v[0]) for k, v in state["intermediates"].items()}
@@ -110,18 +111,12 @@ def torch_loss_and_grads(torch_model, x_nhwc, eps, reconstruction_weight: float 
 
 
 def jax_loss_and_grads(variables, x, eps, conv_impl: str, reconstruction_weight: float = 1.0):
-    """jaxvae's loss and gradients for the given ``eps``, gradients mapped to torch's keys and layout."""
+    """jaxvae's training loss and its gradients for the given ``eps``, mapped to torch's keys and layout."""
     from jaxvae.convert import params_to_torch
 
-    latent_dim = np.asarray(eps).shape[-1]
-    model = VAE(latent_dim, conv_impl=conv_impl)
-
-    def loss_fn(params):
-        z_mean, z_log_var = model.apply(params, x, method=VAE.encode)
-        decoded = model.apply(params, z_mean + eps * jnp.exp(z_log_var / 2.0), method=VAE.decode)
-        return vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight)[0]
-
-    loss, grads = jax.value_and_grad(loss_fn)(variables)
+    model = VAE(np.asarray(eps).shape[-1], conv_impl=conv_impl)
+    loss_fn = make_loss_fn(model, reconstruction_weight)  # the loss the training step differentiates
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"], x, jnp.asarray(eps))
     return float(loss), params_to_torch(grads)
 
 
