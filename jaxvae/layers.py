@@ -6,9 +6,9 @@ Kernels are stored as ``(kh, kw, in, out)`` for both convolutions; the weight br
 Each convolution has two implementations that compute the same function (the parity suite checks both):
 - ``"xla"``: ``lax.conv_general_dilated`` (a transposed conv is a conv over the stride-dilated input with the
   flipped kernel and pads ``k-1-p``). Fast where cuDNN runs it; on XLA:CPU its weight gradient is slow.
-- ``"matmul"``: im2col for ``Conv2d`` (shifted strided slices, one matmul); for ``ConvTranspose2d`` one of
-  three matmul forms chosen by shape (see ``conv_transpose2d_matmul``). Their gradients are matmuls,
-  slices and pads too, which XLA:CPU runs several times faster than a window-dilated convolution.
+- ``"matmul"``: im2col for ``Conv2d`` (shifted views, one matmul); for ``ConvTranspose2d`` a flipped-kernel
+  im2col or col2im by output phase, chosen by shape (see ``conv_transpose2d_matmul``). Their gradients are
+  matmuls, slices and pads too, which XLA:CPU runs several times faster than a window-dilated convolution.
 """
 
 from __future__ import annotations
@@ -39,18 +39,33 @@ def conv2d_xla(x, kernel, stride: int, padding: int, precision=None):
     return lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DIMS, precision=precision)
 
 
+def _taps(xp, k: int, stride: int, out_h: int, out_w: int) -> list:
+    """The k*k shifted, strided views ``xp[:, i::s, j::s][:out_h, :out_w]`` of a padded NHWC input.
+
+    For stride > 1 the input is first split into its s*s phases by a reshape (space-to-depth), so that every
+    view is a unit-stride slice: XLA:CPU copies those about twice as fast as strided ones, forward and back.
+    """
+    if stride == 1:
+        return [xp[:, i : i + out_h, j : j + out_w, :] for i in range(k) for j in range(k)]
+    b, h, w, c = xp.shape
+    rows = max(-(-h // stride), (k - 1) // stride + out_h)
+    cols = max(-(-w // stride), (k - 1) // stride + out_w)
+    xp = jnp.pad(xp, ((0, 0), (0, rows * stride - h), (0, cols * stride - w), (0, 0)))
+    phases = xp.reshape(b, rows, stride, cols, stride, c)  # (B, rows, s, cols, s, C): [m, r] = row s*m + r
+    return [
+        phases[:, i // stride : i // stride + out_h, i % stride, j // stride : j // stride + out_w, j % stride, :]
+        for i in range(k)
+        for j in range(k)
+    ]  # k*k of (B, out_h, out_w, C)
+
+
 def conv2d_matmul(x, kernel, stride: int, padding: int, precision=None):
     """torch ``conv2d`` as im2col: the k*k shifted, strided views of x side by side, times the kernel."""
     k = kernel.shape[0]
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     out_h = (xp.shape[1] - k) // stride + 1
     out_w = (xp.shape[2] - k) // stride + 1
-    taps = [
-        xp[:, i : i + stride * (out_h - 1) + 1 : stride, j : j + stride * (out_w - 1) + 1 : stride, :]
-        for i in range(k)
-        for j in range(k)
-    ]  # k*k of (B, out_h, out_w, in)
-    patches = jnp.concatenate(taps, axis=-1)  # (B, out_h, out_w, k*k*in)
+    patches = jnp.concatenate(_taps(xp, k, stride, out_h, out_w), axis=-1)  # (B, out_h, out_w, k*k*in)
     flat_kernel = kernel.reshape(-1, kernel.shape[-1])  # (k*k*in, out)
     return jnp.dot(patches, flat_kernel, precision=precision)  # (B, out_h, out_w, out)
 
@@ -65,68 +80,44 @@ def conv_transpose2d_xla(x, kernel, stride: int, padding: int, precision=None):
     )
 
 
-def _col2im(x, kernel, stride: int, padding: int, precision=None):
-    """``y[s*h + i - p, s*w + j - p] += x[h, w] @ kernel[i, j]``: one matmul, then k*k strided pads."""
-    k, _, c_in, c_out = kernel.shape
-    b, h, w, _ = x.shape
-    out_h = (h - 1) * stride - 2 * padding + k
-    out_w = (w - 1) * stride - 2 * padding + k
-    flat_kernel = kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)  # (in, k*k*out)
-    cols = jnp.dot(x, flat_kernel, precision=precision).reshape(b, h, w, k, k, c_out)  # (B, h, w, k, k, out)
-    zero = jnp.zeros((), x.dtype)
-    y = None
-    for i in range(k):
-        for j in range(k):
-            low_h, low_w = i - padding, j - padding
-            high_h = out_h - low_h - (stride * (h - 1) + 1)
-            high_w = out_w - low_w - (stride * (w - 1) + 1)
-            config = ((0, 0, 0), (low_h, high_h, stride - 1), (low_w, high_w, stride - 1), (0, 0, 0))
-            tap = lax.pad(cols[:, :, :, i, j, :], zero, config)  # (B, out_h, out_w, out)
-            y = tap if y is None else y + tap
-    return y
+def _phase_col2im(x, kernel, stride: int, padding: int, precision=None):
+    """Transposed conv as col2im by output phase: one exact-FLOP matmul, then unit-stride shifts and adds.
 
-
-def _subpixel_kernel(kernel, stride: int):
-    """The ``(t, t, in, s*s*out)`` kernel of the stride-1 conv whose output phases make the transposed conv.
-
-    Output row ``s*m + r`` of the uncropped transposed conv sums ``x[m - (t-1) + a] @ kernel[r + s*(t-1-a)]``
-    over taps ``a < t = ceil(k / s)``; kernel rows past ``k`` are zero.
+    ``cols = x @ kernel`` gives every tap ``x[h, w] @ kernel[i, j]``; it lands on uncropped output
+    ``(s*h + i, s*w + j)``, i.e. phase ``(i % s, j % s)`` at ``(h + i // s, w + j // s)``. Each phase sums its
+    taps shifted by zero pads; the s*s phases interleave by a reshape, then torch's padding crops.
     """
     k, _, c_in, c_out = kernel.shape
-    taps = -(-k // stride)
-    padded = jnp.pad(kernel, ((0, stride * taps - k), (0, stride * taps - k), (0, 0), (0, 0)))  # (s*t, s*t, in, out)
-    phased = padded[::-1, ::-1].reshape(taps, stride, taps, stride, c_in, c_out)  # [a, s-1-r, b, s-1-c]
-    phased = phased[:, ::-1, :, ::-1].transpose(0, 2, 4, 1, 3, 5)  # (t, t, in, r, c, out)
-    return phased.reshape(taps, taps, c_in, stride * stride * c_out)
-
-
-def _subpixel(x, kernel, stride: int, padding: int, precision=None):
-    """A stride-s transposed conv as one stride-1 conv with s*s*out channels, then depth-to-space and crop."""
-    k, _, _, c_out = kernel.shape
     b, h, w, _ = x.shape
-    taps = -(-k // stride)
     full_h, full_w = stride * (h - 1) + k, stride * (w - 1) + k
-    m_h, m_w = -(-full_h // stride), -(-full_w // stride)
-    xp = jnp.pad(x, ((0, 0), (taps - 1, m_h - h), (taps - 1, m_w - w), (0, 0)))
-    z = conv2d_matmul(xp, _subpixel_kernel(kernel, stride), 1, 0, precision)  # (B, m_h, m_w, s*s*out)
-    z = z.reshape(b, m_h, m_w, stride, stride, c_out).transpose(0, 1, 3, 2, 4, 5)  # (B, m_h, s, m_w, s, out)
-    z = z.reshape(b, m_h * stride, m_w * stride, c_out)  # (B, s*m_h, s*m_w, out)
-    return z[:, padding : full_h - padding, padding : full_w - padding, :]
+    rows, cols_ = -(-full_h // stride), -(-full_w // stride)  # phase grid; rows >= h + (k - 1) // s
+    flat_kernel = kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)  # (in, k*k*out)
+    cols = jnp.dot(x, flat_kernel, precision=precision)  # (B, h, w, k*k*out)
+    taps = jnp.split(cols, k * k, axis=-1)  # k*k of (B, h, w, out): tap i*k + j; its gradient is one concatenate
+    phases = [[None] * stride for _ in range(stride)]
+    for i in range(k):
+        for j in range(k):
+            t, u = i // stride, j // stride
+            pads = ((0, 0), (t, rows - h - t), (u, cols_ - w - u), (0, 0))
+            tap = jnp.pad(taps[i * k + j], pads)  # (B, rows, cols, out)
+            r, c = i % stride, j % stride
+            phases[r][c] = tap if phases[r][c] is None else phases[r][c] + tap
+    zeros = jnp.zeros((b, rows, cols_, c_out), x.dtype)
+    grid = jnp.stack([jnp.stack([p if p is not None else zeros for p in row], axis=3) for row in phases], axis=2)
+    y = grid.reshape(b, rows * stride, cols_ * stride, c_out)  # (B, rows, s, cols, s, out) -> interleaved
+    return y[:, padding : full_h - padding, padding : full_w - padding, :]
 
 
 def conv_transpose2d_matmul(x, kernel, stride: int, padding: int, precision=None):
-    """torch ``conv_transpose2d`` through matmuls, in the form XLA:CPU differentiates fastest for its shape.
+    """torch ``conv_transpose2d`` through matmuls, in the form XLA:CPU runs fastest for its shape.
 
     - stride 1, several output channels: a conv with the flipped kernel, as im2col;
-    - stride 1, few output channels: col2im (im2col's matrix-vector product is slow on XLA:CPU);
-    - stride > 1: sub-pixel (one stride-1 im2col conv, then depth-to-space).
+    - otherwise: col2im by output phase (``_phase_col2im``), which does exactly the transposed conv's FLOPs.
     """
     k, _, _, c_out = kernel.shape
-    if stride > 1:
-        return _subpixel(x, kernel, stride, padding, precision)
-    if c_out >= 8:
+    if stride == 1 and c_out >= 8:
         return conv2d_matmul(x, kernel[::-1, ::-1], 1, k - 1 - padding, precision)
-    return _col2im(x, kernel, stride, padding, precision)
+    return _phase_col2im(x, kernel, stride, padding, precision)
 
 
 _CONV = {"xla": conv2d_xla, "matmul": conv2d_matmul}

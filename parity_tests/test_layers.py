@@ -55,7 +55,7 @@ def test_conv2d(impl, c_in, c_out, size, stride, padding):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("c_in, c_out, size, stride, padding", CONV_TRANSPOSES)
 def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
-    """Covers every matmul form: sub-pixel (stride > 1), flipped im2col (stride 1, >= 8 outputs), col2im."""
+    """Covers both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im (the rest, strides 2 and 3)."""
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, c_in), np.float32)
     w = (rng.standard_normal((c_in, c_out, 3, 3)) * 0.2).astype(np.float32)  # torch (in, out, kh, kw)
