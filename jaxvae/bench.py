@@ -101,7 +101,8 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     jax_rate = images_done / statistics.median(jax_times)
     result = {"batch_size": batch_size, "steps_per_repeat": steps, "steps_per_dispatch": trainer.chunk_steps,
               "jax_images_per_s": jax_rate, "jax_compile_s": compile_seconds,
-              "conv_impl": resolve_conv_impl(trainer.model.conv_impl), "micro_batch": trainer.micro_batch}
+              "conv_impl": resolve_conv_impl(trainer.model.conv_impl), "micro_batch": trainer.micro_batch,
+              "concurrent_micro_batches": trainer.concurrent}
     if torch_times:
         torch_rate = images_done / statistics.median(torch_times)
         result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})

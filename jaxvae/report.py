@@ -81,6 +81,7 @@ def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -
         "compile_seconds": timing["compile_seconds"],
         "steps_per_dispatch": trainer.chunk_steps,
         "micro_batch": trainer.micro_batch,
+        "concurrent_micro_batches": trainer.concurrent,
         "traces": timing["traces"],
         "conv_impl": resolve_conv_impl(trainer.model.conv_impl),
         "device": device(),

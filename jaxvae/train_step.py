@@ -18,7 +18,8 @@ from jaxvae.losses import kl_divergence, squared_error, vae_loss
 from jaxvae.model import VAE
 
 METRIC_NAMES = ("loss", "reconstruction", "kl")
-CPU_MICRO_BATCH = 32  # best measured on a 2-core x86 CPU: batch 256 in eights of 32, batch 32 whole (docs/benchmarks.md)
+CPU_MICRO_BATCH = 16  # best measured on a 2-core x86 CPU, taken two at a time (docs/benchmarks.md)
+CPU_CONCURRENT_MICRO_BATCHES = 2
 
 
 def resolve_micro_batch(micro_batch: int) -> int:
@@ -26,6 +27,12 @@ def resolve_micro_batch(micro_batch: int) -> int:
     if micro_batch:
         return micro_batch
     return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else 0
+
+
+def concurrent_micro_batches() -> int:
+    """How many micro-batches each scan iteration computes side by side: XLA:CPU overlaps one's copies with
+    the other's matmuls (about 10% faster on 2 cores); accelerators take whole batches anyway."""
+    return CPU_CONCURRENT_MICRO_BATCHES if jax.default_backend() == "cpu" else 1
 
 
 class TrainState(NamedTuple):
@@ -58,30 +65,34 @@ def make_loss_fn(model: VAE, reconstruction_weight: float) -> Callable:
     return loss_fn
 
 
-def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int):
+def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurrent: int = 1):
     """Gradient and metrics of the batch-mean loss; in equal micro-batches when ``micro_batch`` divides B.
 
     The mean over B equals the mean of the micro-batch means, so the step is the same step; the
-    micro-batches keep each layer's working set in cache, which on XLA:CPU is faster for large B.
+    micro-batches keep each layer's working set in cache, which on XLA:CPU is faster for large B. Each scan
+    iteration takes ``concurrent`` micro-batches (when that divides their number) as independent
+    computations, which XLA may run at the same time.
     """
     grad_fn = jax.grad(loss_fn, has_aux=True)
     batch = x.shape[0]
     if not micro_batch or micro_batch >= batch or batch % micro_batch:
         return grad_fn(params, x, eps)
     parts = batch // micro_batch
-    xs = x.reshape(parts, micro_batch, *x.shape[1:])  # (parts, micro, 28, 28, 1)
-    epss = eps.reshape(parts, micro_batch, eps.shape[-1])  # (parts, micro, latent)
+    width = concurrent if parts % concurrent == 0 else 1
+    xs = x.reshape(parts // width, width, micro_batch, *x.shape[1:])  # (iterations, width, micro, 28, 28, 1)
+    epss = eps.reshape(parts // width, width, micro_batch, eps.shape[-1])  # (iterations, width, micro, latent)
 
     def body(total, part):
-        grads, metrics = grad_fn(params, *part)
-        return jax.tree_util.tree_map(jnp.add, total, (grads, metrics)), None
+        for xw, ew in zip(*part):  # width independent gradients
+            total = jax.tree_util.tree_map(jnp.add, total, grad_fn(params, xw, ew))
+        return total, None
 
     zero = jax.tree_util.tree_map(jnp.zeros_like, (params, jnp.zeros(3, x.dtype)))
     total, _ = jax.lax.scan(body, zero, (xs, epss))
     return jax.tree_util.tree_map(lambda t: t / parts, total)
 
 
-def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_batch: int = 0) -> Callable:
+def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_batch: int = 0, concurrent: int = 1) -> Callable:
     """``train_step(state, batch (B, 28, 28, 1), train_key) -> (state, metrics (3,))``, pure.
 
     The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` is.
@@ -91,7 +102,7 @@ def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_b
     def train_step(state: TrainState, batch, train_key):
         key = jax.random.fold_in(train_key, state.step)
         eps = jax.random.normal(key, (batch.shape[0], model.latent_dim), batch.dtype)
-        grads, metrics = batch_gradients(loss_fn, state.params, batch, eps, micro_batch)
+        grads, metrics = batch_gradients(loss_fn, state.params, batch, eps, micro_batch, concurrent)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.step + 1), metrics

@@ -23,6 +23,7 @@ from jaxvae.errors import UserError
 from jaxvae.model import VAE
 from jaxvae.progress import EpochProgress
 from jaxvae.train_step import (
+    concurrent_micro_batches,
     METRIC_NAMES,
     TrainState,
     epoch_batches,
@@ -69,7 +70,8 @@ class Trainer:
         self.steps_per_epoch = self.num_train // cfg.batch_size
         self.chunk_steps = chunk_length(self.steps_per_epoch, cfg.batch_size, cfg.chunk_steps)
         self.micro_batch = resolve_micro_batch(cfg.micro_batch)
-        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch)
+        self.concurrent = concurrent_micro_batches()
+        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch, self.concurrent)
         chunk = make_train_chunk(step, self.chunk_steps)
         evaluate = make_evaluate(self.model, cfg.reconstruction_weight)
         self._train_chunk = jax.jit(self._counted("train_chunk", chunk), donate_argnums=0)

@@ -50,13 +50,13 @@ def reference(mnist5k):
     return images, train_key, start, losses32, final32, final64
 
 
-@pytest.mark.parametrize("impl, micro_batch", [(impl, 0) for impl in IMPLS] + [("matmul", 8)])
-def test_adam_trajectory(impl, micro_batch, reference):
-    """Every implementation of the step: each conv implementation, and gradients in micro-batches."""
+@pytest.mark.parametrize("impl, micro_batch, concurrent", [(impl, 0, 1) for impl in IMPLS] + [("matmul", 8, 1), ("matmul", 8, 2)])
+def test_adam_trajectory(impl, micro_batch, concurrent, reference):
+    """Every implementation of the step: each conv implementation, gradients in micro-batches, two at a time."""
     images, train_key, params, torch_losses, final32, final64 = reference
     vae = VAE(LATENT, conv_impl=impl)
     optimizer = make_optimizer(LR)
-    step = jax.jit(make_train_step(vae, optimizer, 1.0, micro_batch))
+    step = jax.jit(make_train_step(vae, optimizer, 1.0, micro_batch, concurrent))
     state = TrainState(params, optimizer.init(params), jax.numpy.zeros((), jax.numpy.int32))
     jax_losses = []
     for b in images:
