@@ -75,7 +75,7 @@ def _phase_col2im(x, kernel, stride: int, padding: int, precision=None):
     k, _, c_in, c_out = kernel.shape
     b, h, w, _ = x.shape
     full_h, full_w = stride * (h - 1) + k, stride * (w - 1) + k
-    rows, cols_ = -(-full_h // stride), -(-full_w // stride)  # phase grid; rows >= h + (k - 1) // s
+    grid_h, grid_w = -(-full_h // stride), -(-full_w // stride)  # each phase's size; grid_h >= h + (k - 1) // s
     flat_kernel = kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)  # (in, k*k*out)
     cols = jnp.dot(x, flat_kernel, precision=precision)  # (B, h, w, k*k*out)
     taps = jnp.split(cols, k * k, axis=-1)  # k*k of (B, h, w, out): tap i*k + j; its gradient is one concatenate
@@ -83,13 +83,13 @@ def _phase_col2im(x, kernel, stride: int, padding: int, precision=None):
     for i in range(k):
         for j in range(k):
             t, u = i // stride, j // stride
-            pads = ((0, 0), (t, rows - h - t), (u, cols_ - w - u), (0, 0))
-            tap = jnp.pad(taps[i * k + j], pads)  # (B, rows, cols, out)
+            pads = ((0, 0), (t, grid_h - h - t), (u, grid_w - w - u), (0, 0))
+            tap = jnp.pad(taps[i * k + j], pads)  # (B, grid_h, grid_w, out)
             r, c = i % stride, j % stride
             phases[r][c] = tap if phases[r][c] is None else phases[r][c] + tap
-    zeros = jnp.zeros((b, rows, cols_, c_out), x.dtype)
+    zeros = jnp.zeros((b, grid_h, grid_w, c_out), x.dtype)  # a phase no tap reaches (stride > k)
     grid = jnp.stack([jnp.stack([p if p is not None else zeros for p in row], axis=3) for row in phases], axis=2)
-    y = grid.reshape(b, rows * stride, cols_ * stride, c_out)  # (B, rows, s, cols, s, out) -> interleaved
+    y = grid.reshape(b, grid_h * stride, grid_w * stride, c_out)  # (B, grid_h, s, grid_w, s, out) -> interleaved
     return y[:, padding : full_h - padding, padding : full_w - padding, :]
 
 

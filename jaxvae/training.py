@@ -23,9 +23,9 @@ from jaxvae.errors import UserError
 from jaxvae.model import VAE
 from jaxvae.progress import EpochProgress
 from jaxvae.train_step import (
-    concurrent_micro_batches,
     METRIC_NAMES,
     TrainState,
+    concurrent_micro_batches,
     epoch_batches,
     init_state,
     make_evaluate,

@@ -26,7 +26,7 @@ import torch
 from jaxvae import run_files
 from jaxvae.data import load_dataset
 from torch_ref import VAE as TorchVAE
-from torch_ref.train import train_vae
+from torch_ref.train import shuffled_batches, train_vae
 
 
 def jaxvae_wall_seconds(args, batch: int, epochs: int, out: Path) -> float:
@@ -49,10 +49,8 @@ def torch_epoch_seconds(images: np.ndarray, batch: int, seed: int) -> float:
     torch.manual_seed(seed)
     model = TorchVAE(2)
     data = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))  # (N, 1, 28, 28)
-    order = torch.randperm(len(data))
-    rows = [order[i : i + batch] for i in range(0, len(data) - batch + 1, batch)]
     start = time.perf_counter()
-    train_vae(model, (data[r] for r in rows))
+    train_vae(model, shuffled_batches(data, batch))
     return time.perf_counter() - start
 
 

@@ -26,7 +26,7 @@ from jaxvae.convert import params_from_torch
 from jaxvae.data import load_dataset
 from jaxvae.training import train
 from torch_ref import VAE as TorchVAE
-from torch_ref.train import train_vae, vae_loss
+from torch_ref.train import shuffled_batches, train_vae, vae_loss
 
 
 def torch_epochs(state_dict, images: np.ndarray, test_images: np.ndarray, batch: int, epochs: int, lr: float, seed: int):
@@ -37,9 +37,7 @@ def torch_epochs(state_dict, images: np.ndarray, test_images: np.ndarray, batch:
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses, start = [], time.perf_counter()
     for epoch in range(epochs):
-        order = torch.randperm(len(data))
-        rows = [order[i : i + batch] for i in range(0, len(data) - batch + 1, batch)]
-        losses += [h[0] for h in train_vae(model, (data[r] for r in rows), optimizer=optimizer)]
+        losses += [h[0] for h in train_vae(model, shuffled_batches(data, batch), optimizer=optimizer)]
         print(f"torch_ref epoch {epoch + 1}: mean of last 30 batches {np.mean(losses[-30:]):.3f}", file=sys.stderr)
     seconds = time.perf_counter() - start
     with torch.no_grad():
