@@ -21,14 +21,14 @@ def _refuse_overwrite(path: Path) -> None:
 
 def evaluate_run(run_dir: Path) -> dict:
     """Test-split loss, reconstruction and KL of the run's latest checkpoint."""
-    from jaxvae.train_step import METRIC_NAMES, pad_batches
-    from jaxvae.training import EVAL_BATCH, RunKeys, Trainer, evaluate_epoch, prepare_data
+    from jaxvae.train_step import METRIC_NAMES
+    from jaxvae.training import RunKeys, Trainer, evaluate_epoch, prepare_data
 
     run = open_run(run_dir)
     dataset = prepare_data(run.config)
     trainer = Trainer(run.config, len(dataset.train))
-    padded = pad_batches(jax.device_put(dataset.test.images), EVAL_BATCH)
-    metrics = evaluate_epoch(trainer, run.params, padded, RunKeys.from_seed(run.config.seed), run.epoch)
+    test_images = jax.device_put(dataset.test.images)
+    metrics = evaluate_epoch(trainer, run.params, test_images, RunKeys.from_seed(run.config.seed), run.epoch)
     return {"epoch": run.epoch, "test_images": len(dataset.test), **dict(zip(METRIC_NAMES, metrics.tolist()))}
 
 

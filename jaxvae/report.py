@@ -57,15 +57,14 @@ def write_plots(out: Path, model, params, dataset, records: list[dict], steps_pe
 
 def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -> dict:
     """Final test evaluation, plots and ``summary.json``; returns the summary."""
-    from jaxvae.train_step import pad_batches
-    from jaxvae.training import EVAL_BATCH, evaluate_epoch
+    from jaxvae.training import evaluate_epoch
 
     records = run_files.MetricsLog(out / run_files.METRICS).read()
     last_epoch = max((r["epoch"] for r in records), default=0)
     test = [r for r in records if r.get("split") == "test" and r["epoch"] == last_epoch]
     if not test:  # nothing trained in this invocation and no record: evaluate now
-        padded = pad_batches(jax.device_put(dataset.test.images), EVAL_BATCH)
-        test = [dict(zip(METRIC_NAMES, evaluate_epoch(trainer, state.params, padded, keys, last_epoch).tolist()))]
+        metrics = evaluate_epoch(trainer, state.params, jax.device_put(dataset.test.images), keys, last_epoch)
+        test = [dict(zip(METRIC_NAMES, metrics.tolist()))]
     train_means = epoch_train_means(records)
     picture_files = write_plots(out, trainer.model, state.params, dataset, records, trainer.steps_per_epoch, keys.eval)
     seconds = timing["train_seconds"]
@@ -78,6 +77,8 @@ def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -
         "final_test": {k: test[0][k] for k in METRIC_NAMES},
         "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
         "train_seconds": seconds,
+        "eval_seconds": timing["eval_seconds"],
+        "eval_batch": trainer.eval_batch,
         "compile_seconds": timing["compile_seconds"],
         "steps_per_dispatch": trainer.chunk_steps,
         "micro_batch": trainer.micro_batch,

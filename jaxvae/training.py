@@ -32,12 +32,9 @@ from jaxvae.train_step import (
     make_optimizer,
     make_train_chunk,
     make_train_step,
-    pad_batches,
+    resolve_eval_batch,
     resolve_micro_batch,
 )
-
-EVAL_BATCH = 500
-
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
@@ -71,13 +68,15 @@ class Trainer:
         self.chunk_steps = chunk_length(self.steps_per_epoch, cfg.batch_size, cfg.chunk_steps)
         self.micro_batch = resolve_micro_batch(cfg.micro_batch)
         self.concurrent = concurrent_micro_batches()
+        self.eval_batch = resolve_eval_batch()
         step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch, self.concurrent)
         chunk = make_train_chunk(step, self.chunk_steps)
-        evaluate = make_evaluate(self.model, cfg.reconstruction_weight)
+        evaluate = make_evaluate(self.model, cfg.reconstruction_weight, self.eval_batch, self.concurrent)
         self._train_chunk = jax.jit(self._counted("train_chunk", chunk), donate_argnums=0)
         self._evaluate = jax.jit(self._counted("evaluate", evaluate))
         self._batches = jax.jit(epoch_batches, static_argnums=(2, 3))
         self.compiled = None
+        self.compiled_evaluate = None
 
     def _counted(self, name, fn):
         def traced(*args):
@@ -93,14 +92,21 @@ class Trainer:
         self.compiled = self._train_chunk.lower(state, images, batches, 0, train_key).compile()
         return time.perf_counter() - start
 
+    def compile_evaluate(self, params, test_images, eval_key) -> float:
+        """Compile the evaluation of ``test_images`` ahead of time; returns the seconds it took."""
+        start = time.perf_counter()
+        self.compiled_evaluate = self._evaluate.lower(params, test_images, eval_key).compile()
+        return time.perf_counter() - start
+
     def epoch_batches(self, data_key, epoch: int):
         return self._batches(data_key, epoch, self.num_train, self.config.batch_size)
 
     def run_chunk(self, state, images, batches, first: int, train_key):
         return self.compiled(state, images, batches, jnp.int32(first), train_key)
 
-    def evaluate(self, params, padded, mask, key):
-        return np.asarray(self._evaluate(params, padded, mask, key))
+    def evaluate(self, params, images, key):
+        evaluate = self.compiled_evaluate or self._evaluate
+        return np.asarray(evaluate(params, images, key))
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
@@ -177,9 +183,9 @@ def _train_epoch(trainer, state, images, keys, epoch, log: run_files.MetricsLog,
     return state, seconds
 
 
-def evaluate_epoch(trainer, params, test_batches, keys, epoch) -> np.ndarray:
-    padded, mask = test_batches
-    return trainer.evaluate(params, padded, mask, jax.random.fold_in(keys.eval, epoch))
+def evaluate_epoch(trainer, params, test_images, keys, epoch) -> np.ndarray:
+    """Test metrics after ``epoch``, with the noise of ``fold_in(eval_key, epoch)``; ``test_images`` on the device."""
+    return trainer.evaluate(params, test_images, jax.random.fold_in(keys.eval, epoch))
 
 
 def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
@@ -207,19 +213,21 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
         log.truncate_after(int(state.step), done)
 
     images = jax.device_put(dataset.train.images)
-    test_batches = pad_batches(jax.device_put(dataset.test.images), EVAL_BATCH)
-    compile_seconds = trainer.compile(state, images, keys.train)
-    _log(f"compiled the training step in {compile_seconds:.1f} s ({trainer.chunk_steps} steps per dispatch, device {jax.devices()[0]})")
+    test_images = jax.device_put(dataset.test.images)
+    compile_seconds = trainer.compile(state, images, keys.train) + trainer.compile_evaluate(state.params, test_images, keys.eval)
+    _log(f"compiled the training step and the evaluation in {compile_seconds:.1f} s ({trainer.chunk_steps} steps per dispatch, device {jax.devices()[0]})")
 
-    train_seconds, trained_images = 0.0, 0
+    train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
     for epoch in range(done + 1, config.epochs + 1):
         state, seconds = _train_epoch(trainer, state, images, keys, epoch, log, out)
         train_seconds += seconds
         trained_images += trainer.steps_per_epoch * config.batch_size
-        test_metrics = evaluate_epoch(trainer, state.params, test_batches, keys, epoch)
+        start = time.perf_counter()
+        test_metrics = evaluate_epoch(trainer, state.params, test_images, keys, epoch)
+        eval_seconds += time.perf_counter() - start
         log.append([{"split": "test", "epoch": epoch, "step": int(state.step), **{k: run_files.finite_or_none(v) for k, v in zip(METRIC_NAMES, test_metrics)}}])
         checkpoint.save(out / run_files.CHECKPOINTS, epoch, state, {"epoch": epoch, "step": int(state.step), "latent_dim": config.latent_dim})
         _log(f"epoch {epoch}/{config.epochs}: test loss {test_metrics[0]:.4f} (reconstruction {test_metrics[1]:.4f}, KL {test_metrics[2]:.4f})")
 
-    timing = {"compile_seconds": compile_seconds, "train_seconds": train_seconds, "trained_images": trained_images, "traces": dict(trainer.traces)}
+    timing = {"compile_seconds": compile_seconds, "train_seconds": train_seconds, "eval_seconds": eval_seconds, "trained_images": trained_images, "traces": dict(trainer.traces)}
     return finish_run(out, config, dataset, trainer, state, keys, timing)

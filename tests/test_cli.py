@@ -13,7 +13,7 @@ from jaxvae.cli import main
 from jaxvae.config import RunConfig
 from jaxvae.training import Trainer, train
 
-TIMING_FIELDS = ("images_per_second", "compile_seconds", "train_seconds")
+TIMING_FIELDS = ("images_per_second", "compile_seconds", "train_seconds", "eval_seconds")
 SMALL = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
 
 
@@ -88,6 +88,10 @@ def test_evaluate_sample_export(trained, tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["epoch"] == 2 and metrics["test_images"] == 100 and metrics["loss"] > 0
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if r.get("split") == "test" and r["epoch"] == 2][0]
+    # the same function of the same checkpoint, images and noise key; 1e-6: only XLA's compilation may differ
+    np.testing.assert_allclose([metrics[k] for k in ("loss", "reconstruction", "kl")], [logged[k] for k in ("loss", "reconstruction", "kl")], rtol=1e-6)
     png = tmp_path / "samples.png"
     assert main(["sample", "--run", str(trained), "-n", "16", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
