@@ -32,6 +32,7 @@ def _add_train(sub) -> None:
     p.add_argument("--conv-impl", default="auto", help="auto (default), xla or matmul: see jaxvae/layers.py")
     p.add_argument("--chunk-steps", type=int, default=0, help="training steps per dispatch (0: automatic)")
     p.add_argument("--micro-batch", type=int, default=0, help="compute each step's gradient in micro-batches of N (0: automatic)")
+    p.add_argument("--eval-every", type=int, default=1, help="evaluate the test split after every N-th epoch and the last (0: the last only)")
 
 
 def _add_run_commands(sub) -> None:
@@ -70,7 +71,8 @@ def _train(args) -> int:
     from jaxvae.training import train
 
     config = RunConfig(args.dataset, args.epochs, args.batch_size, args.lr, args.seed, args.latent_dim, args.reconstruction_weight,
-                       args.conv_impl, args.train_examples, args.test_examples, args.data_dir, args.chunk_steps, args.micro_batch)
+                       args.conv_impl, args.train_examples, args.test_examples, args.data_dir, args.chunk_steps, args.micro_batch,
+                       args.eval_every)
     if args.resume and args.out is None:
         raise UserError("--resume needs --out: the run folder to continue")
     out = args.out or new_run_dir()

@@ -24,6 +24,7 @@ class RunConfig:
     data_dir: str | None = None  # tensorflow-datasets' data dir
     chunk_steps: int = 0  # steps per dispatch; 0 picks one from the batch size
     micro_batch: int = 0  # gradient in micro-batches of this size; 0 picks one for the backend
+    eval_every: int = 1  # evaluate the test split after every N-th epoch and after the last; 0: the last only
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -59,6 +60,13 @@ def check_flags(config: RunConfig) -> None:
         raise UserError(f"--chunk-steps must be >= 0, got {config.chunk_steps}")
     if config.micro_batch < 0:
         raise UserError(f"--micro-batch must be >= 0 (0: automatic), got {config.micro_batch}")
+    if config.eval_every < 0:
+        raise UserError(f"--eval-every must be >= 0 (0: after the last epoch only), got {config.eval_every}")
+
+
+def evaluates_after(config: RunConfig, epoch: int) -> bool:
+    """Whether the test split is evaluated after ``epoch``: every ``eval_every``-th epoch, and the last."""
+    return epoch == config.epochs or (config.eval_every > 0 and epoch % config.eval_every == 0)
 
 
 def check_batch_fits(config: RunConfig, num_train: int) -> None:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae import checkpoint, run_files
-from jaxvae.config import RunConfig, check_batch_fits, check_flags, check_resumable, chunk_length
+from jaxvae.config import RunConfig, check_batch_fits, check_flags, check_resumable, chunk_length, evaluates_after
 from jaxvae.data import Dataset, load_dataset
 from jaxvae.errors import UserError
 from jaxvae.model import VAE
@@ -188,6 +188,13 @@ def evaluate_epoch(trainer, params, test_images, keys, epoch) -> np.ndarray:
     return trainer.evaluate(params, test_images, jax.random.fold_in(keys.eval, epoch))
 
 
+def _test_epoch(trainer, state, test_images, keys, epoch: int, log: run_files.MetricsLog) -> None:
+    """Evaluate the test split after ``epoch``: one ``"split": "test"`` record and a log line."""
+    metrics = evaluate_epoch(trainer, state.params, test_images, keys, epoch)
+    log.append([{"split": "test", "epoch": epoch, "step": int(state.step), **{k: run_files.finite_or_none(v) for k, v in zip(METRIC_NAMES, metrics)}}])
+    _log(f"epoch {epoch}/{trainer.config.epochs}: test loss {metrics[0]:.4f} (reconstruction {metrics[1]:.4f}, KL {metrics[2]:.4f})")
+
+
 def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
     """Train as configured into ``out``; returns the summary written to ``summary.json``.
 
@@ -222,12 +229,11 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
         state, seconds = _train_epoch(trainer, state, images, keys, epoch, log, out)
         train_seconds += seconds
         trained_images += trainer.steps_per_epoch * config.batch_size
-        start = time.perf_counter()
-        test_metrics = evaluate_epoch(trainer, state.params, test_images, keys, epoch)
-        eval_seconds += time.perf_counter() - start
-        log.append([{"split": "test", "epoch": epoch, "step": int(state.step), **{k: run_files.finite_or_none(v) for k, v in zip(METRIC_NAMES, test_metrics)}}])
+        if evaluates_after(config, epoch):
+            start = time.perf_counter()
+            _test_epoch(trainer, state, test_images, keys, epoch, log)
+            eval_seconds += time.perf_counter() - start
         checkpoint.save(out / run_files.CHECKPOINTS, epoch, state, {"epoch": epoch, "step": int(state.step), "latent_dim": config.latent_dim})
-        _log(f"epoch {epoch}/{config.epochs}: test loss {test_metrics[0]:.4f} (reconstruction {test_metrics[1]:.4f}, KL {test_metrics[2]:.4f})")
 
     timing = {"compile_seconds": compile_seconds, "train_seconds": train_seconds, "eval_seconds": eval_seconds, "trained_images": trained_images, "traces": dict(trainer.traces)}
     return finish_run(out, config, dataset, trainer, state, keys, timing)

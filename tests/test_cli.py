@@ -65,6 +65,17 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
         assert a == b
 
 
+def test_eval_every(tmp_path):
+    """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's."""
+    out = tmp_path / "sparse_eval"
+    assert main(["train", "--epochs", "3", "--eval-every", "2", "--out", str(out), "--train-examples", "64", *SMALL[2:]]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    tests = [r for r in records if r.get("split") == "test"]
+    assert [r["epoch"] for r in tests] == [2, 3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_test"] == {k: tests[-1][k] for k in ("loss", "reconstruction", "kl")}
+
+
 def _fresh_state():
     from jaxvae.train_step import init_state
     import jax
@@ -113,6 +124,7 @@ BAD_FLAGS = [
     (["--dataset", "idx:/nonexistent"], "is not a directory"),
     (["--epochs", "two"], "invalid int value"),
     (["--micro-batch", "-1"], "--micro-batch must be >= 0"),
+    (["--eval-every", "-1"], "--eval-every must be >= 0"),
     (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
 ]
 
