@@ -7,6 +7,7 @@ each batch on the device from the epoch's permutation.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -54,12 +55,31 @@ def init_state(model: VAE, optimizer, key) -> TrainState:
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
+def _forward(model: VAE, params, x, eps):
+    """``(z_mean, z_log_var, decoded)`` of ``x`` with the given reparameterisation noise ``eps``."""
+    z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
+    decoded = model.apply({"params": params}, shift_and_scale(eps, z_mean, z_log_var), method=VAE.decode)
+    return z_mean, z_log_var, decoded
+
+
+def _scan_sum(fn: Callable, zero, parts, width: int):
+    """Sum of ``fn(*part)`` over ``parts`` (arrays with a leading axis of n parts) with ``lax.scan``, each
+    iteration taking ``width`` parts as independent computations (which XLA may run at the same time)."""
+    grouped = [a.reshape(a.shape[0] // width, width, *a.shape[1:]) for a in parts]  # (n / width, width, ...)
+
+    def body(total, group):
+        for part in zip(*group):
+            total = jax.tree_util.tree_map(jnp.add, total, fn(*part))
+        return total, None
+
+    return jax.lax.scan(body, zero, grouped)[0]
+
+
 def make_loss_fn(model: VAE, reconstruction_weight: float) -> Callable:
     """``loss_fn(params, x, eps) -> (loss, metrics (3,))``; ``eps`` is the reparameterisation noise."""
 
     def loss_fn(params, x, eps):
-        z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
-        decoded = model.apply({"params": params}, shift_and_scale(eps, z_mean, z_log_var), method=VAE.decode)
+        z_mean, z_log_var, decoded = _forward(model, params, x, eps)
         loss, reconstruction, kl = vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight)
         return loss, jnp.stack([loss, reconstruction, kl])
 
@@ -80,16 +100,10 @@ def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurr
         return grad_fn(params, x, eps)
     parts = batch // micro_batch
     width = concurrent if parts % concurrent == 0 else 1
-    xs = x.reshape(parts // width, width, micro_batch, *x.shape[1:])  # (iterations, width, micro, 28, 28, 1)
-    epss = eps.reshape(parts // width, width, micro_batch, eps.shape[-1])  # (iterations, width, micro, latent)
-
-    def body(total, part):
-        for xw, ew in zip(*part):  # width independent gradients
-            total = jax.tree_util.tree_map(jnp.add, total, grad_fn(params, xw, ew))
-        return total, None
-
+    xs = x.reshape(parts, micro_batch, *x.shape[1:])  # (parts, micro, 28, 28, 1)
+    epss = eps.reshape(parts, micro_batch, eps.shape[-1])  # (parts, micro, latent)
     zero = jax.tree_util.tree_map(jnp.zeros_like, (params, jnp.zeros(3, x.dtype)))
-    total, _ = jax.lax.scan(body, zero, (xs, epss))
+    total = _scan_sum(partial(grad_fn, params), zero, (xs, epss), width)
     return jax.tree_util.tree_map(lambda t: t / parts, total)
 
 
@@ -146,12 +160,11 @@ def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurre
 
     The noise is ``normal(key, (N, latent))`` however the images are batched, so every ``batch`` and
     ``concurrent`` give the same result up to summation order. The images go through ``lax.scan`` in groups
-    of ``concurrent`` batches side by side (as ``batch_gradients`` does), zero-padded and masked at the end.
+    of ``concurrent`` batches side by side (``_scan_sum``, as in ``batch_gradients``), zero-padded and masked at the end.
     """
 
     def batch_sums(params, x, eps, mask):
-        z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
-        decoded = model.apply({"params": params}, shift_and_scale(eps, z_mean, z_log_var), method=VAE.decode)
+        z_mean, z_log_var, decoded = _forward(model, params, x, eps)
         return jnp.stack([jnp.sum(squared_error(x, decoded) * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
 
     def evaluate(params, images, key):
@@ -160,16 +173,12 @@ def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurre
         groups = -(-n // (batch * concurrent))
         padded = groups * batch * concurrent
 
-        def grouped(a):  # (N, ...) -> (groups, concurrent, batch, ...), zero rows at the end
+        def batched(a):  # (N, ...) -> (groups * concurrent, batch, ...), zero rows at the end
             a = jnp.pad(a, [(0, padded - n)] + [(0, 0)] * (a.ndim - 1))
-            return a.reshape(groups, concurrent, batch, *a.shape[1:])
+            return a.reshape(groups * concurrent, batch, *a.shape[1:])
 
-        def body(total, part):
-            for x, e, m in zip(*part):  # concurrent independent batches
-                total = total + batch_sums(params, x, e, m)
-            return total, None
-
-        sums, _ = jax.lax.scan(body, jnp.zeros(2, images.dtype), (grouped(images), grouped(eps), grouped(jnp.ones(n, images.dtype))))
+        parts = (batched(images), batched(eps), batched(jnp.ones(n, images.dtype)))
+        sums = _scan_sum(partial(batch_sums, params), jnp.zeros(2, images.dtype), parts, concurrent)
         rec, kl = sums / n
         return jnp.stack([reconstruction_weight * rec + kl, rec, kl])
 
