@@ -14,6 +14,8 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -21,7 +23,7 @@ import numpy as np
 
 def add_arguments(p) -> None:
     p.add_argument("--batch-sizes", default="32,256", help="comma-separated batch sizes")
-    p.add_argument("--images", type=int, default=4096, help="training images per timed repetition")
+    p.add_argument("--images", type=int, default=4096, help="training images per timed repetition (whole chunks, at least one)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--data-dir", default=None)
@@ -41,7 +43,7 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def _torch_runner(state_dict, images_nhwc, batches: np.ndarray, lr: float):
+def torch_runner(state_dict, images_nhwc, batches: np.ndarray, lr: float):
     """A closure that trains torch_ref over ``batches`` (row = example indices) and syncs the device."""
     import torch
 
@@ -64,10 +66,22 @@ def _torch_runner(state_dict, images_nhwc, batches: np.ndarray, lr: float):
     return run, device
 
 
-def bench_batch_size(batch_size: int, args, dataset) -> dict:
+@dataclass
+class JaxRun:
+    """jaxvae's side of one batch size: ``run`` trains ``steps`` steps through the compiled chunk."""
+
+    run: Callable[[], None]
+    trainer: Any
+    steps: int
+    batches: np.ndarray  # (steps, B) example indices, the ones ``run`` trains on
+    start_weights: dict  # the torch state dict of the starting parameters
+    compile_seconds: float
+
+
+def jax_runner(batch_size: int, args, dataset) -> JaxRun:
+    """jaxvae as ``jaxvae train`` runs it, warmed up: about ``args.images`` images per call of ``run``."""
     from jaxvae.config import RunConfig
     from jaxvae.convert import params_to_torch
-    from jaxvae.layers import resolve_conv_impl
     from jaxvae.training import RunKeys, Trainer
     from jaxvae.train_step import init_state
 
@@ -80,31 +94,46 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     compile_seconds = trainer.compile(state, images, keys.train)
     batches = trainer.epoch_batches(keys.data, 1)
     chunks = max(1, min(args.images // batch_size, trainer.steps_per_epoch) // trainer.chunk_steps)
-    steps = chunks * trainer.chunk_steps
 
-    def run_jax():
+    def run():
         nonlocal state
         for c in range(chunks):
             state, metrics = trainer.run_chunk(state, images, batches, c * trainer.chunk_steps, keys.train)
         jax.block_until_ready(metrics)
 
-    run_jax()  # warm-up
-    jax_times, torch_times, device = [], [], None
+    run()  # warm-up
+    steps = chunks * trainer.chunk_steps
+    return JaxRun(run, trainer, steps, np.asarray(batches)[:steps], start_weights, compile_seconds)
+
+
+def median_seconds(runners: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Each runner's median seconds over ``repeats`` rounds; within a round they run in turn, so that machine
+    noise hits them alike."""
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            times[name].append(_time(run))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_batch_size(batch_size: int, args, dataset) -> dict:
+    from jaxvae.layers import resolve_conv_impl
+
+    jax_run = jax_runner(batch_size, args, dataset)
+    trainer = jax_run.trainer
+    runners, device = {"jax": jax_run.run}, None
     if not args.no_torch:
-        run_torch, device = _torch_runner(start_weights, dataset.train.images, np.asarray(batches)[:steps], config.lr)
-        run_torch()  # warm-up
-    for _ in range(args.repeats):
-        jax_times.append(_time(run_jax))
-        if not args.no_torch:
-            torch_times.append(_time(run_torch))
-    images_done = steps * batch_size
-    jax_rate = images_done / statistics.median(jax_times)
-    result = {"batch_size": batch_size, "steps_per_repeat": steps, "steps_per_dispatch": trainer.chunk_steps,
-              "jax_images_per_s": jax_rate, "jax_compile_s": compile_seconds,
+        runners["torch"], device = torch_runner(jax_run.start_weights, dataset.train.images, jax_run.batches, trainer.config.lr)
+        runners["torch"]()  # warm-up
+    seconds = median_seconds(runners, args.repeats)
+    images_done = jax_run.steps * batch_size
+    jax_rate = images_done / seconds["jax"]
+    result = {"batch_size": batch_size, "steps_per_repeat": jax_run.steps, "steps_per_dispatch": trainer.chunk_steps,
+              "jax_images_per_s": jax_rate, "jax_compile_s": jax_run.compile_seconds,
               "conv_impl": resolve_conv_impl(trainer.model.conv_impl), "micro_batch": trainer.micro_batch,
               "concurrent_micro_batches": trainer.concurrent}
-    if torch_times:
-        torch_rate = images_done / statistics.median(torch_times)
+    if "torch" in seconds:
+        torch_rate = images_done / seconds["torch"]
         result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
