@@ -1,0 +1,57 @@
+"""The matmul forms of the convolutions do exactly the model's multiply-adds: no padded taps, no extra phases.
+
+The count comes from the traced gradient (``jaxvae.jaxpr_dots``) and is checked against a hand count of each
+layer from the seed's shapes. A form that computes more than it needs (the sub-pixel transposed conv that
+``_phase_col2im`` replaced did 16/9 of the taps) fails it.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from jaxvae import VAE
+from jaxvae.jaxpr_dots import dot_flops, dot_generals
+from jaxvae.train_step import make_loss_fn
+
+# Forward multiply-adds per image, by hand: a conv does (output positions x 9 x in x out), a transposed conv
+# (input positions x 9 x in x out), a dense layer (in x out).
+LAYER_MACS = {
+    "encoder.0": 28 * 28 * 9 * 1 * 32,
+    "encoder.2": 14 * 14 * 9 * 32 * 64,
+    "encoder.4": 7 * 7 * 9 * 64 * 64,
+    "encoder.6": 7 * 7 * 9 * 64 * 64,
+    "z_mean": 3136 * 2,
+    "z_log_var": 3136 * 2,
+    "decoder.0": 2 * 3136,
+    "decoder.2": 7 * 7 * 9 * 64 * 64,
+    "decoder.4": 7 * 7 * 9 * 64 * 64,
+    "decoder.6": 13 * 13 * 9 * 64 * 32,
+    "decoder.8": 27 * 27 * 9 * 32 * 1,
+}
+FORWARD_FLOPS = 2 * sum(LAYER_MACS.values())  # 28,815,168: DESIGN.md's "about 28.8 MFLOP" forward
+BATCH = 4
+
+
+def _flops_per_image(fn, *args) -> float:
+    return sum(map(dot_flops, dot_generals(jax.make_jaxpr(fn)(*args).jaxpr))) / BATCH
+
+
+def _model_and_inputs():
+    model = VAE(2, conv_impl="matmul")
+    x = jnp.zeros((BATCH, 28, 28, 1), jnp.float32)
+    params = model.init(jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
+    return model, params, x, jnp.zeros((BATCH, 2), jnp.float32)
+
+
+def test_forward_matmuls_are_the_models_multiply_adds():
+    model, params, x, _ = _model_and_inputs()
+    forward = lambda p, x, key: model.apply({"params": p}, x, key)  # noqa: E731
+    assert _flops_per_image(forward, params, x, jax.random.PRNGKey(2)) == FORWARD_FLOPS
+
+
+def test_training_matmuls_are_three_forward_passes_less_the_data_gradient():
+    """Forward + weight gradients (each the forward's size) + input gradients (likewise, except encoder.0's:
+    its input is the data, which needs none). 85,993,920 FLOP: DESIGN.md's "about 86 MFLOP per image"."""
+    model, params, x, eps = _model_and_inputs()
+    grad = jax.grad(make_loss_fn(model, 1.0), has_aux=True)
+    expected = 3 * FORWARD_FLOPS - 2 * LAYER_MACS["encoder.0"]
+    assert _flops_per_image(grad, params, x, eps) == expected == 85_993_920
