@@ -117,8 +117,6 @@ def median_seconds(runners: dict[str, Callable[[], None]], repeats: int) -> dict
 
 
 def bench_batch_size(batch_size: int, args, dataset) -> dict:
-    from jaxvae.layers import resolve_conv_impl
-
     jax_run = jax_runner(batch_size, args, dataset)
     trainer = jax_run.trainer
     runners, device = {"jax": jax_run.run}, None
@@ -130,7 +128,7 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     jax_rate = images_done / seconds["jax"]
     result = {"batch_size": batch_size, "steps_per_repeat": jax_run.steps, "steps_per_dispatch": trainer.chunk_steps,
               "jax_images_per_s": jax_rate, "jax_compile_s": jax_run.compile_seconds,
-              "conv_impl": resolve_conv_impl(trainer.model.conv_impl), "micro_batch": trainer.micro_batch,
+              "conv_impl": trainer.conv_impl, "micro_batch": trainer.micro_batch,
               "concurrent_micro_batches": trainer.concurrent}
     if "torch" in seconds:
         torch_rate = images_done / seconds["torch"]
@@ -163,7 +161,9 @@ def format_results(env: dict, results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run_from_args(args) -> int:
+def checked_inputs(args) -> tuple[list[int], Any]:
+    """The batch sizes and the dataset of a benchmark's flags; a ``UserError`` for a bad value."""
+    from jaxvae.config import RunConfig, check_flags
     from jaxvae.data import load_dataset
     from jaxvae.errors import UserError
 
@@ -173,9 +173,15 @@ def run_from_args(args) -> int:
         raise UserError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
     if not sizes or min(sizes) < 1 or args.repeats < 1 or args.images < 1:
         raise UserError("--batch-sizes, --repeats and --images must be positive")
+    check_flags(RunConfig(dataset=args.dataset, conv_impl=args.conv_impl, micro_batch=args.micro_batch))
     dataset = load_dataset(args.dataset, args.data_dir)
     if max(sizes) > len(dataset.train):
         raise UserError(f"batch size {max(sizes)} is larger than the training split ({len(dataset.train)})")
+    return sizes, dataset
+
+
+def run_from_args(args) -> int:
+    sizes, dataset = checked_inputs(args)
     env = environment()
     results = []
     for b in sizes:

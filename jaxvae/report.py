@@ -11,7 +11,6 @@ import numpy as np
 import optax
 
 from jaxvae import inference, plots, run_files
-from jaxvae.layers import resolve_conv_impl
 from jaxvae.train_step import METRIC_NAMES
 
 N_RECONSTRUCTIONS = 10
@@ -84,7 +83,7 @@ def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -
         "micro_batch": trainer.micro_batch,
         "concurrent_micro_batches": trainer.concurrent,
         "traces": timing["traces"],
-        "conv_impl": resolve_conv_impl(trainer.model.conv_impl),
+        "conv_impl": trainer.conv_impl,
         "device": device(),
         "versions": versions(),
         "plots": picture_files,

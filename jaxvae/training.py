@@ -20,6 +20,7 @@ from jaxvae import checkpoint, run_files
 from jaxvae.config import RunConfig, check_batch_fits, check_flags, check_resumable, chunk_length, evaluates_after
 from jaxvae.data import Dataset, load_dataset
 from jaxvae.errors import UserError
+from jaxvae.layers import resolve_conv_impl
 from jaxvae.model import VAE
 from jaxvae.progress import EpochProgress
 from jaxvae.train_step import (
@@ -63,6 +64,7 @@ class Trainer:
     def __post_init__(self):
         cfg = self.config
         self.model = VAE(cfg.latent_dim, conv_impl=cfg.conv_impl)
+        self.conv_impl = resolve_conv_impl(cfg.conv_impl)  # the implementation "auto" chose
         self.optimizer = make_optimizer(cfg.lr)
         self.steps_per_epoch = self.num_train // cfg.batch_size
         self.chunk_steps = chunk_length(self.steps_per_epoch, cfg.batch_size, cfg.chunk_steps)
@@ -105,8 +107,10 @@ class Trainer:
         return self.compiled(state, images, batches, jnp.int32(first), train_key)
 
     def evaluate(self, params, images, key):
-        evaluate = self.compiled_evaluate or self._evaluate
-        return np.asarray(evaluate(params, images, key))
+        """Metrics (3,) of ``images``; compiles the evaluation first if ``compile_evaluate`` was not called."""
+        if self.compiled_evaluate is None:
+            self.compile_evaluate(params, images, key)
+        return np.asarray(self.compiled_evaluate(params, images, key))
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:

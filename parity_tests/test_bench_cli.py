@@ -31,6 +31,8 @@ def test_json_report():
     (["--batch-sizes", "0"], "must be positive"),
     (["--repeats", "0"], "must be positive"),
     (["--batch-sizes", "5000"], "larger than the training split"),
+    (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
+    (["--micro-batch", "-2"], "--micro-batch must be >= 0"),
 ])
 def test_bad_flags_are_one_line(flags, message):
     result = run(*flags)

@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.bench import environment, jax_runner, median_seconds, torch_runner
-from jaxvae.data import load_dataset
+from jaxvae.bench import checked_inputs, environment, jax_runner, median_seconds, torch_runner
+from jaxvae.errors import UserError
 from jaxvae.jaxpr_dots import dot_flops, dot_generals
 from jaxvae.train_step import make_loss_fn
 
@@ -89,6 +89,22 @@ def floor_batch_size(batch_size: int, args, dataset) -> dict:
             "jaxvae_over_matmuls_only": rates["jaxvae"] / rates["matmuls_only"]}
 
 
+def report(args) -> None:
+    sizes, dataset = checked_inputs(args)
+    env, results = environment(), []
+    print(f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}")
+    print(f"{'batch':>6} {'jaxvae':>8} {'matmuls only':>13} {'torch':>7} {'matmuls/torch':>14} {'jaxvae/torch':>13} {'jaxvae/matmuls':>15}  (images/s)")
+    for b in sizes:
+        r = floor_batch_size(b, args, dataset)
+        rate = r["images_per_s"]
+        print(f"{b:>6} {rate['jaxvae']:8.0f} {rate['matmuls_only']:13.0f} {rate['torch']:7.0f} {r['matmuls_only_over_torch']:14.2f} "
+              f"{r['jaxvae_over_torch']:13.2f} {r['jaxvae_over_matmuls_only']:15.2f}", flush=True)
+        results.append(r)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "summary.json").write_text(json.dumps({"environment": env, "command": sys.argv, "results": results}, indent=2, default=str))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", default="32,256")
@@ -99,19 +115,11 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=None, help="folder for summary.json")
     args = p.parse_args()
     args.conv_impl, args.micro_batch = "auto", 0
-    dataset = load_dataset(args.dataset, args.data_dir)
-    env, results = environment(), []
-    print(f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}")
-    print(f"{'batch':>6} {'jaxvae':>8} {'matmuls only':>13} {'torch':>7} {'matmuls/torch':>14} {'jaxvae/torch':>13} {'jaxvae/matmuls':>15}  (images/s)")
-    for b in (int(s) for s in args.batch_sizes.split(",")):
-        r = floor_batch_size(b, args, dataset)
-        rate = r["images_per_s"]
-        print(f"{b:>6} {rate['jaxvae']:8.0f} {rate['matmuls_only']:13.0f} {rate['torch']:7.0f} {r['matmuls_only_over_torch']:14.2f} "
-              f"{r['jaxvae_over_torch']:13.2f} {r['jaxvae_over_matmuls_only']:15.2f}", flush=True)
-        results.append(r)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "summary.json").write_text(json.dumps({"environment": env, "command": sys.argv, "results": results}, indent=2, default=str))
+    try:
+        report(args)
+    except UserError as exc:
+        print(f"matmul_floor.py: error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
