@@ -86,22 +86,30 @@ def make_loss_fn(model: VAE, reconstruction_weight: float) -> Callable:
     return loss_fn
 
 
+def gradient_split(batch: int, micro_batch: int, concurrent: int = 1) -> tuple[int, int]:
+    """``(micro, width)``: how ``batch_gradients`` computes a batch's gradient. Equal micro-batches of
+    ``micro_batch`` when it divides the batch (else the whole batch at once), ``width`` of them side by side
+    per scan iteration when ``concurrent`` divides their number (else one at a time)."""
+    if not micro_batch or micro_batch >= batch or batch % micro_batch:
+        return batch, 1
+    return micro_batch, concurrent if (batch // micro_batch) % concurrent == 0 else 1
+
+
 def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurrent: int = 1):
-    """Gradient and metrics of the batch-mean loss; in equal micro-batches when ``micro_batch`` divides B.
+    """Gradient and metrics of the batch-mean loss; in equal micro-batches as ``gradient_split`` says.
 
     The mean over B equals the mean of the micro-batch means, so the step is the same step; the
     micro-batches keep each layer's working set in cache, which on XLA:CPU is faster for large B. Each scan
-    iteration takes ``concurrent`` micro-batches (when that divides their number) as independent
-    computations, which XLA may run at the same time.
+    iteration takes ``width`` micro-batches as independent computations, which XLA may run at the same time.
     """
     grad_fn = jax.grad(loss_fn, has_aux=True)
     batch = x.shape[0]
-    if not micro_batch or micro_batch >= batch or batch % micro_batch:
+    micro, width = gradient_split(batch, micro_batch, concurrent)
+    if micro == batch:
         return grad_fn(params, x, eps)
-    parts = batch // micro_batch
-    width = concurrent if parts % concurrent == 0 else 1
-    xs = x.reshape(parts, micro_batch, *x.shape[1:])  # (parts, micro, 28, 28, 1)
-    epss = eps.reshape(parts, micro_batch, eps.shape[-1])  # (parts, micro, latent)
+    parts = batch // micro
+    xs = x.reshape(parts, micro, *x.shape[1:])  # (parts, micro, 28, 28, 1)
+    epss = eps.reshape(parts, micro, eps.shape[-1])  # (parts, micro, latent)
     zero = jax.tree_util.tree_map(jnp.zeros_like, (params, jnp.zeros(3, x.dtype)))
     total = _scan_sum(partial(grad_fn, params), zero, (xs, epss), width)
     return jax.tree_util.tree_map(lambda t: t / parts, total)

@@ -37,6 +37,7 @@ from jaxvae.train_step import (
     resolve_micro_batch,
 )
 
+
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
@@ -63,8 +64,8 @@ class Trainer:
 
     def __post_init__(self):
         cfg = self.config
-        self.model = VAE(cfg.latent_dim, conv_impl=cfg.conv_impl)
         self.conv_impl = resolve_conv_impl(cfg.conv_impl)  # the implementation "auto" chose
+        self.model = VAE(cfg.latent_dim, conv_impl=self.conv_impl)
         self.optimizer = make_optimizer(cfg.lr)
         self.steps_per_epoch = self.num_train // cfg.batch_size
         self.chunk_steps = chunk_length(self.steps_per_epoch, cfg.batch_size, cfg.chunk_steps)

@@ -30,20 +30,14 @@ import numpy as np
 from jaxvae.bench import checked_inputs, environment, jax_runner, median_seconds, torch_runner
 from jaxvae.errors import UserError
 from jaxvae.jaxpr_dots import dot_flops, dot_generals
-from jaxvae.train_step import make_loss_fn
-
-
-def step_micro_batch(trainer) -> int:
-    """The images per gradient computation in the step: ``batch_gradients`` splits the batch only into equal parts."""
-    batch, micro = trainer.config.batch_size, trainer.micro_batch
-    return micro if micro and micro < batch and batch % micro == 0 else batch
+from jaxvae.train_step import gradient_split, init_state, make_loss_fn
 
 
 def step_dots(trainer, micro: int) -> list[dict]:
     """The dot_generals of one micro-batch's loss gradient, as ``batch_gradients`` computes it."""
     cfg = trainer.config
     loss_fn = make_loss_fn(trainer.model, cfg.reconstruction_weight)
-    params = trainer.model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)), jax.random.PRNGKey(0))["params"]
+    params = init_state(trainer.model, trainer.optimizer, jax.random.PRNGKey(0)).params
     x = jnp.zeros((micro, 28, 28, 1), jnp.float32)
     eps = jnp.zeros((micro, cfg.latent_dim), jnp.float32)
     return dot_generals(jax.make_jaxpr(jax.grad(loss_fn, has_aux=True))(params, x, eps).jaxpr)
@@ -79,9 +73,8 @@ def matmul_runner(dots: list[dict], width: int, iterations: int):
 def floor_batch_size(batch_size: int, args, dataset) -> dict:
     jax_run = jax_runner(batch_size, args, dataset)
     trainer = jax_run.trainer
-    micro = step_micro_batch(trainer)
+    micro, width = gradient_split(batch_size, trainer.micro_batch, trainer.concurrent)
     dots = step_dots(trainer, micro)
-    width = trainer.concurrent if (batch_size // micro) % trainer.concurrent == 0 else 1
     images = jax_run.steps * batch_size  # as many for each runner: steps x (batch // (micro x width)) rounds
     runners = {"jaxvae": jax_run.run, "matmuls_only": matmul_runner(dots, width, images // (micro * width))}
     runners["torch"], _ = torch_runner(jax_run.start_weights, dataset.train.images, jax_run.batches, trainer.config.lr)
