@@ -52,6 +52,7 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--conv-impl", choices=["all", "xla", "matmul"], default="all")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +99,7 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "parity":
         impls = ["xla", "matmul"] if args.conv_impl == "all" else [args.conv_impl]
-        text, ok = commands.parity_check(args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls)
+        text, ok = commands.parity_check(args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json)
         print(text)
         return 0 if ok else 1
     from jaxvae.bench import run_from_args

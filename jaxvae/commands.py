@@ -79,37 +79,56 @@ def load_torch_weights(path: Path) -> dict:
     return state
 
 
-def parity_check(torch_weights: Path | None, latent_dim: int, batch_size: int, seed: int, conv_impls: list[str]) -> tuple[str, bool]:
-    """The per-layer, loss and gradient tables for each implementation; and whether all passed."""
+def parity_inputs(batch_size: int, latent_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_size`` real test digits of mnist5k drawn by ``seed``, and standard-normal noise from ``PRNGKey(seed)``."""
+    from jaxvae.data import load_mnist5k
+
+    test = load_mnist5k().test.images
+    if not 1 <= batch_size <= len(test):
+        raise UserError(f"--batch-size must be between 1 and {len(test)} (the test digits), got {batch_size}")
+    x = test[np.sort(np.random.default_rng(seed).choice(len(test), batch_size, replace=False))]
+    return x, np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (batch_size, latent_dim)))
+
+
+def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> dict:
+    """The state dict to compare from: a file's (checked against the seed's VAE), or torch_ref's init at ``seed``."""
     import torch
 
     from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch
-    from jaxvae.data import load_mnist5k
-    from jaxvae.parity import format_table, run_parity
     from torch_ref import VAE as TorchVAE
 
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    torch.manual_seed(seed)
-    if torch_weights is not None:
-        state = load_torch_weights(torch_weights)
-        try:
-            latent_dim = infer_latent_dim(state)
-            params_from_torch(state)  # names a missing, extra or mis-shaped entry
-            model = TorchVAE(latent_dim)
-            model.load_state_dict(state, strict=True)
-        except (WeightMismatchError, RuntimeError) as exc:
-            raise UserError(f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).splitlines()[0]}") from None
-    else:
-        model = TorchVAE(latent_dim)
-    model.eval()
-    x = load_mnist5k().test.images[:batch_size]
-    eps = np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (len(x), latent_dim)))
-    sections, ok = [f"parity: jaxvae vs torch_ref, latent {latent_dim}, batch {len(x)} real MNIST digits, "
-                    f"weights {'from ' + str(torch_weights) if torch_weights else 'random (seed ' + str(seed) + ')'}"], True
-    for impl in conv_impls:
-        for part, rows in run_parity(model, x, eps, impl).items():
-            sections.append(format_table(f"[{impl}] {part}", rows))
-            ok &= all(r.passed for r in rows)
-    sections.append("all passed" if ok else "SOME FAILED")
-    return "\n".join(sections), ok
+    if torch_weights is None:
+        if latent_dim < 1:
+            raise UserError(f"--latent-dim must be at least 1, got {latent_dim}")
+        torch.manual_seed(seed)
+        return {k: v.numpy() for k, v in TorchVAE(latent_dim).state_dict().items()}
+    state = load_torch_weights(torch_weights)
+    try:
+        params_from_torch(state)  # names a missing, extra or mis-shaped entry
+        TorchVAE(infer_latent_dim(state)).load_state_dict(state, strict=True)
+    except (WeightMismatchError, RuntimeError) as exc:
+        raise UserError(f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).splitlines()[0]}") from None
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def parity_check(torch_weights: Path | None, latent_dim: int, batch_size: int, seed: int, conv_impls: list[str],
+                 as_json: bool = False) -> tuple[str, bool]:
+    """Both verdicts per tensor for each implementation (a table, or JSON); and whether the port passed."""
+    import json
+
+    from jaxvae.convert import infer_latent_dim
+    from jaxvae.parity import run_parity
+    from jaxvae.parity_report import format_report, report_json
+
+    state = parity_weights(torch_weights, latent_dim, seed)
+    latent_dim = infer_latent_dim(state)
+    x, eps = parity_inputs(batch_size, latent_dim, seed)
+    report = run_parity(state, x, eps, conv_impls)
+    weights = f"from {torch_weights}" if torch_weights else f"random (torch_ref's initialisation, seed {seed})"
+    if as_json:
+        header = {"latent_dim": latent_dim, "batch_size": batch_size, "seed": seed, "weights": weights}
+        return json.dumps(report_json(header, report)), report.passed
+    tf32 = "; TF32 off for this comparison (torch's default allows it)" if report.torch_device == "cuda" else ""
+    header = (f"parity: jaxvae vs torch_ref, latent {latent_dim}, batch {batch_size} real MNIST test digits (seed {seed}), "
+              f"weights {weights}; torch float32 on {report.torch_device}{tf32}; float64 on the CPU")
+    return format_report(header, report), report.passed

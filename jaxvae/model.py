@@ -2,7 +2,9 @@
 
 Submodule names follow the torch state-dict keys (``encoder_0`` is ``encoder.0``, ``decoder_8`` is
 ``decoder.8``), and every activation that a torch ``nn.Sequential`` child returns is sown into the
-``"intermediates"`` collection under torch's own name (``"encoder.0"``, ..., ``"decoder.10"``; the heads as ``"z_mean.out"``), so that the parity harness can compare them one by one.
+``"intermediates"`` collection under torch's own name (``"encoder.0"``, ..., ``"decoder.10"``; the heads as
+``"z_mean.out"``), so that the parity harness can compare them one by one. The three reshapes that a port gets
+wrong most easily (flatten, unflatten, trim) are named functions.
 """
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ DECODER_CONVS = (("decoder_2", 64, 1, 1), ("decoder_4", 64, 2, 1), ("decoder_6",
 
 def _index(name: str) -> int:
     return int(name.rsplit("_", 1)[1])
+
+
+def flatten_like_torch(h):
+    """``(B, 7, 7, 64) -> (B, 3136)`` in torch's NCHW order, so that the 3136-wide heads port unchanged."""
+    return h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # (B, 64, 7, 7) -> (B, 3136)
+
+
+def unflatten_like_torch(h):
+    """``(B, 3136) -> (B, 7, 7, 64)``: torch's ``Reshape(-1, 64, 7, 7)``, then NHWC."""
+    return h.reshape(-1, 64, 7, 7).transpose(0, 2, 3, 1)  # (B, 64, 7, 7) -> (B, 7, 7, 64)
+
+
+def trim_like_torch(h):
+    """``(B, 29, 29, C) -> (B, 28, 28, C)``: the top-left 28x28, as the seed's ``Trim``."""
+    return h[:, :28, :28, :]
 
 
 class VAE(nn.Module):
@@ -60,8 +77,7 @@ class VAE(nn.Module):
             h = self._record(i, "encoder", conv(h))  # (B, 28, 28, 32) / (B, 14, 14, 64) / (B, 7, 7, 64)
             if i < 6:
                 h = self._record(i + 1, "encoder", leaky_relu(h, LEAKY_SLOPE))
-        h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # (B, 3136), torch's NCHW flatten order
-        h = self._record(7, "encoder", h)
+        h = self._record(7, "encoder", flatten_like_torch(h))  # (B, 3136)
         z_mean = self.z_mean(h)  # (B, latent_dim)
         z_log_var = self.z_log_var(h)  # (B, latent_dim)
         self.sow("intermediates", "z_mean.out", z_mean)
@@ -71,14 +87,13 @@ class VAE(nn.Module):
     def decode(self, z):
         """``(B, latent_dim) -> (B, 28, 28, 1)`` images in (0, 1)."""
         h = self._record(0, "decoder", self.decoder_0(z))  # (B, 3136)
-        h = h.reshape(-1, 64, 7, 7).transpose(0, 2, 3, 1)  # (B, 7, 7, 64) from torch's (B, 64, 7, 7)
-        h = self._record(1, "decoder", h)
+        h = self._record(1, "decoder", unflatten_like_torch(h))  # (B, 7, 7, 64)
         for conv in self.decoder_convs:
             i = _index(conv.name)
             h = self._record(i, "decoder", conv(h))  # (B, 7, 7, 64) / (B, 13, 13, 64) / (B, 27, 27, 32) / (B, 29, 29, 1)
             if i < 8:
                 h = self._record(i + 1, "decoder", leaky_relu(h, LEAKY_SLOPE))
-        h = self._record(9, "decoder", h[:, :28, :28, :])  # (B, 28, 28, 1)
+        h = self._record(9, "decoder", trim_like_torch(h))  # (B, 28, 28, 1)
         return self._record(10, "decoder", nn.sigmoid(h))
 
     def __call__(self, x, key):

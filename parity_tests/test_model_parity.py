@@ -1,45 +1,43 @@
-"""The whole model against torch_ref from the same weights on real digits: activations, outputs, loss, gradients.
+"""The whole model against torch_ref: the harness passes the correct port at every seed, and the public API agrees.
 
-Tolerances (issue 2, float32): activations and encoder/decoder outputs max abs diff <= 1e-5 (at scale one;
-see jaxvae.parity), the loss relative <= 1e-6, each parameter's gradient relative <= 1e-5.
+``run_parity`` gives three verdicts (jaxvae float64 exact, jaxvae float32 and torch float32 against float64) for
+each convolution implementation; tolerances and their grounds are in ``jaxvae.parity`` and docs/parity.md.
 """
 
-import jax
 import numpy as np
 import pytest
 import torch
 
 from jaxvae import VAE, params_from_torch, vae_loss
+from jaxvae.commands import parity_inputs, parity_weights
 from jaxvae.parity import run_parity
-from parity_tests.conftest import IMPLS
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import vae_loss as torch_vae_loss
 
-
-def torch_model(latent_dim, seed=0):
-    torch.manual_seed(seed)
-    return TorchVAE(latent_dim)
+SEEDS = range(20)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("latent_dim", [2, 16])
 @pytest.mark.parametrize("batch", [1, 32])
-def test_every_activation_loss_and_gradient(impl, latent_dim, batch, real_digits):
-    model = torch_model(latent_dim)
-    x = real_digits[:batch]
-    eps = np.asarray(jax.random.normal(jax.random.PRNGKey(batch), (batch, latent_dim)))
-    result = run_parity(model, x, eps, impl)
-    failures = [r for rows in result.values() for r in rows if not r.passed]
-    assert not failures, failures
-    names = [r.name for r in result["activations"]]
-    assert names[:8] == [f"encoder.{i}" for i in range(8)] and names[-1] == "decoder.10"
-    assert len(result["gradients"]) == 22
+def test_no_false_alarms(latent_dim, batch):
+    """20 seeds (weights, digits and noise all drawn from the seed), both implementations, float64 and float32."""
+    failed, flips = [], 0
+    for seed in SEEDS:
+        x, eps = parity_inputs(batch, latent_dim, seed)
+        report = run_parity(parity_weights(None, latent_dim, seed), x, eps)
+        verdicts = [report.torch_float32] + [v for vs in report.by_impl.values() for v in vs]
+        failed += [(seed, v.label, v.error, [(r.name, f"{r.rel:.1e}") for r in v.rows if not r.passed]) for v in verdicts if not v.passed]
+        flips += sum(v.kinks.total_flips() for v in verdicts)
+        assert len(report.torch_float32.rows) == 21 + 2 + 1 + 22  # 21 Sequential children, 2 heads, loss, 22 grads
+    assert not failed, (failed, flips)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", ["xla", "matmul"])
 def test_encode_and_decode_outputs(impl, real_digits):
-    """The public methods, used as a user would: encode, then decode the same z in both frameworks."""
-    model = torch_model(2, seed=3)
+    """The public methods, used as a user would: encode, then decode the same z in both frameworks (float32;
+    outputs have no kink, so 1e-5 at scale one bounds float32 rounding through nine layers)."""
+    torch.manual_seed(3)
+    model = TorchVAE(2)
     variables = params_from_torch(model.state_dict())
     vae = VAE(2, conv_impl=impl)
     z_mean, z_log_var = vae.apply(variables, real_digits, method=VAE.encode)
@@ -55,3 +53,17 @@ def test_encode_and_decode_outputs(impl, real_digits):
     loss = vae_loss(real_digits, decoded, z_mean, z_log_var)[0]
     loss_t = torch_vae_loss(xt, torch.from_numpy(decoded_t.transpose(0, 3, 1, 2).copy()), torch.from_numpy(np.array(z_mean)), torch.from_numpy(np.array(z_log_var)))[0]
     assert abs(float(loss) - float(loss_t)) <= 1e-6 * abs(float(loss_t))
+
+
+def test_trained_weights_pass(tmp_path):
+    """Weights exported after a short training run pass as torch_ref's initial ones do."""
+    from jaxvae.cli import main
+    from jaxvae.commands import load_torch_weights
+
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--train-examples", "512", "--test-examples", "64", "--out", str(run)]) == 0
+    assert main(["export", "--run", str(run), "--to", str(tmp_path / "trained.pt")]) == 0
+    state = {k: v.numpy() for k, v in load_torch_weights(tmp_path / "trained.pt").items()}
+    x, eps = parity_inputs(32, 2, 11)
+    report = run_parity(state, x, eps)
+    assert report.passed, [(v.label, [(r.name, r.rel) for r in v.rows if not r.passed]) for vs in report.by_impl.values() for v in vs]

@@ -1,5 +1,7 @@
-"""``jaxvae parity``: the per-layer table, exit 0 when all pass, one-line errors for bad weight files."""
+"""``jaxvae parity``: both verdicts per tensor, exit 0 exactly when the port is right, one-line errors for bad files."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -7,18 +9,45 @@ import torch
 
 from torch_ref import VAE as TorchVAE
 
+# Loaded by Python at start-up from PYTHONPATH: torch_ref's Trim takes the wrong 28x28, in the CLI's own process.
+MUTATED_TORCH_REF = """
+import torch_ref.model
+torch_ref.model.Trim.forward = lambda self, x: x[:, :, 1:, 1:]
+"""
 
-def run(*args):
-    return subprocess.run([sys.executable, "-m", "jaxvae.cli", "parity", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+def run(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "jaxvae.cli", "parity", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, env=env)
 
 
-def test_random_weights_pass():
-    """The command's defaults (batch 32, seed 0): the case where a pre-activation lands on 0.0 in the matmul
-    forms, so LeakyReLU's derivative at the kink must be torch's."""
+def test_defaults_pass_with_both_verdicts():
+    """batch 32, latent 2, seed 0, both implementations: the case that failed on AVX-512 CPUs before issue 10."""
     result = run()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "[xla] activations" in result.stdout and "[matmul] gradients" in result.stdout
-    assert "decoder.6" in result.stdout and "all passed" in result.stdout
+    out = result.stdout
+    assert "[xla]" in out and "[matmul]" in out and out.rstrip().endswith("all passed")
+    assert all(column in out for column in ("f64 exact", "f32 jaxvae", "f32 torch", "near", "flips"))
+    assert "within float32 rounding" in out and "grad decoder.8.bias" in out and "decoder.6" in out
+
+
+def test_json_report_at_batch_one():
+    result = run("--json", "--batch-size", "1", "--latent-dim", "16", "--seed", "5", "--conv-impl", "xla")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["passed"] and report["batch_size"] == 1 and report["latent_dim"] == 16 and list(report["impls"]) == ["xla"]
+    exact = report["impls"]["xla"]["float64"]
+    assert exact["passed"] and max(r["rel"] for r in exact["rows"]) <= report["tolerances"]["float64"]["activations"]
+    assert set(exact["kinks"]["near"]) == {"encoder.0", "encoder.2", "encoder.4", "decoder.2", "decoder.4", "decoder.6"}
+
+
+def test_a_mutated_torch_ref_fails_with_exit_1(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(MUTATED_TORCH_REF)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    result = run("--batch-size", "2", "--conv-impl", "matmul", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "SOME FAILED" in result.stdout and "FAIL (f64 exact, f32 jaxvae)" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 def test_saved_torch_weights(tmp_path):
@@ -27,10 +56,10 @@ def test_saved_torch_weights(tmp_path):
     torch.save(TorchVAE(16).state_dict(), path)
     result = run("--torch-weights", path, "--batch-size", "2", "--conv-impl", "matmul")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "latent 16" in result.stdout
+    assert "latent 16" in result.stdout and f"from {path}" in result.stdout
 
 
-def test_bad_weight_files(tmp_path):
+def test_bad_weight_files_and_flags(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a torch file")
     result = run("--torch-weights", garbage)
@@ -42,3 +71,7 @@ def test_bad_weight_files(tmp_path):
     torch.save(state, partial)
     result = run("--torch-weights", partial)
     assert result.returncode == 2 and "decoder.8.bias" in result.stderr
+    for flags, message in ((["--batch-size", "0"], "--batch-size must be between 1 and 1000"),
+                           (["--latent-dim", "0"], "--latent-dim must be at least 1")):
+        result = run(*flags)
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,54 @@
+"""The jaxvae side of the parity harness: ``jaxvae.model.VAE`` forward and backward, captured layer by layer.
+
+The gradients are those of ``make_loss_fn``, the loss the training step differentiates. Computations run op by
+op (not jitted), so that whatever ``jaxvae`` is at call time is what runs. float64 runs on the CPU under
+``jax.enable_x64``: float64 is the arbiter, and the CPU computes it natively on every machine (TPUs do not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae.convert import params_from_torch, params_to_torch
+from jaxvae.latent import shift_and_scale
+from jaxvae.model import VAE
+from jaxvae.parity_capture import Capture
+from jaxvae.train_step import make_loss_fn
+
+
+@contextlib.contextmanager
+def _precision(dtype):
+    """float64 on the CPU with x64 enabled; float32 on the default device at full matmul precision."""
+    if np.dtype(dtype) == np.float64:
+        with jax.enable_x64(True), jax.default_device(jax.devices("cpu")[0]):
+            yield
+    else:
+        with jax.default_matmul_precision("highest"):
+            yield
+
+
+def _activations(model: VAE, variables, x, eps) -> dict[str, np.ndarray]:
+    def forward(module, x, eps):
+        z_mean, z_log_var = module.encode(x)
+        return module.decode(shift_and_scale(eps, z_mean, z_log_var))
+
+    _, state = model.apply(variables, x, eps, method=forward, mutable=["intermediates"])
+    return {k: np.asarray(v[0], np.float64) for k, v in state["intermediates"].items()}
+
+
+def jax_capture(state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_weight: float = 1.0) -> Capture:
+    """Activations, loss and gradients (torch keys and layout) of jaxvae from ``state_dict``, in ``dtype``."""
+    with _precision(dtype):
+        variables = jax.tree_util.tree_map(jnp.asarray, params_from_torch(state_dict, dtype=dtype))
+        x = jnp.asarray(np.asarray(x_nhwc, dtype))
+        noise = jnp.asarray(np.asarray(eps, dtype))
+        model = VAE(int(noise.shape[-1]), conv_impl=conv_impl)
+        activations = _activations(model, variables, x, noise)
+        loss_fn = make_loss_fn(model, reconstruction_weight)
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"], x, noise)
+        grads = {k: np.asarray(v, np.float64) for k, v in params_to_torch(grads).items()}
+        return Capture(activations, float(loss), grads)

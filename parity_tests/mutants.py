@@ -1,0 +1,132 @@
+"""Deliberately wrong ports, applied at test time with pytest's ``monkeypatch``: the harness must fail each one.
+
+Each mutant is what a careless port would contain. Those on the ``torch_ref`` side change the reference as a
+reviewer would (a copy of the notebook with the mistake); those on the ``jaxvae`` side change the port itself.
+Nothing here is a copy of the code: every mutant patches one function or constant of the running code.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import torch
+import torch.nn.functional as F
+from jax import lax
+
+import jaxvae.latent
+import jaxvae.layers
+import jaxvae.losses
+import jaxvae.model
+import jaxvae.parity_jax
+import jaxvae.train_step
+import torch_ref.model
+import torch_ref.train
+
+
+# ---- torch_ref side ----------------------------------------------------------------------------------------
+
+def torch_slope_off_by_one_percent(mp):
+    mp.setattr(torch.nn.LeakyReLU, "forward", lambda self, x: F.leaky_relu(x, self.negative_slope * 1.01))
+
+
+def torch_trim_wrong_corner(mp):
+    mp.setattr(torch_ref.model.Trim, "forward", lambda self, x: x[:, :, 1:, 1:])
+
+
+def torch_exp_log_var(mp):
+    def reparameterize(self, z_mu, z_log_var, eps=None):
+        return z_mu + eps * torch.exp(z_log_var)
+
+    mp.setattr(torch_ref.model.VAE, "reparameterize", reparameterize)
+
+
+def torch_flatten_nhwc(mp):
+    mp.setattr(torch.nn.Flatten, "forward", lambda self, x: x.permute(0, 2, 3, 1).flatten(1))
+
+
+def torch_transpose_padding(mp):
+    """decoder.4 (stride 2, padding 1) padded (0, 2) instead of (1, 1): the same 13x13 size, shifted a pixel."""
+    original = torch.nn.ConvTranspose2d.forward
+
+    def forward(self, x, output_size=None):
+        if self.stride == (2, 2) and self.padding == (1, 1):
+            y = F.conv_transpose2d(x, self.weight, self.bias, stride=2, padding=0)  # (B, C, 15, 15)
+            return y[:, :, 2:, 2:]  # (B, C, 13, 13)
+        return original(self, x)
+
+    mp.setattr(torch.nn.ConvTranspose2d, "forward", forward)
+
+
+def torch_kl_without_half(mp):
+    def vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight=1.0):
+        kl = -torch.sum(1 + z_log_var - z_mean**2 - torch.exp(z_log_var), dim=1).mean()
+        reconstruction = F.mse_loss(decoded, x, reduction="none").view(x.size(0), -1).sum(dim=1).mean()
+        return reconstruction_weight * reconstruction + kl, reconstruction, kl
+
+    mp.setattr(torch_ref.train, "vae_loss", vae_loss)
+
+
+def torch_missing_bias(mp):
+    """decoder.8's one bias dropped (the only ConvTranspose2d with one output channel)."""
+    original = torch.nn.ConvTranspose2d.forward
+
+    def forward(self, x, output_size=None):
+        if self.out_channels == 1:
+            return F.conv_transpose2d(x, self.weight, None, self.stride, self.padding)
+        return original(self, x)
+
+    mp.setattr(torch.nn.ConvTranspose2d, "forward", forward)
+
+
+def torch_weight_off_by_1e6(mp):
+    """encoder.2's weights 1e-6 larger, each: what float64 must catch and float32 cannot."""
+    original = torch.nn.Conv2d.forward
+
+    def forward(self, x):
+        if self.in_channels == 32:
+            return self._conv_forward(x, self.weight + 1e-6, self.bias)
+        return original(self, x)
+
+    mp.setattr(torch.nn.Conv2d, "forward", forward)
+
+
+# ---- jaxvae side --------------------------------------------------------------------------------------------
+
+def jax_slope_off_by_one_percent(mp):
+    mp.setattr(jaxvae.model, "LEAKY_SLOPE", 0.0101)
+
+
+def jax_trim_wrong_corner(mp):
+    mp.setattr(jaxvae.model, "trim_like_torch", lambda h: h[:, 1:, 1:, :])
+
+
+def jax_exp_log_var(mp):
+    wrong = lambda eps, z_mean, z_log_var: z_mean + eps * jnp.exp(z_log_var)  # noqa: E731
+    for module in (jaxvae.latent, jaxvae.train_step, jaxvae.parity_jax):
+        mp.setattr(module, "shift_and_scale", wrong)
+
+
+def jax_flatten_nhwc(mp):
+    mp.setattr(jaxvae.model, "flatten_like_torch", lambda h: h.reshape(h.shape[0], -1))
+
+
+def jax_transpose_padding(mp):
+    """Every transposed conv padded (k-p, k-2-p) instead of (k-1-p, k-1-p): same sizes, shifted a pixel."""
+
+    def conv_transpose(x, kernel, stride, padding, precision=None):
+        k = kernel.shape[0]
+        pads = [(k - padding, k - 2 - padding)] * 2
+        return lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), pads, lhs_dilation=(stride, stride),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+
+    for impl in jaxvae.layers.CONV_IMPLS:
+        mp.setitem(jaxvae.layers._CONV_TRANSPOSE, impl, conv_transpose)
+
+
+def jax_kl_without_half(mp):
+    mp.setattr(jaxvae.losses, "kl_divergence", lambda m, lv: -jnp.sum(1.0 + lv - m**2 - jnp.exp(lv), axis=-1))
+
+
+TORCH_MUTANTS = [torch_slope_off_by_one_percent, torch_trim_wrong_corner, torch_exp_log_var, torch_flatten_nhwc,
+                 torch_transpose_padding, torch_kl_without_half, torch_missing_bias, torch_weight_off_by_1e6]
+JAX_MUTANTS = [jax_slope_off_by_one_percent, jax_trim_wrong_corner, jax_exp_log_var, jax_flatten_nhwc,
+               jax_transpose_padding, jax_kl_without_half]
