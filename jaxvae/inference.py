@@ -27,9 +27,14 @@ def encode_means(model: VAE, params, images, batch_size: int = 500) -> np.ndarra
     return np.concatenate(parts)
 
 
+@partial(jax.jit, static_argnums=0)
+def _reconstruct(model: VAE, params, images, key):
+    return model.apply({"params": params}, images, key)[3]
+
+
 def reconstruct(model: VAE, params, images, key) -> np.ndarray:
     """The model's output for ``images`` (z sampled as in training), ``(N, 28, 28, 1)``."""
-    return np.asarray(model.apply({"params": params}, images, key)[3])
+    return np.asarray(_reconstruct(model, params, images, key))
 
 
 def sample_prior(model: VAE, params, key, n: int) -> np.ndarray:
