@@ -29,6 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--conv-impl", default="auto")
     p.add_argument("--micro-batch", type=int, default=0, help="0: automatic (as jaxvae train)")
+    p.add_argument("--devices", type=int, default=0, help="jaxvae data parallel over the first N visible devices (0: all)")
     p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -80,30 +81,32 @@ class JaxRun:
 
 def jax_runner(batch_size: int, args, dataset) -> JaxRun:
     """jaxvae as ``jaxvae train`` runs it, warmed up: about ``args.images`` images per call of ``run``."""
-    from jaxvae.config import RunConfig
+    from jaxvae.config import RunConfig, check_batch_splits
     from jaxvae.convert import params_to_torch
     from jaxvae.training import RunKeys, Trainer
     from jaxvae.train_step import init_state
 
-    config = RunConfig(dataset=args.dataset, batch_size=batch_size, conv_impl=args.conv_impl, micro_batch=args.micro_batch)
+    config = RunConfig(dataset=args.dataset, batch_size=batch_size, conv_impl=args.conv_impl, micro_batch=args.micro_batch,
+                       devices=args.devices)
     trainer = Trainer(config, len(dataset.train))
+    check_batch_splits(config, trainer.mesh.size)
     keys = RunKeys.from_seed(0)
     state = init_state(trainer.model, trainer.optimizer, keys.init)
     start_weights = params_to_torch(state.params)
-    images = jax.device_put(dataset.train.images)
-    compile_seconds = trainer.compile(state, images, keys.train)
-    batches = trainer.epoch_batches(keys.data, 1)
+    state = trainer.place_state(state)
+    epoch = trainer.epoch_data(dataset.train.images, keys.data, 1)
+    compile_seconds = trainer.compile(state, epoch, keys.train)
     chunks = max(1, min(args.images // batch_size, trainer.steps_per_epoch) // trainer.chunk_steps)
 
     def run():
         nonlocal state
         for c in range(chunks):
-            state, metrics = trainer.run_chunk(state, images, batches, c * trainer.chunk_steps, keys.train)
+            state, metrics = trainer.run_chunk(state, epoch, c * trainer.chunk_steps, keys.train)
         jax.block_until_ready(metrics)
 
     run()  # warm-up
     steps = chunks * trainer.chunk_steps
-    return JaxRun(run, trainer, steps, np.asarray(batches)[:steps], start_weights, compile_seconds)
+    return JaxRun(run, trainer, steps, trainer.epoch_order(keys.data, 1)[:steps], start_weights, compile_seconds)
 
 
 def median_seconds(runners: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -129,7 +132,7 @@ def bench_batch_size(batch_size: int, args, dataset) -> dict:
     result = {"batch_size": batch_size, "steps_per_repeat": jax_run.steps, "steps_per_dispatch": trainer.chunk_steps,
               "jax_images_per_s": jax_rate, "jax_compile_s": jax_run.compile_seconds,
               "conv_impl": trainer.conv_impl, "micro_batch": trainer.micro_batch,
-              "concurrent_micro_batches": trainer.concurrent}
+              "concurrent_micro_batches": trainer.concurrent, "devices": trainer.mesh.size}
     if "torch" in seconds:
         torch_rate = images_done / seconds["torch"]
         result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})
@@ -153,11 +156,11 @@ def environment() -> dict:
 
 def format_results(env: dict, results: list[dict]) -> str:
     lines = [f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
-             f"{'batch':>6} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>7} {'compile s':>10} {'peak RSS MB':>12}"]
+             f"{'batch':>6} {'devices':>8} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>7} {'compile s':>10} {'peak RSS MB':>12}"]
     for r in results:
         torch_rate = f"{r['torch_images_per_s']:12.0f}" if "torch_images_per_s" in r else f"{'-':>12}"
         ratio = f"{r['ratio_jax_over_torch']:7.2f}" if "ratio_jax_over_torch" in r else f"{'-':>7}"
-        lines.append(f"{r['batch_size']:>6} {r['jax_images_per_s']:13.0f} {torch_rate} {ratio} {r['jax_compile_s']:10.1f} {r['peak_rss_mb']:12.0f}")
+        lines.append(f"{r['batch_size']:>6} {r['devices']:>8} {r['jax_images_per_s']:13.0f} {torch_rate} {ratio} {r['jax_compile_s']:10.1f} {r['peak_rss_mb']:12.0f}")
     return "\n".join(lines)
 
 
@@ -173,7 +176,7 @@ def checked_inputs(args) -> tuple[list[int], Any]:
         raise UserError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
     if not sizes or min(sizes) < 1 or args.repeats < 1 or args.images < 1:
         raise UserError("--batch-sizes, --repeats and --images must be positive")
-    check_flags(RunConfig(dataset=args.dataset, conv_impl=args.conv_impl, micro_batch=args.micro_batch))
+    check_flags(RunConfig(dataset=args.dataset, conv_impl=args.conv_impl, micro_batch=args.micro_batch, devices=args.devices))
     dataset = load_dataset(args.dataset, args.data_dir)
     if max(sizes) > len(dataset.train):
         raise UserError(f"batch size {max(sizes)} is larger than the training split ({len(dataset.train)})")

@@ -1,7 +1,8 @@
 """Orbax checkpoints of a run's training state, one per finished epoch.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a crash mid-write
-leaves the previous checkpoint as it was. Each checkpoint holds the state and a small JSON record
+leaves the previous checkpoint as it was. Over several processes every process takes part in each save and
+restore (one checkpoint, on a file system they share); a restored state has the shardings of the ``like`` state. Each checkpoint holds the state and a small JSON record
 (epoch, step, latent size) that is read first, so that a mismatch is reported before arrays are restored.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxvae.errors import UserError
+from jaxvae.parallel import to_host
 from jaxvae.train_step import TrainState
 
 KEEP = 2
@@ -58,8 +60,8 @@ def restore(directory: Path, epoch: int, like: TrainState) -> TrainState:
             restored = manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
     except Exception as exc:
         raise UserError(f"checkpoint {directory / str(epoch)} is damaged or does not fit this model ({type(exc).__name__}); start a new --out") from None
-    for leaf in jax.tree_util.tree_leaves(restored):
-        if not np.all(np.isfinite(np.asarray(leaf))):
+    for leaf in jax.tree_util.tree_leaves(to_host(restored)):
+        if not np.all(np.isfinite(leaf)):
             raise UserError(f"checkpoint {directory / str(epoch)} holds non-finite values; start a new --out")
     return TrainState(restored["params"], restored["opt_state"], restored["step"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,6 +34,12 @@ def _add_train(sub) -> None:
     p.add_argument("--chunk-steps", type=int, default=0, help="training steps per dispatch (0: automatic)")
     p.add_argument("--micro-batch", type=int, default=0, help="compute each step's gradient in micro-batches of N (0: automatic)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate the test split after every N-th epoch and the last (0: the last only)")
+    p.add_argument("--devices", type=int, default=0, help="data parallel over the first N visible devices (0: all)")
+    g = p.add_argument_group("several processes (jax.distributed; every process gets the same flags but --process-id)")
+    g.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordinator, e.g. 127.0.0.1:12355")
+    g.add_argument("--num-processes", type=int, default=None)
+    g.add_argument("--process-id", type=int, default=None)
+    g.add_argument("--coordinator-timeout", type=float, default=60.0, help="seconds to wait for the coordinator and the other processes")
 
 
 def _add_run_commands(sub) -> None:
@@ -67,19 +74,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    from jaxvae import distributed
     from jaxvae.config import RunConfig
     from jaxvae.run_files import new_run_dir
-    from jaxvae.training import train
 
     config = RunConfig(args.dataset, args.epochs, args.batch_size, args.lr, args.seed, args.latent_dim, args.reconstruction_weight,
                        args.conv_impl, args.train_examples, args.test_examples, args.data_dir, args.chunk_steps, args.micro_batch,
-                       args.eval_every)
+                       args.eval_every, args.devices)
     if args.resume and args.out is None:
         raise UserError("--resume needs --out: the run folder to continue")
+    several = distributed.check_flags(args.coordinator, args.num_processes, args.process_id)
+    if several and args.out is None:
+        raise UserError("several processes need one --out that all of them share")
+    if several:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     out = args.out or new_run_dir()
+    from jaxvae.training import train
+
     summary = train(config, out, resume=args.resume)
-    test = summary["final_test"]
-    print(f"done: {out} (test loss {test['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s); plots in {out / 'plots'}")
+    if distributed.is_primary():
+        test = summary["final_test"]
+        print(f"done: {out} (test loss {test['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s); plots in {out / 'plots'}")
     return 0
 
 
@@ -107,17 +122,39 @@ def _dispatch(args) -> int:
     return run_from_args(args)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())  # one line, whatever a library put into the message
+
+
+def _several_processes() -> bool:
+    import jax
+
+    return jax.process_count() > 1
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
     except UserError as exc:
-        message = " ".join(str(exc).split())  # one line, whatever a library put into the message
-        print(f"jaxvae {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        print(f"jaxvae {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        status = 2
     except KeyboardInterrupt:
         print(f"jaxvae {args.command}: interrupted", file=sys.stderr)
-        return 130
+        status = 130
+    except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below
+        if not ("jax" in sys.modules and _several_processes()):
+            raise
+        out = getattr(args, "out", None)
+        print(f"jaxvae {args.command}: error: process {args.process_id} of {args.num_processes} stopped: another process was lost "
+              f"or failed ({type(exc).__name__}: {_one_line(exc)[:300]}); the last checkpoint in {out}/checkpoints is complete, "
+              "continue with --resume once every process runs", file=sys.stderr)
+        status = 1
+    if "jax" in sys.modules and _several_processes():
+        # JAX's exit waits at a barrier for every process and aborts with a stack trace if one is gone
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 if __name__ == "__main__":

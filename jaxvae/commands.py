@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -21,14 +22,17 @@ def _refuse_overwrite(path: Path) -> None:
 
 def evaluate_run(run_dir: Path) -> dict:
     """Test-split loss, reconstruction and KL of the run's latest checkpoint."""
+    from jaxvae.parallel import put_replicated
     from jaxvae.train_step import METRIC_NAMES
     from jaxvae.training import RunKeys, Trainer, evaluate_epoch, prepare_data
 
     run = open_run(run_dir)
-    dataset = prepare_data(run.config)
-    trainer = Trainer(run.config, len(dataset.train))
-    test_images = jax.device_put(dataset.test.images)
-    metrics = evaluate_epoch(trainer, run.params, test_images, RunKeys.from_seed(run.config.seed), run.epoch)
+    config = dataclasses.replace(run.config, devices=0)  # every visible device, whatever the run trained on
+    dataset = prepare_data(config)
+    trainer = Trainer(config, len(dataset.train))
+    test = trainer.place_test(dataset.test.images)
+    params = put_replicated(run.params, trainer.mesh)
+    metrics = evaluate_epoch(trainer, params, test, RunKeys.from_seed(config.seed), run.epoch)
     return {"epoch": run.epoch, "test_images": len(dataset.test), **dict(zip(METRIC_NAMES, metrics.tolist()))}
 
 

@@ -25,6 +25,7 @@ class RunConfig:
     chunk_steps: int = 0  # steps per dispatch; 0 picks one from the batch size
     micro_batch: int = 0  # gradient in micro-batches of this size; 0 picks one for the backend
     eval_every: int = 1  # evaluate the test split after every N-th epoch and after the last; 0: the last only
+    devices: int = 0  # data parallel over the first N visible devices; 0: all of them
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,6 +63,8 @@ def check_flags(config: RunConfig) -> None:
         raise UserError(f"--micro-batch must be >= 0 (0: automatic), got {config.micro_batch}")
     if config.eval_every < 0:
         raise UserError(f"--eval-every must be >= 0 (0: after the last epoch only), got {config.eval_every}")
+    if config.devices < 0:
+        raise UserError(f"--devices must be >= 0 (0: all visible devices), got {config.devices}")
 
 
 def evaluates_after(config: RunConfig, epoch: int) -> bool:
@@ -72,6 +75,15 @@ def evaluates_after(config: RunConfig, epoch: int) -> bool:
 def check_batch_fits(config: RunConfig, num_train: int) -> None:
     if config.batch_size > num_train:
         raise UserError(f"--batch-size {config.batch_size} is larger than the training split ({num_train} images); use a smaller one")
+
+
+def check_batch_splits(config: RunConfig, devices: int) -> None:
+    """Every device takes an equal part of each batch."""
+    if config.batch_size % devices:
+        fits = [d for d in range(1, devices + 1) if config.batch_size % d == 0][-1]
+        larger = -(-config.batch_size // devices) * devices
+        raise UserError(f"--batch-size {config.batch_size} does not split over {devices} devices; use a multiple of {devices} "
+                        f"(e.g. --batch-size {larger}) or --devices {fits}")
 
 
 def check_resumable(saved: RunConfig, given: RunConfig) -> None:

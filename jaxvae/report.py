@@ -11,6 +11,8 @@ import numpy as np
 import optax
 
 from jaxvae import inference, plots, run_files
+from jaxvae.distributed import is_primary
+from jaxvae.parallel import describe, to_host
 from jaxvae.train_step import METRIC_NAMES
 
 N_RECONSTRUCTIONS = 10
@@ -54,25 +56,23 @@ def write_plots(out: Path, model, params, dataset, records: list[dict], steps_pe
     return [str(p.relative_to(out)) for p in made]
 
 
-def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -> dict:
-    """Final test evaluation, plots and ``summary.json``; returns the summary."""
+def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict, test_split) -> dict:
+    """Final test evaluation (every process takes part), plots and ``summary.json`` (process 0 writes them)."""
     from jaxvae.training import evaluate_epoch
 
     records = run_files.MetricsLog(out / run_files.METRICS).read()
     last_epoch = max((r["epoch"] for r in records), default=0)
     test = [r for r in records if r.get("split") == "test" and r["epoch"] == last_epoch]
     if not test:  # nothing trained in this invocation and no record: evaluate now
-        metrics = evaluate_epoch(trainer, state.params, jax.device_put(dataset.test.images), keys, last_epoch)
+        metrics = evaluate_epoch(trainer, state.params, test_split, keys, last_epoch)
         test = [dict(zip(METRIC_NAMES, metrics.tolist()))]
-    train_means = epoch_train_means(records)
-    picture_files = write_plots(out, trainer.model, state.params, dataset, records, trainer.steps_per_epoch, keys.eval)
     seconds = timing["train_seconds"]
     summary = {
         "config": config.to_json(),
         "data": {"source": dataset.source, "train_images": len(dataset.train), "test_images": len(dataset.test)},
         "epochs_completed": last_epoch,
-        "steps": int(state.step),
-        "final_train": train_means.get(last_epoch),
+        "steps": int(to_host(state.step)),
+        "final_train": epoch_train_means(records).get(last_epoch),
         "final_test": {k: test[0][k] for k in METRIC_NAMES},
         "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
         "train_seconds": seconds,
@@ -85,8 +85,11 @@ def finish_run(out: Path, config, dataset, trainer, state, keys, timing: dict) -
         "traces": timing["traces"],
         "conv_impl": trainer.conv_impl,
         "device": device(),
+        "devices": describe(trainer.mesh),
         "versions": versions(),
-        "plots": picture_files,
     }
-    run_files.write_json(out / run_files.SUMMARY, summary)
+    if is_primary():
+        params = to_host(state.params)
+        summary["plots"] = write_plots(out, trainer.model, params, dataset, records, trainer.steps_per_epoch, keys.eval)
+        run_files.write_json(out / run_files.SUMMARY, summary)
     return summary

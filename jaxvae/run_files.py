@@ -49,10 +49,14 @@ def finite_or_none(value: float):
 
 
 class MetricsLog:
-    """``metrics.jsonl``: one line per training step and one per test evaluation, appended as they come."""
+    """``metrics.jsonl``: one line per training step and one per test evaluation, appended as they come.
 
-    def __init__(self, path: Path):
+    ``enabled=False`` (every process of a multi-process run but the first) drops what is appended.
+    """
+
+    def __init__(self, path: Path, enabled: bool = True):
         self.path = path
+        self.enabled = enabled
 
     def truncate_after(self, step: int, epoch: int) -> None:
         """Drop the lines a resumed run will write again (past the checkpoint's step and epoch)."""
@@ -68,6 +72,8 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
     def append(self, records: list[dict]) -> None:
+        if not self.enabled:
+            return
         with self.path.open("a") as f:
             for record in records:
                 f.write(json.dumps(record) + "\n")

@@ -1,8 +1,10 @@
 """The pure training and evaluation functions: ``train_step(state, batch, key) -> (state, metrics)``.
 
-Keys are explicit: the step's noise is ``fold_in(train_key, state.step)``, so a resumed run draws the same
-noise as an uninterrupted one. ``train_chunk`` runs many steps per dispatch with ``lax.scan``, gathering
-each batch on the device from the epoch's permutation.
+Keys are explicit: the step's noise is ``fold_in(train_key, state.step)``, drawn for the whole batch, so a
+resumed run draws the same noise as an uninterrupted one and a run on N devices the same as on one. Given a
+mesh (``jaxvae.parallel``), each device computes the gradient of its rows and the devices average them: the
+same step, summed in another order. ``train_chunk`` runs many steps per dispatch with ``lax.scan`` over the
+epoch's batches, which are already on the devices, each device holding its own rows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import optax
 from jaxvae.latent import shift_and_scale
 from jaxvae.losses import kl_divergence, squared_error, vae_loss
 from jaxvae.model import VAE
+from jaxvae.parallel import data_parallel
 
 METRIC_NAMES = ("loss", "reconstruction", "kl")
 CPU_MICRO_BATCH = 16  # best measured on a 2-core x86 CPU, taken two at a time (docs/benchmarks.md)
@@ -49,9 +52,10 @@ def make_optimizer(lr: float) -> optax.GradientTransformation:
 
 
 def init_state(model: VAE, optimizer, key) -> TrainState:
-    """Fresh parameters (torch's default initialisation) and optimiser state."""
+    """Fresh parameters (torch's default initialisation) and optimiser state. Jitted: run op by op, the
+    initialisation compiles each convolution's pieces separately (12 s on a 2-core CPU instead of 1 s)."""
     x = jnp.zeros((1, 28, 28, 1), jnp.float32)
-    params = model.init(key, x, jax.random.PRNGKey(0))["params"]
+    params = jax.jit(model.init)(key, x, jax.random.PRNGKey(0))["params"]
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
@@ -115,17 +119,23 @@ def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurr
     return jax.tree_util.tree_map(lambda t: t / parts, total)
 
 
-def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_batch: int = 0, concurrent: int = 1) -> Callable:
+def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_batch: int = 0, concurrent: int = 1,
+                    mesh=None) -> Callable:
     """``train_step(state, batch (B, 28, 28, 1), train_key) -> (state, metrics (3,))``, pure.
 
-    The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` is.
+    The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` and the
+    mesh are. With a ``mesh``, the batch is split over its devices (B divisible by their number) and
+    ``micro_batch`` applies to each device's rows.
     """
     loss_fn = make_loss_fn(model, reconstruction_weight)
+    gradients = partial(batch_gradients, loss_fn, micro_batch=micro_batch, concurrent=concurrent)
+    if mesh is not None:
+        gradients = data_parallel(gradients, mesh)
 
     def train_step(state: TrainState, batch, train_key):
         key = jax.random.fold_in(train_key, state.step)
         eps = jax.random.normal(key, (batch.shape[0], model.latent_dim), batch.dtype)
-        grads, metrics = batch_gradients(loss_fn, state.params, batch, eps, micro_batch, concurrent)
+        grads, metrics = gradients(state.params, batch, eps)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.step + 1), metrics
@@ -141,18 +151,15 @@ def epoch_batches(data_key, epoch, num_examples: int, batch_size: int):
 
 
 def make_train_chunk(train_step: Callable, chunk_steps: int) -> Callable:
-    """``train_chunk(state, images, batches, first, train_key) -> (state, metrics (chunk_steps, 3))``.
+    """``train_chunk(state, epoch, first, train_key) -> (state, metrics (chunk_steps, 3))``.
 
-    Runs ``batches[first : first + chunk_steps]`` with ``lax.scan``; ``images`` stay on the device.
+    ``epoch`` holds the epoch's batches, ``(steps, B, 28, 28, 1)``, on the devices (each device its rows of
+    every batch); the chunk runs ``epoch[first : first + chunk_steps]`` with ``lax.scan``.
     """
 
-    def train_chunk(state, images, batches, first, train_key):
-        rows = jax.lax.dynamic_slice_in_dim(batches, first, chunk_steps)  # (chunk, B)
-
-        def body(state, idx):
-            return train_step(state, images[idx], train_key)  # images[idx]: (B, 28, 28, 1)
-
-        return jax.lax.scan(body, state, rows)
+    def train_chunk(state, epoch, first, train_key):
+        batches = jax.lax.dynamic_slice_in_dim(epoch, first, chunk_steps)  # (chunk, B, 28, 28, 1)
+        return jax.lax.scan(lambda state, batch: train_step(state, batch, train_key), state, batches)
 
     return train_chunk
 
@@ -163,31 +170,40 @@ def resolve_eval_batch() -> int:
     return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else ACCELERATOR_EVAL_BATCH
 
 
-def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurrent: int = 1) -> Callable:
-    """``evaluate(params, images (N, 28, 28, 1), key) -> metrics (3,)``: loss, reconstruction, KL over the N images.
+def evaluation_rows(count: int, batch: int, concurrent: int = 1, devices: int = 1) -> int:
+    """How many rows ``evaluate`` takes for ``count`` images: whole groups of ``concurrent`` batches per device."""
+    unit = batch * concurrent * devices
+    return -(-count // unit) * unit
 
-    The noise is ``normal(key, (N, latent))`` however the images are batched, so every ``batch`` and
-    ``concurrent`` give the same result up to summation order. The images go through ``lax.scan`` in groups
-    of ``concurrent`` batches side by side (``_scan_sum``, as in ``batch_gradients``), zero-padded and masked at the end.
+
+def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurrent: int = 1, mesh=None) -> Callable:
+    """``evaluate(params, images (N, 28, 28, 1), key, count=None) -> metrics (3,)``: loss, reconstruction, KL.
+
+    The metrics are means over the first ``count`` images (all N by default); rows beyond are padding. The
+    noise is ``normal(key, (count, latent))`` however the images are batched or split over a ``mesh``, so every
+    ``batch``, ``concurrent`` and device count give the same result up to summation order. Images are zero-padded
+    to ``evaluation_rows`` (a caller that splits them over a mesh pads them so), then each device scans its
+    rows in groups of ``concurrent`` batches side by side (``_scan_sum``, as in ``batch_gradients``), masked.
     """
+    devices = 1 if mesh is None else mesh.size
 
-    def batch_sums(params, x, eps, mask):
-        z_mean, z_log_var, decoded = _forward(model, params, x, eps)
-        return jnp.stack([jnp.sum(squared_error(x, decoded) * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
+    def sums(params, x, eps, mask):  # one device's rows -> (squared error, KL) summed over the unmasked ones
+        def batch_sums(x, eps, mask):
+            z_mean, z_log_var, decoded = _forward(model, params, x, eps)
+            return jnp.stack([jnp.sum(squared_error(x, decoded) * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
 
-    def evaluate(params, images, key):
-        n = images.shape[0]
+        grouped = [a.reshape(-1, batch, *a.shape[1:]) for a in (x, eps, mask)]  # (rows / batch, batch, ...)
+        return _scan_sum(batch_sums, jnp.zeros(2, x.dtype), grouped, concurrent)
+
+    if mesh is not None:
+        sums = data_parallel(sums, mesh, reduce=jax.lax.psum)
+
+    def evaluate(params, images, key, count=None):
+        n = images.shape[0] if count is None else count
+        rows = evaluation_rows(images.shape[0], batch, concurrent, devices)
+        pad = lambda a, total: jnp.pad(a, [(0, total - a.shape[0])] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
         eps = jax.random.normal(key, (n, model.latent_dim), images.dtype)
-        groups = -(-n // (batch * concurrent))
-        padded = groups * batch * concurrent
-
-        def batched(a):  # (N, ...) -> (groups * concurrent, batch, ...), zero rows at the end
-            a = jnp.pad(a, [(0, padded - n)] + [(0, 0)] * (a.ndim - 1))
-            return a.reshape(groups * concurrent, batch, *a.shape[1:])
-
-        parts = (batched(images), batched(eps), batched(jnp.ones(n, images.dtype)))
-        sums = _scan_sum(partial(batch_sums, params), jnp.zeros(2, images.dtype), parts, concurrent)
-        rec, kl = sums / n
+        rec, kl = sums(params, pad(images, rows), pad(eps, rows), pad(jnp.ones(n, images.dtype), rows)) / n
         return jnp.stack([reconstruction_weight * rec + kl, rec, kl])
 
     return evaluate

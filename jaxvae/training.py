@@ -17,17 +17,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae import checkpoint, run_files
-from jaxvae.config import RunConfig, check_batch_fits, check_flags, check_resumable, chunk_length, evaluates_after
+from jaxvae.config import RunConfig, check_batch_fits, check_batch_splits, check_flags, check_resumable, chunk_length, evaluates_after
 from jaxvae.data import Dataset, load_dataset
 from jaxvae.errors import UserError
+from jaxvae.distributed import barrier, is_primary
 from jaxvae.layers import resolve_conv_impl
 from jaxvae.model import VAE
+from jaxvae.parallel import make_mesh, put_replicated, put_rows, to_host
 from jaxvae.progress import EpochProgress
 from jaxvae.train_step import (
     METRIC_NAMES,
     TrainState,
     concurrent_micro_batches,
     epoch_batches,
+    evaluation_rows,
     init_state,
     make_evaluate,
     make_optimizer,
@@ -56,7 +59,11 @@ class RunKeys:
 
 @dataclass
 class Trainer:
-    """The compiled functions of one run; ``traces`` counts how often each was traced (once is right)."""
+    """The compiled functions of one run over a device mesh; ``traces`` counts how often each was traced (once is right).
+
+    The epoch's batches and the test split go onto the devices split along the batch (``jaxvae.parallel``);
+    parameters and optimiser state are replicated.
+    """
 
     config: RunConfig
     num_train: int
@@ -64,6 +71,7 @@ class Trainer:
 
     def __post_init__(self):
         cfg = self.config
+        self.mesh = make_mesh(cfg.devices)
         self.conv_impl = resolve_conv_impl(cfg.conv_impl)  # the implementation "auto" chose
         self.model = VAE(cfg.latent_dim, conv_impl=self.conv_impl)
         self.optimizer = make_optimizer(cfg.lr)
@@ -72,12 +80,12 @@ class Trainer:
         self.micro_batch = resolve_micro_batch(cfg.micro_batch)
         self.concurrent = concurrent_micro_batches()
         self.eval_batch = resolve_eval_batch()
-        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch, self.concurrent)
+        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch, self.concurrent, self.mesh)
         chunk = make_train_chunk(step, self.chunk_steps)
-        evaluate = make_evaluate(self.model, cfg.reconstruction_weight, self.eval_batch, self.concurrent)
+        evaluate = make_evaluate(self.model, cfg.reconstruction_weight, self.eval_batch, self.concurrent, self.mesh)
         self._train_chunk = jax.jit(self._counted("train_chunk", chunk), donate_argnums=0)
-        self._evaluate = jax.jit(self._counted("evaluate", evaluate))
-        self._batches = jax.jit(epoch_batches, static_argnums=(2, 3))
+        self._evaluate = jax.jit(self._counted("evaluate", evaluate), static_argnums=3)
+        self._order = jax.jit(epoch_batches, static_argnums=(2, 3))
         self.compiled = None
         self.compiled_evaluate = None
 
@@ -88,30 +96,45 @@ class Trainer:
 
         return traced
 
-    def compile(self, state: TrainState, images, train_key) -> float:
+    def place_state(self, state: TrainState) -> TrainState:
+        """The state replicated on every device of the mesh."""
+        return put_replicated(state, self.mesh)
+
+    def epoch_order(self, data_key, epoch: int) -> np.ndarray:
+        """The epoch's batches as example indices ``(steps, B)``: the same on every process and device count."""
+        with jax.default_device(jax.local_devices()[0]):
+            return np.asarray(self._order(data_key, epoch, self.num_train, self.config.batch_size))
+
+    def epoch_data(self, images: np.ndarray, data_key, epoch: int) -> jax.Array:
+        """The epoch's batches ``(steps, B, 28, 28, 1)``, each device holding its rows of every batch."""
+        return put_rows(images, self.epoch_order(data_key, epoch), self.mesh, axis=1)
+
+    def place_test(self, images: np.ndarray) -> tuple[jax.Array, int]:
+        """The test images padded to whole evaluation groups and split over the devices; and their count."""
+        rows = evaluation_rows(len(images), self.eval_batch, self.concurrent, self.mesh.size)
+        index = np.minimum(np.arange(rows), len(images) - 1)  # padding repeats the last image; it is masked out
+        return put_rows(images, index, self.mesh, axis=0), len(images)
+
+    def compile(self, state: TrainState, epoch, train_key) -> float:
         """Compile the train chunk ahead of time; returns the seconds it took."""
         start = time.perf_counter()
-        batches = self._batches(train_key, 0, self.num_train, self.config.batch_size)
-        self.compiled = self._train_chunk.lower(state, images, batches, 0, train_key).compile()
+        self.compiled = self._train_chunk.lower(state, epoch, 0, train_key).compile()
         return time.perf_counter() - start
 
-    def compile_evaluate(self, params, test_images, eval_key) -> float:
-        """Compile the evaluation of ``test_images`` ahead of time; returns the seconds it took."""
+    def compile_evaluate(self, params, test, eval_key) -> float:
+        """Compile the evaluation of the placed test split ``test`` (``place_test``'s result) ahead of time."""
         start = time.perf_counter()
-        self.compiled_evaluate = self._evaluate.lower(params, test_images, eval_key).compile()
+        self.compiled_evaluate = self._evaluate.lower(params, test[0], eval_key, test[1]).compile()
         return time.perf_counter() - start
 
-    def epoch_batches(self, data_key, epoch: int):
-        return self._batches(data_key, epoch, self.num_train, self.config.batch_size)
+    def run_chunk(self, state, epoch, first: int, train_key):
+        return self.compiled(state, epoch, jnp.int32(first), train_key)
 
-    def run_chunk(self, state, images, batches, first: int, train_key):
-        return self.compiled(state, images, batches, jnp.int32(first), train_key)
-
-    def evaluate(self, params, images, key):
-        """Metrics (3,) of ``images``; compiles the evaluation first if ``compile_evaluate`` was not called."""
+    def evaluate(self, params, test, key) -> np.ndarray:
+        """Metrics (3,) of the placed test split; compiles the evaluation first if ``compile_evaluate`` was not called."""
         if self.compiled_evaluate is None:
-            self.compile_evaluate(params, images, key)
-        return np.asarray(self.compiled_evaluate(params, images, key))
+            self.compile_evaluate(params, test, key)
+        return to_host(self.compiled_evaluate(params, test[0], key))
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
@@ -129,7 +152,8 @@ def prepare_data(config: RunConfig) -> Dataset:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    if is_primary():
+        print(message, file=sys.stderr, flush=True)
 
 
 def _restore(out: Path, config: RunConfig, fresh: TrainState) -> tuple[TrainState, int]:
@@ -139,18 +163,17 @@ def _restore(out: Path, config: RunConfig, fresh: TrainState) -> tuple[TrainStat
 
 
 def _starting_state(config: RunConfig, out: Path, resume: bool, initial_params, keys: RunKeys) -> tuple[TrainState, int]:
-    """Fresh, from ``initial_params``, or the last checkpoint of ``out``; and the epochs already done.
-
-    Runs before the data loads, so that a damaged or mismatched checkpoint is reported at once.
+    """Fresh, from ``initial_params``, or the last checkpoint of ``out``, replicated on the run's devices; and
+    the epochs already done. Runs before the data loads, so that a damaged or mismatched checkpoint is reported at once.
     """
     model, optimizer = VAE(config.latent_dim, conv_impl=config.conv_impl), make_optimizer(config.lr)
-    state = init_state(model, optimizer, keys.init)
-    if resume:
-        return _restore(out, config, state)
-    if initial_params is not None:
-        params = jax.tree_util.tree_map(jnp.asarray, initial_params)
-        state = TrainState(params, optimizer.init(params), state.step)
-    return state, 0
+    with jax.default_device(jax.local_devices()[0]):
+        state = init_state(model, optimizer, keys.init)
+        if initial_params is not None and not resume:
+            params = jax.tree_util.tree_map(jnp.asarray, initial_params)
+            state = TrainState(params, optimizer.init(params), state.step)
+    state = put_replicated(state, make_mesh(config.devices))
+    return _restore(out, config, state) if resume else (state, 0)
 
 
 def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
@@ -162,83 +185,97 @@ def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict
     return records
 
 
-def _train_epoch(trainer, state, images, keys, epoch, log: run_files.MetricsLog, out: Path) -> tuple[TrainState, float]:
-    """One epoch of chunks; returns the state and the seconds spent in training steps."""
+def _train_epoch(trainer, state, epoch_data, keys, epoch, log: run_files.MetricsLog, out: Path) -> tuple[TrainState, float]:
+    """One epoch of chunks over ``epoch_data`` (``Trainer.epoch_data``); returns the state and the seconds spent in steps."""
     cfg = trainer.config
-    batches = trainer.epoch_batches(keys.data, epoch)
-    progress = EpochProgress(epoch, cfg.epochs, trainer.steps_per_epoch)
-    seconds = 0.0
+    progress = EpochProgress(epoch, cfg.epochs, trainer.steps_per_epoch) if is_primary() else None
+    seconds, step0 = 0.0, int(to_host(state.step))
     try:
         for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
-            step0 = int(state.step)
             start = time.perf_counter()
-            state, metrics = trainer.run_chunk(state, images, batches, first, keys.train)
-            metrics = np.asarray(metrics)  # (chunk, 3): the only host sync of the chunk
+            state, metrics = trainer.run_chunk(state, epoch_data, first, keys.train)
+            metrics = to_host(metrics)  # (chunk, 3): the only host sync of the chunk
             seconds += time.perf_counter() - start
             bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
-            log.append(_step_records(metrics[: bad[0] + 1] if bad.size else metrics, step0 + 1, epoch))
+            log.append(_step_records(metrics[: bad[0] + 1] if bad.size else metrics, step0 + first + 1, epoch))
             if bad.size:
                 raise NonFiniteLoss(
-                    f"the loss became non-finite at step {step0 + 1 + bad[0]} (epoch {epoch}); stopped. The last good checkpoint "
-                    f"is in {out / run_files.CHECKPOINTS}; try a smaller --lr"
+                    f"the loss became non-finite at step {step0 + first + 1 + bad[0]} (epoch {epoch}); stopped. The last good "
+                    f"checkpoint is in {out / run_files.CHECKPOINTS}; try a smaller --lr"
                 )
-            progress.update(metrics[:, 0])
+            if progress:
+                progress.update(metrics[:, 0])
     finally:
-        progress.close()
+        if progress:
+            progress.close()
     return state, seconds
 
 
-def evaluate_epoch(trainer, params, test_images, keys, epoch) -> np.ndarray:
-    """Test metrics after ``epoch``, with the noise of ``fold_in(eval_key, epoch)``; ``test_images`` on the device."""
-    return trainer.evaluate(params, test_images, jax.random.fold_in(keys.eval, epoch))
+def evaluate_epoch(trainer, params, test, keys, epoch) -> np.ndarray:
+    """Test metrics after ``epoch``, with the noise of ``fold_in(eval_key, epoch)``; ``test`` from ``Trainer.place_test``."""
+    return trainer.evaluate(params, test, jax.random.fold_in(keys.eval, epoch))
 
 
-def _test_epoch(trainer, state, test_images, keys, epoch: int, log: run_files.MetricsLog) -> None:
+def _test_epoch(trainer, state, test, keys, epoch: int, log: run_files.MetricsLog) -> None:
     """Evaluate the test split after ``epoch``: one ``"split": "test"`` record and a log line."""
-    metrics = evaluate_epoch(trainer, state.params, test_images, keys, epoch)
-    log.append([{"split": "test", "epoch": epoch, "step": int(state.step), **{k: run_files.finite_or_none(v) for k, v in zip(METRIC_NAMES, metrics)}}])
+    metrics = evaluate_epoch(trainer, state.params, test, keys, epoch)
+    step = int(to_host(state.step))
+    log.append([{"split": "test", "epoch": epoch, "step": step, **{k: run_files.finite_or_none(v) for k, v in zip(METRIC_NAMES, metrics)}}])
     _log(f"epoch {epoch}/{trainer.config.epochs}: test loss {metrics[0]:.4f} (reconstruction {metrics[1]:.4f}, KL {metrics[2]:.4f})")
+
+
+def _open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done: int) -> run_files.MetricsLog:
+    """``config.json`` and the metrics log, written by process 0 only (the others get a log that drops records)."""
+    log = run_files.MetricsLog(out / run_files.METRICS, enabled=is_primary())
+    if is_primary():
+        out.mkdir(parents=True, exist_ok=True)
+        run_files.write_json(out / run_files.CONFIG, config.to_json())
+        if resume:
+            log.truncate_after(step, done)
+    return log
 
 
 def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
     """Train as configured into ``out``; returns the summary written to ``summary.json``.
 
     ``initial_params`` (for instance ``params_from_torch(state_dict)["params"]``) replaces the fresh
-    initialisation of a new run.
+    initialisation of a new run. Over several processes every process calls this with the same arguments.
     """
     from jaxvae.report import finish_run
 
     check_flags(config)
     _check_out_dir(out, resume)
+    barrier("jaxvae: every process checked --out")  # before process 0 writes into it
     keys = RunKeys.from_seed(config.seed)
     state, done = _starting_state(config, out, resume, initial_params, keys)
+    check_batch_splits(config, make_mesh(config.devices).size)
     dataset = prepare_data(config)
     check_batch_fits(config, len(dataset.train))
     _log(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
     if resume:
-        _log(f"resuming {out} after epoch {done} (step {int(state.step)})")
+        _log(f"resuming {out} after epoch {done} (step {int(to_host(state.step))})")
     trainer = Trainer(config, len(dataset.train))
-    out.mkdir(parents=True, exist_ok=True)
-    run_files.write_json(out / run_files.CONFIG, config.to_json())
-    log = run_files.MetricsLog(out / run_files.METRICS)
-    if resume:
-        log.truncate_after(int(state.step), done)
+    log = _open_run_folder(out, config, resume, int(to_host(state.step)), done)
 
-    images = jax.device_put(dataset.train.images)
-    test_images = jax.device_put(dataset.test.images)
-    compile_seconds = trainer.compile(state, images, keys.train) + trainer.compile_evaluate(state.params, test_images, keys.eval)
-    _log(f"compiled the training step and the evaluation in {compile_seconds:.1f} s ({trainer.chunk_steps} steps per dispatch, device {jax.devices()[0]})")
+    test = trainer.place_test(dataset.test.images)
+    compile_seconds = trainer.compile(state, trainer.epoch_data(dataset.train.images, keys.data, 1), keys.train)
+    compile_seconds += trainer.compile_evaluate(state.params, test, keys.eval)
+    _log(f"compiled the training step and the evaluation in {compile_seconds:.1f} s ({trainer.chunk_steps} steps per dispatch, "
+         f"{trainer.mesh.size} x {jax.devices()[0].device_kind} over {jax.process_count()} process(es))")
 
     train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
     for epoch in range(done + 1, config.epochs + 1):
-        state, seconds = _train_epoch(trainer, state, images, keys, epoch, log, out)
+        epoch_data = trainer.epoch_data(dataset.train.images, keys.data, epoch)
+        state, seconds = _train_epoch(trainer, state, epoch_data, keys, epoch, log, out)
         train_seconds += seconds
         trained_images += trainer.steps_per_epoch * config.batch_size
         if evaluates_after(config, epoch):
             start = time.perf_counter()
-            _test_epoch(trainer, state, test_images, keys, epoch, log)
+            _test_epoch(trainer, state, test, keys, epoch, log)
             eval_seconds += time.perf_counter() - start
-        checkpoint.save(out / run_files.CHECKPOINTS, epoch, state, {"epoch": epoch, "step": int(state.step), "latent_dim": config.latent_dim})
+        step = int(to_host(state.step))
+        checkpoint.save(out / run_files.CHECKPOINTS, epoch, state, {"epoch": epoch, "step": step, "latent_dim": config.latent_dim})
 
+    barrier("jaxvae: training done")  # process 0 has written every record the others now read
     timing = {"compile_seconds": compile_seconds, "train_seconds": train_seconds, "eval_seconds": eval_seconds, "trained_images": trained_images, "traces": dict(trainer.traces)}
-    return finish_run(out, config, dataset, trainer, state, keys, timing)
+    return finish_run(out, config, dataset, trainer, state, keys, timing, test)

@@ -183,8 +183,8 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     """Epoch 2 turns NaN: the run stops there with a clear error; epoch 1's checkpoint stays."""
     real = Trainer.run_chunk
 
-    def poisoned(self, state, images, batches, first, key):
-        state, metrics = real(self, state, images, batches, first, key)
+    def poisoned(self, state, epoch, first, key):
+        state, metrics = real(self, state, epoch, first, key)
         return (state, metrics * np.nan) if int(state.step) > 8 else (state, metrics)
 
     monkeypatch.setattr(Trainer, "run_chunk", poisoned)
