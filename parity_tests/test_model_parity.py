@@ -28,7 +28,7 @@ def test_no_false_alarms(latent_dim, batch):
         verdicts = [report.torch_float32] + [v for vs in report.by_impl.values() for v in vs]
         failed += [(seed, v.label, v.error, [(r.name, f"{r.rel:.1e}") for r in v.rows if not r.passed]) for v in verdicts if not v.passed]
         flips += sum(v.kinks.total_flips() for v in verdicts)
-        assert len(report.torch_float32.rows) == 8 + 11 + 2 + 1 + 20  # encoder/decoder children, 2 heads, loss, 10 layers' w and b
+        assert len(report.torch_float32.rows) == 8 + 11 + 2 + 1 + 22  # encoder/decoder children, 2 heads, loss, 11 layers' w and b
     assert not failed, (failed, flips)
 
 
