@@ -5,12 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from jaxvae.binarize import BINARIZE_MODES
 from jaxvae.errors import UserError
+from jaxvae.losses import LIKELIHOODS
 from jaxvae.layers import CONV_IMPLS
 
 
 @dataclass(frozen=True)
 class RunConfig:
+    """The settings of one ``train`` run, one field per ``jaxvae train`` flag (defaults: the seed notebook's)."""
+
     dataset: str = "mnist5k"
     epochs: int = 20
     batch_size: int = 32
@@ -26,6 +30,8 @@ class RunConfig:
     micro_batch: int = 0  # gradient in micro-batches of this size; 0 picks one for the backend
     eval_every: int = 1  # evaluate the test split after every N-th epoch and after the last; 0: the last only
     devices: int = 0  # data parallel over the first N visible devices; 0: all of them
+    likelihood: str = "gaussian"  # the decoder: gaussian (the seed's squared error) or bernoulli (BCE on logits)
+    binarize: str = "none"  # none, threshold or sample (jaxvae.binarize)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -37,7 +43,8 @@ class RunConfig:
 
 
 # Settings that decide the trajectory: a resumed run must use the first part's values.
-TRAJECTORY_KEYS = ("dataset", "batch_size", "lr", "seed", "latent_dim", "reconstruction_weight", "train_examples", "conv_impl", "micro_batch")
+TRAJECTORY_KEYS = ("dataset", "batch_size", "lr", "seed", "latent_dim", "reconstruction_weight", "train_examples", "conv_impl", "micro_batch",
+                  "likelihood", "binarize")
 
 
 def check_flags(config: RunConfig) -> None:
@@ -63,6 +70,10 @@ def check_flags(config: RunConfig) -> None:
         raise UserError(f"--micro-batch must be >= 0 (0: automatic), got {config.micro_batch}")
     if config.eval_every < 0:
         raise UserError(f"--eval-every must be >= 0 (0: after the last epoch only), got {config.eval_every}")
+    if config.likelihood not in LIKELIHOODS:
+        raise UserError(f"--likelihood must be one of {', '.join(LIKELIHOODS)}; got {config.likelihood!r}")
+    if config.binarize not in BINARIZE_MODES:
+        raise UserError(f"--binarize must be one of {', '.join(BINARIZE_MODES)}; got {config.binarize!r}")
     if config.devices < 0:
         raise UserError(f"--devices must be >= 0 (0: all visible devices), got {config.devices}")
 

@@ -85,7 +85,11 @@ class VAE(nn.Module):
         return z_mean, z_log_var
 
     def decode(self, z):
-        """``(B, latent_dim) -> (B, 28, 28, 1)`` images in (0, 1)."""
+        """``(B, latent_dim) -> (B, 28, 28, 1)`` images in (0, 1): ``sigmoid(decode_logits(z))``."""
+        return self._record(10, "decoder", nn.sigmoid(self.decode_logits(z)))
+
+    def decode_logits(self, z):
+        """``(B, latent_dim) -> (B, 28, 28, 1)`` logits: the decoder before its sigmoid (a Bernoulli decoder's output)."""
         h = self._record(0, "decoder", self.decoder_0(z))  # (B, 3136)
         h = self._record(1, "decoder", unflatten_like_torch(h))  # (B, 7, 7, 64)
         for conv in self.decoder_convs:
@@ -93,8 +97,7 @@ class VAE(nn.Module):
             h = self._record(i, "decoder", conv(h))  # (B, 7, 7, 64) / (B, 13, 13, 64) / (B, 27, 27, 32) / (B, 29, 29, 1)
             if i < 8:
                 h = self._record(i + 1, "decoder", leaky_relu(h, LEAKY_SLOPE))
-        h = self._record(9, "decoder", trim_like_torch(h))  # (B, 28, 28, 1)
-        return self._record(10, "decoder", nn.sigmoid(h))
+        return self._record(9, "decoder", trim_like_torch(h))  # (B, 28, 28, 1)
 
     def __call__(self, x, key):
         z_mean, z_log_var = self.encode(x)

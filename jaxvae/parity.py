@@ -97,14 +97,14 @@ class Verdict:
         return self.error is None and all(r.passed for r in self.rows)
 
 
-def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances) -> Verdict:
+def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances, likelihood: str = "gaussian") -> Verdict:
     """``compute()``'s capture against torch_ref in float64 on the CPU, matched to its branches within its kink
     zone. An exception on either side is a failed verdict that names it."""
     import torch
 
     try:
         got = compute()
-        reference = torch_capture(state_dict, x, eps, torch.float64, "cpu", follow=got, zone=tol.activations)
+        reference = torch_capture(state_dict, x, eps, torch.float64, "cpu", follow=got, zone=tol.activations, likelihood=likelihood)
     except Exception as exc:  # a port that cannot run, or a reference that cannot load the weights, fails
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Verdict(label, [], error=f"{type(exc).__name__}: {message}")
@@ -124,18 +124,21 @@ class ParityReport:
         return self.torch_float32.passed and all(v.passed for vs in self.by_impl.values() for v in vs)
 
 
-def run_parity(state_dict, x, eps, conv_impls=("xla", "matmul")) -> ParityReport:
-    """Compare jaxvae with torch_ref from ``state_dict`` on images ``x`` (NHWC, [0, 1]) with noise ``eps``."""
+def run_parity(state_dict, x, eps, conv_impls=("xla", "matmul"), likelihood: str = "gaussian") -> ParityReport:
+    """Compare jaxvae with torch_ref from ``state_dict`` on images ``x`` (NHWC, [0, 1]) with noise ``eps``; the loss
+    and its gradients are those of ``likelihood`` (with ``"bernoulli"`` torch's Sigmoid output is not computed)."""
     import torch
 
     device = torch_device()
     with float32_without_tf32():
-        torch32 = verdict("torch float32", lambda: torch_capture(state_dict, x, eps, torch.float32, device), state_dict, x, eps, FLOAT32)
+        torch32 = verdict("torch float32", lambda: torch_capture(state_dict, x, eps, torch.float32, device, likelihood=likelihood),
+                          state_dict, x, eps, FLOAT32, likelihood)
         by_impl = {}
         for impl in conv_impls:
             by_impl[impl] = [
-                verdict("jaxvae float64", lambda: jax_capture(state_dict, x, eps, np.float64, impl), state_dict, x, eps, EXACT),
-                verdict("jaxvae float32", lambda: jax_capture(state_dict, x, eps, np.float32, impl), state_dict, x, eps, FLOAT32),
+                verdict(f"jaxvae {name}", lambda dtype=dtype: jax_capture(state_dict, x, eps, dtype, impl, likelihood=likelihood),
+                        state_dict, x, eps, tol, likelihood)
+                for name, dtype, tol in (("float64", np.float64, EXACT), ("float32", np.float32, FLOAT32))
             ]
     return ParityReport(torch32, by_impl, device)
 

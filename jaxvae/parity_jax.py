@@ -40,7 +40,8 @@ def _activations(model: VAE, variables, x, eps) -> dict[str, np.ndarray]:
     return {k: np.asarray(v[0], np.float64) for k, v in state["intermediates"].items()}
 
 
-def jax_capture(state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_weight: float = 1.0) -> Capture:
+def jax_capture(state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_weight: float = 1.0,
+                likelihood: str = "gaussian") -> Capture:
     """Activations, loss and gradients (torch keys and layout) of jaxvae from ``state_dict``, in ``dtype``."""
     with _precision(dtype):
         variables = jax.tree_util.tree_map(jnp.asarray, params_from_torch(state_dict, dtype=dtype))
@@ -48,7 +49,7 @@ def jax_capture(state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_w
         noise = jnp.asarray(np.asarray(eps, dtype))
         model = VAE(int(noise.shape[-1]), conv_impl=conv_impl)
         activations = _activations(model, variables, x, noise)
-        loss_fn = make_loss_fn(model, reconstruction_weight)
+        loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"], x, noise)
         grads = {k: np.asarray(v, np.float64) for k, v in params_to_torch(grads).items()}
         return Capture(activations, float(loss), grads)

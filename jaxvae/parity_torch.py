@@ -95,7 +95,7 @@ def _gradient(parameter) -> np.ndarray:
 
 
 def torch_capture(state_dict, x_nhwc, eps, dtype, device: str = "cpu", follow: Capture | None = None,
-                  zone: float = 0.0, reconstruction_weight: float = 1.0) -> Capture:
+                  zone: float = 0.0, reconstruction_weight: float = 1.0, likelihood: str = "gaussian") -> Capture:
     """Activations, loss and gradients of ``torch_ref.VAE`` loaded with ``state_dict``, in ``dtype`` on ``device``.
 
     With ``follow``, the LeakyReLUs take ``follow``'s branches inside the kink zone (``zone`` relative to the
@@ -116,8 +116,8 @@ def torch_capture(state_dict, x_nhwc, eps, dtype, device: str = "cpu", follow: C
     try:
         x = torch.from_numpy(np.ascontiguousarray(to_nchw(np.asarray(x_nhwc)))).to(device=device, dtype=dtype)
         noise = torch.from_numpy(np.array(eps)).to(device=device, dtype=dtype)
-        _, z_mean, z_log_var, decoded = model(x, noise)
-        loss, _, _ = torch_train.vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight)
+        z_mean, z_log_var, output = torch_train.model_outputs(model, x, noise, likelihood)  # bernoulli: no decoder.10 (Sigmoid)
+        loss, _, _ = torch_train.vae_loss(x, output, z_mean, z_log_var, reconstruction_weight, likelihood)
         loss.backward()
     finally:
         for hook in hooks:

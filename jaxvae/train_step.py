@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxvae.binarize import sample_step
 from jaxvae.latent import shift_and_scale
-from jaxvae.losses import kl_divergence, squared_error, vae_loss
+from jaxvae.losses import kl_divergence, reconstruction_error, vae_loss
 from jaxvae.model import VAE
 from jaxvae.parallel import data_parallel
 
@@ -41,6 +42,8 @@ def concurrent_micro_batches() -> int:
 
 
 class TrainState(NamedTuple):
+    """What a step carries: the model's ``params``, the optimiser's state, and ``step``, the steps done so far."""
+
     params: Any
     opt_state: Any
     step: jax.Array  # int32 scalar: steps completed so far
@@ -59,11 +62,17 @@ def init_state(model: VAE, optimizer, key) -> TrainState:
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 
-def _forward(model: VAE, params, x, eps):
-    """``(z_mean, z_log_var, decoded)`` of ``x`` with the given reparameterisation noise ``eps``."""
+def decoder_output(likelihood: str):
+    """The ``VAE`` method whose output the loss of ``likelihood`` takes: images for gaussian, logits for bernoulli."""
+    return VAE.decode_logits if likelihood == "bernoulli" else VAE.decode
+
+
+def _forward(model: VAE, params, x, eps, likelihood: str = "gaussian"):
+    """``(z_mean, z_log_var, output)`` of ``x`` with the given reparameterisation noise ``eps``; ``output`` as
+    ``decoder_output(likelihood)`` gives it."""
     z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
-    decoded = model.apply({"params": params}, shift_and_scale(eps, z_mean, z_log_var), method=VAE.decode)
-    return z_mean, z_log_var, decoded
+    z = shift_and_scale(eps, z_mean, z_log_var)
+    return z_mean, z_log_var, model.apply({"params": params}, z, method=decoder_output(likelihood))
 
 
 def _scan_sum(fn: Callable, zero, parts, width: int):
@@ -79,12 +88,12 @@ def _scan_sum(fn: Callable, zero, parts, width: int):
     return jax.lax.scan(body, zero, grouped)[0]
 
 
-def make_loss_fn(model: VAE, reconstruction_weight: float) -> Callable:
+def make_loss_fn(model: VAE, reconstruction_weight: float, likelihood: str = "gaussian") -> Callable:
     """``loss_fn(params, x, eps) -> (loss, metrics (3,))``; ``eps`` is the reparameterisation noise."""
 
     def loss_fn(params, x, eps):
-        z_mean, z_log_var, decoded = _forward(model, params, x, eps)
-        loss, reconstruction, kl = vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight)
+        z_mean, z_log_var, output = _forward(model, params, x, eps, likelihood)
+        loss, reconstruction, kl = vae_loss(x, output, z_mean, z_log_var, reconstruction_weight, likelihood)
         return loss, jnp.stack([loss, reconstruction, kl])
 
     return loss_fn
@@ -120,14 +129,15 @@ def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurr
 
 
 def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_batch: int = 0, concurrent: int = 1,
-                    mesh=None) -> Callable:
+                    mesh=None, likelihood: str = "gaussian", binarize: str = "none") -> Callable:
     """``train_step(state, batch (B, 28, 28, 1), train_key) -> (state, metrics (3,))``, pure.
 
     The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` and the
     mesh are. With a ``mesh``, the batch is split over its devices (B divisible by their number) and
-    ``micro_batch`` applies to each device's rows.
+    ``micro_batch`` applies to each device's rows. ``binarize="sample"`` trains on a Bernoulli draw of the batch
+    (``jaxvae.binarize.sample_step``): a fresh binary image each time an image is seen, i.e. once per epoch.
     """
-    loss_fn = make_loss_fn(model, reconstruction_weight)
+    loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
     gradients = partial(batch_gradients, loss_fn, micro_batch=micro_batch, concurrent=concurrent)
     if mesh is not None:
         gradients = data_parallel(gradients, mesh)
@@ -135,6 +145,8 @@ def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_b
     def train_step(state: TrainState, batch, train_key):
         key = jax.random.fold_in(train_key, state.step)
         eps = jax.random.normal(key, (batch.shape[0], model.latent_dim), batch.dtype)
+        if binarize == "sample":
+            batch = sample_step(key, batch)
         grads, metrics = gradients(state.params, batch, eps)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -176,8 +188,11 @@ def evaluation_rows(count: int, batch: int, concurrent: int = 1, devices: int = 
     return -(-count // unit) * unit
 
 
-def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurrent: int = 1, mesh=None) -> Callable:
+def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurrent: int = 1, mesh=None,
+                  likelihood: str = "gaussian", at_mean: bool = False) -> Callable:
     """``evaluate(params, images (N, 28, 28, 1), key, count=None) -> metrics (3,)``: loss, reconstruction, KL.
+
+    ``at_mean``: decode z = mean (no noise), the deterministic reconstruction.
 
     The metrics are means over the first ``count`` images (all N by default); rows beyond are padding. The
     noise is ``normal(key, (count, latent))`` however the images are batched or split over a ``mesh``, so every
@@ -189,8 +204,9 @@ def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurre
 
     def sums(params, x, eps, mask):  # one device's rows -> (squared error, KL) summed over the unmasked ones
         def batch_sums(x, eps, mask):
-            z_mean, z_log_var, decoded = _forward(model, params, x, eps)
-            return jnp.stack([jnp.sum(squared_error(x, decoded) * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
+            z_mean, z_log_var, output = _forward(model, params, x, eps, likelihood)
+            rec = reconstruction_error(x, output, likelihood)
+            return jnp.stack([jnp.sum(rec * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
 
         grouped = [a.reshape(-1, batch, *a.shape[1:]) for a in (x, eps, mask)]  # (rows / batch, batch, ...)
         return _scan_sum(batch_sums, jnp.zeros(2, x.dtype), grouped, concurrent)
@@ -203,6 +219,7 @@ def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurre
         rows = evaluation_rows(images.shape[0], batch, concurrent, devices)
         pad = lambda a, total: jnp.pad(a, [(0, total - a.shape[0])] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
         eps = jax.random.normal(key, (n, model.latent_dim), images.dtype)
+        eps = jnp.zeros_like(eps) if at_mean else eps
         rec, kl = sums(params, pad(images, rows), pad(eps, rows), pad(jnp.ones(n, images.dtype), rows)) / n
         return jnp.stack([reconstruction_weight * rec + kl, rec, kl])
 

@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import checkpoint, run_files
+from jaxvae import binarize, checkpoint, run_files
 from jaxvae.config import RunConfig, check_batch_fits, check_batch_splits, check_flags, check_resumable, chunk_length, evaluates_after
-from jaxvae.data import Dataset, load_dataset
+from jaxvae.data import Dataset, Split, load_dataset
 from jaxvae.errors import UserError
 from jaxvae.distributed import barrier, is_primary
 from jaxvae.layers import resolve_conv_impl
@@ -80,9 +80,10 @@ class Trainer:
         self.micro_batch = resolve_micro_batch(cfg.micro_batch)
         self.concurrent = concurrent_micro_batches()
         self.eval_batch = resolve_eval_batch()
-        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch, self.concurrent, self.mesh)
+        step = make_train_step(self.model, self.optimizer, cfg.reconstruction_weight, self.micro_batch, self.concurrent, self.mesh,
+                               cfg.likelihood, cfg.binarize)
         chunk = make_train_chunk(step, self.chunk_steps)
-        evaluate = make_evaluate(self.model, cfg.reconstruction_weight, self.eval_batch, self.concurrent, self.mesh)
+        evaluate = make_evaluate(self.model, cfg.reconstruction_weight, self.eval_batch, self.concurrent, self.mesh, cfg.likelihood)
         self._train_chunk = jax.jit(self._counted("train_chunk", chunk), donate_argnums=0)
         self._evaluate = jax.jit(self._counted("evaluate", evaluate), static_argnums=3)
         self._order = jax.jit(epoch_batches, static_argnums=(2, 3))
@@ -147,8 +148,14 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 
 
 def prepare_data(config: RunConfig) -> Dataset:
+    """The configured slices of the data set, binarised as ``--binarize`` says (``jaxvae.binarize``)."""
     dataset = load_dataset(config.dataset, config.data_dir)
-    return Dataset(dataset.name, dataset.source, dataset.train.head(config.train_examples), dataset.test.head(config.test_examples))
+    train, test = dataset.train.head(config.train_examples), dataset.test.head(config.test_examples)
+    if config.binarize != "none":
+        mode = "none" if config.binarize == "sample" else config.binarize  # sampled training images are drawn per step
+        train = Split(binarize.binarize_split(train.images, mode, None), train.labels)
+        test = Split(binarize.binarize_split(test.images, config.binarize, binarize.test_split_key(config.seed)), test.labels)
+    return Dataset(dataset.name, f"{dataset.source}, binarised ({config.binarize})" if config.binarize != "none" else dataset.source, train, test)
 
 
 def _log(message: str) -> None:

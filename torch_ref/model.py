@@ -61,6 +61,10 @@ class VAE(nn.Module):
             nn.Sigmoid(),
         )
 
+    def decode_logits(self, z):
+        """The decoder without its final Sigmoid: a Bernoulli decoder's logits, ``(B, 1, 28, 28)``."""
+        return self.decoder[:-1](z)
+
     def encoding_fn(self, x):
         x = self.encoder(x)
         z_mean, z_log_var = self.z_mean(x), self.z_log_var(x)

@@ -1,0 +1,62 @@
+"""``--binarize``: the threshold, the Bernoulli draws and their keys, and what the data a run sees looks like."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae import binarize
+from jaxvae.config import RunConfig
+from jaxvae.model import VAE
+from jaxvae.train_step import TrainState, init_state, make_loss_fn, make_optimizer, make_train_step
+from jaxvae.training import prepare_data
+
+
+def test_threshold_by_hand():
+    images = np.array([0.0, 0.5, 0.5000001, 1.0], np.float32)
+    np.testing.assert_array_equal(binarize.threshold(images), [0.0, 0.0, 1.0, 1.0])
+
+
+def test_sample_is_binary_with_the_pixel_as_probability():
+    """20,000 draws of pixels 0, 0.3 and 1: exactly 0 and 1 at the ends, 0.3 within 5 standard errors (0.016)."""
+    p = jnp.broadcast_to(jnp.array([0.0, 0.3, 1.0], jnp.float32), (20000, 3))
+    draws = np.asarray(binarize.sample(jax.random.PRNGKey(0), p))
+    assert set(np.unique(draws)) <= {0.0, 1.0}
+    assert draws[:, 0].max() == 0.0 and draws[:, 2].min() == 1.0
+    assert abs(draws[:, 1].mean() - 0.3) <= 5 * np.sqrt(0.3 * 0.7 / 20000)
+    np.testing.assert_array_equal(draws, binarize.sample(jax.random.PRNGKey(0), p))
+
+
+def test_the_step_trains_on_its_own_draw(mnist5k):
+    """The sampled step's loss is the loss of the batch drawn with the step's key; the next step draws another."""
+    model, optimizer = VAE(2, conv_impl="matmul"), make_optimizer(1e-3)
+    state = init_state(model, optimizer, jax.random.PRNGKey(0))
+    batch, key = jnp.asarray(mnist5k.train.images[:16]), jax.random.PRNGKey(5)
+    step = jax.jit(make_train_step(model, optimizer, 1.0, likelihood="bernoulli", binarize="sample"))
+    _, metrics = step(state, batch, key)
+    step_key = jax.random.fold_in(key, 0)
+    eps = jax.random.normal(step_key, (16, 2))
+    drawn = binarize.sample_step(step_key, batch)
+    want = make_loss_fn(model, 1.0, "bernoulli")(state.params, drawn, eps)[1]
+    np.testing.assert_allclose(metrics, want, rtol=1e-5)
+    later = binarize.sample_step(jax.random.fold_in(key, 1), batch)
+    assert float(jnp.mean(jnp.abs(later - drawn))) > 0.01  # a fresh draw per step (so per epoch for each image)
+    state1 = TrainState(state.params, state.opt_state, jnp.int32(1))
+    _, metrics1 = step(state1, batch, key)
+    want1 = make_loss_fn(model, 1.0, "bernoulli")(state.params, later, jax.random.normal(jax.random.fold_in(key, 1), (16, 2)))[1]
+    np.testing.assert_allclose(metrics1, want1, rtol=1e-5)
+
+
+def test_what_a_run_sees():
+    base = RunConfig(train_examples=64, test_examples=32)
+    plain = prepare_data(base)
+    thresholded = prepare_data(dataclasses.replace(base, binarize="threshold"))
+    np.testing.assert_array_equal(thresholded.train.images, binarize.threshold(plain.train.images))
+    np.testing.assert_array_equal(thresholded.test.images, binarize.threshold(plain.test.images))
+    sampled = prepare_data(dataclasses.replace(base, binarize="sample"))
+    np.testing.assert_array_equal(sampled.train.images, plain.train.images)  # drawn step by step on the device
+    assert set(np.unique(sampled.test.images)) == {0.0, 1.0}  # one fixed draw, the same at every call
+    np.testing.assert_array_equal(sampled.test.images, prepare_data(dataclasses.replace(base, binarize="sample")).test.images)
+    other_seed = prepare_data(dataclasses.replace(base, binarize="sample", seed=1)).test.images
+    assert not np.array_equal(other_seed, sampled.test.images)
