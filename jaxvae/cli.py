@@ -35,6 +35,10 @@ def _add_train(sub) -> None:
     p.add_argument("--micro-batch", type=int, default=0, help="compute each step's gradient in micro-batches of N (0: automatic)")
     p.add_argument("--eval-every", type=int, default=1, help="evaluate the test split after every N-th epoch and the last (0: the last only)")
     p.add_argument("--devices", type=int, default=0, help="data parallel over the first N visible devices (0: all)")
+    p.add_argument("--likelihood", default="gaussian", help="gaussian (default: the seed's summed squared error) or bernoulli "
+                   "(binary cross-entropy on the decoder's logits)")
+    p.add_argument("--binarize", default="none", help="none (default), threshold (pixel > 0.5) or sample (a fresh Bernoulli "
+                   "draw of each training image every epoch; the test split drawn once from --seed)")
     g = p.add_argument_group("several processes (jax.distributed; every process gets the same flags but --process-id)")
     g.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordinator, e.g. 127.0.0.1:12355")
     g.add_argument("--num-processes", type=int, default=None)
@@ -43,8 +47,14 @@ def _add_train(sub) -> None:
 
 
 def _add_run_commands(sub) -> None:
-    p = sub.add_parser("evaluate", help="test-split loss of a run's latest checkpoint")
+    from jaxvae.commands import DEFAULT_IW_SAMPLES
+
+    p = sub.add_parser("evaluate", help="test-split loss terms, ELBO and IWAE log p(x) of a run's latest checkpoint, as JSON")
     p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--iw-samples", type=int, default=DEFAULT_IW_SAMPLES,
+                   help=f"importance samples per image for log p(x) (default {DEFAULT_IW_SAMPLES}; the IWAE paper uses 5000)")
+    p.add_argument("--test-examples", type=int, default=None, help="the first N test images only")
+    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
     p = sub.add_parser("sample", help="a PNG of images decoded from the prior")
     p.add_argument("--run", type=Path, required=True)
     p.add_argument("-n", type=int, default=64)
@@ -60,6 +70,7 @@ def _add_run_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--conv-impl", choices=["all", "xla", "matmul"], default="all")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    p.add_argument("--likelihood", choices=["gaussian", "bernoulli"], default="gaussian", help="the loss whose value and gradients are compared")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,7 +91,7 @@ def _train(args) -> int:
 
     config = RunConfig(args.dataset, args.epochs, args.batch_size, args.lr, args.seed, args.latent_dim, args.reconstruction_weight,
                        args.conv_impl, args.train_examples, args.test_examples, args.data_dir, args.chunk_steps, args.micro_batch,
-                       args.eval_every, args.devices)
+                       args.eval_every, args.devices, args.likelihood, args.binarize)
     if args.resume and args.out is None:
         raise UserError("--resume needs --out: the run folder to continue")
     several = distributed.check_flags(args.coordinator, args.num_processes, args.process_id)
@@ -104,7 +115,7 @@ def _dispatch(args) -> int:
     if args.command == "train":
         return _train(args)
     if args.command == "evaluate":
-        print(json.dumps(commands.evaluate_run(args.run)))
+        print(json.dumps(commands.evaluate_run(args.run, args.iw_samples, args.test_examples, args.seed)))
         return 0
     if args.command == "sample":
         print(commands.sample_run(args.run, args.n, args.out, args.seed))
@@ -114,7 +125,8 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "parity":
         impls = ["xla", "matmul"] if args.conv_impl == "all" else [args.conv_impl]
-        text, ok = commands.parity_check(args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json)
+        text, ok = commands.parity_check(args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json,
+                                         args.likelihood)
         print(text)
         return 0 if ok else 1
     from jaxvae.bench import run_from_args

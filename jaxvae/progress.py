@@ -32,3 +32,26 @@ class EpochProgress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class CountProgress:
+    """Progress through ``total`` items: a tqdm bar on a terminal, a plain line every ``lines``-th of the way otherwise."""
+
+    def __init__(self, desc: str, total: int, unit: str, stream=sys.stderr, lines: int = 10):
+        self.desc, self.total, self.unit, self.stream = desc, total, unit, stream
+        self.done, self.started, self.every = 0, time.perf_counter(), max(1, total // lines)
+        self.next_line = self.every
+        self.bar = tqdm(total=total, desc=desc, unit=unit, file=stream, leave=True) if stream.isatty() else None
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.done >= self.next_line or self.done >= self.total:
+            seconds = time.perf_counter() - self.started
+            print(f"{self.desc}: {min(self.done, self.total)}/{self.total} {self.unit} ({seconds:.0f} s)", file=self.stream, flush=True)
+            self.next_line += self.every
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -48,7 +48,7 @@ def test_run_writes_everything(trained):
     assert [r["epoch"] for r in steps] == [1] * 8 + [2] * 8
     assert set(steps[0]) == {"step", "epoch", "loss", "reconstruction", "kl"}
     assert [r["epoch"] for r in records if r.get("split") == "test"] == [1, 2]
-    for name in ("training_loss", "reconstructions", "latent_space", "prior_samples", "latent_manifold"):
+    for name in ("training_loss", "reconstructions", "latent_interpolations", "latent_space", "prior_samples", "latent_manifold"):
         png = trained / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert checkpoint.latest_epoch(trained / "checkpoints") == 2
@@ -95,9 +95,9 @@ def test_evaluate_sample_export(trained, tmp_path):
 
     from torch_ref import VAE as TorchVAE
 
-    result = run_cli("evaluate", "--run", trained)
+    result = run_cli("evaluate", "--run", trained, "--iw-samples", "20")
     assert result.returncode == 0, result.stderr
-    metrics = json.loads(result.stdout)
+    metrics = json.loads(result.stdout)  # the IWAE fields are tested in tests/test_evaluate.py
     assert metrics["epoch"] == 2 and metrics["test_images"] == 100 and metrics["loss"] > 0
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if r.get("split") == "test" and r["epoch"] == 2][0]
@@ -126,6 +126,8 @@ BAD_FLAGS = [
     (["--micro-batch", "-1"], "--micro-batch must be >= 0"),
     (["--eval-every", "-1"], "--eval-every must be >= 0"),
     (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
+    (["--likelihood", "poisson"], "--likelihood must be one of gaussian, bernoulli"),
+    (["--binarize", "yes"], "--binarize must be one of none, threshold, sample"),
 ]
 
 
