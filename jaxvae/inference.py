@@ -1,4 +1,4 @@
-"""What a trained model is asked for after training: encodings, reconstructions, samples, the 2-D manifold."""
+"""What a trained model is asked for after training: encodings, reconstructions, interpolations, samples, the 2-D manifold."""
 
 from __future__ import annotations
 
@@ -35,6 +35,26 @@ def _reconstruct(model: VAE, params, images, key):
 def reconstruct(model: VAE, params, images, key) -> np.ndarray:
     """The model's output for ``images`` (z sampled as in training), ``(N, 28, 28, 1)``."""
     return np.asarray(_reconstruct(model, params, images, key))
+
+
+def decode(model: VAE, params, z) -> np.ndarray:
+    """Images ``(N, 28, 28, 1)`` in (0, 1) decoded from latents ``z`` ``(N, latent_dim)``."""
+    return np.asarray(_decode(model, params, z))
+
+
+def reconstruct_at_mean(model: VAE, params, images) -> np.ndarray:
+    """The deterministic reconstruction: ``decode(z_mean)`` of ``images``, ``(N, 28, 28, 1)``."""
+    return np.asarray(_decode(model, params, _encode(model, params, images)[0]))
+
+
+def interpolate(model: VAE, params, starts, ends, steps: int) -> np.ndarray:
+    """Images decoded along the straight line between the latent means of ``starts[i]`` and ``ends[i]`` (both
+    ``(P, 28, 28, 1)``), ``steps`` points including both ends: ``(P, steps, 28, 28)``."""
+    z0, z1 = _encode(model, params, starts)[0], _encode(model, params, ends)[0]  # (P, L) each
+    t = jnp.linspace(0.0, 1.0, steps)[None, :, None]  # (1, steps, 1)
+    z = (1.0 - t) * z0[:, None] + t * z1[:, None]  # (P, steps, L)
+    decoded = _decode(model, params, z.reshape(-1, z.shape[-1]))  # (P * steps, 28, 28, 1)
+    return np.asarray(decoded).reshape(len(starts), steps, 28, 28)
 
 
 def sample_prior(model: VAE, params, key, n: int) -> np.ndarray:

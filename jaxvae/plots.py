@@ -1,20 +1,22 @@
-"""The seed's pictures as PNG files: loss curve, reconstructions, latent space, prior samples, manifold."""
+"""The run's pictures as PNG files: loss curve, reconstructions, interpolations, latent space, prior samples, manifold."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # figures without pyplot: no global backend is set or used
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+
+def _subplots(*grid, **kwargs):
+    fig = Figure(figsize=kwargs.pop("figsize"))
+    return fig, fig.subplots(*grid, **kwargs)
 
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -31,7 +33,7 @@ def training_loss(losses, steps_per_epoch: int, path: Path, test_losses=None) ->
     losses = np.asarray(losses, np.float64)
     steps = np.arange(1, len(losses) + 1)
     window = max(1, min(100, steps_per_epoch))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = _subplots(figsize=(8, 4.5))
     ax.plot(steps, losses, lw=0.6, alpha=0.5, label="loss per batch")
     ax.plot(steps, running_average(losses, window), lw=1.8, label=f"running average ({window} batches)")
     if test_losses:
@@ -51,7 +53,7 @@ def image_grid(images: np.ndarray, path: Path, columns: int = 8, title: str | No
     """Images ``(N, 28, 28[, 1])`` in a grid."""
     images = np.asarray(images).reshape(len(images), 28, 28)
     rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.1), squeeze=False)
+    fig, axes = _subplots(rows, columns, figsize=(columns * 1.1, rows * 1.1), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image in zip(axes.flat, images):
@@ -61,23 +63,38 @@ def image_grid(images: np.ndarray, path: Path, columns: int = 8, title: str | No
     return _save(fig, path)
 
 
-def reconstructions(originals: np.ndarray, decoded: np.ndarray, path: Path) -> Path:
-    """Originals in the top row, their reconstructions below."""
+def reconstructions(originals: np.ndarray, rows: dict[str, np.ndarray], path: Path) -> Path:
+    """Originals in the top row, then one row per named set of reconstructions (e.g. z = mean, z sampled)."""
+    named = {"original": originals, **rows}
     n = len(originals)
-    fig, axes = plt.subplots(2, n, figsize=(n * 1.1, 2.4), squeeze=False)
-    for i in range(n):
-        for row, images in enumerate((originals, decoded)):
+    fig, axes = _subplots(len(named), n, figsize=(n * 1.1, 1.2 * len(named)), squeeze=False)
+    for row, (name, images) in enumerate(named.items()):
+        for i in range(n):
             axes[row, i].imshow(np.asarray(images[i]).reshape(28, 28), cmap="binary", vmin=0, vmax=1)
             axes[row, i].axis("off")
-    axes[0, 0].set_title("original", loc="left", fontsize=9)
-    axes[1, 0].set_title("reconstruction", loc="left", fontsize=9)
+        axes[row, 0].set_title(name, loc="left", fontsize=9)
+    return _save(fig, path)
+
+
+def interpolations(starts: np.ndarray, paths: np.ndarray, ends: np.ndarray, path: Path) -> Path:
+    """A row per pair: the start digit, ``paths[i]`` ``(steps, 28, 28)`` decoded between their means, the end digit."""
+    pairs, steps = paths.shape[:2]
+    fig, axes = _subplots(pairs, steps + 2, figsize=((steps + 2) * 0.9, pairs * 0.95), squeeze=False)
+    for i in range(pairs):
+        row = [starts[i], *paths[i], ends[i]]
+        for j, image in enumerate(row):
+            axes[i, j].imshow(np.asarray(image).reshape(28, 28), cmap="binary", vmin=0, vmax=1)
+            axes[i, j].axis("off")
+    axes[0, 0].set_title("start", fontsize=8)
+    axes[0, steps + 1].set_title("end", fontsize=8)
+    fig.suptitle("decoded along the straight line between the two test digits' latent means")
     return _save(fig, path)
 
 
 def latent_space(z: np.ndarray, labels: np.ndarray, path: Path) -> Path:
     """The first two latent dimensions of each test image, coloured by its label."""
-    fig, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab10")
+    fig, ax = _subplots(figsize=(7, 6))
+    cmap = matplotlib.colormaps["tab10"]
     for digit in range(10):
         chosen = labels == digit
         ax.scatter(z[chosen, 0], z[chosen, 1], s=4, color=cmap(digit), alpha=0.7, label=str(digit))
@@ -91,7 +108,7 @@ def manifold(grid: np.ndarray, path: Path) -> Path:
     """A ``(rows, cols, 28, 28)`` grid of decoded images as one picture."""
     rows, cols = grid.shape[:2]
     canvas = grid.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)  # (rows*28, cols*28)
-    fig, ax = plt.subplots(figsize=(8, 8))
+    fig, ax = _subplots(figsize=(8, 8))
     ax.imshow(canvas, cmap="binary", vmin=0, vmax=1)
     ax.set_title("decoded latent manifold (z at the normal's 5%..95% quantiles)")
     ax.axis("off")

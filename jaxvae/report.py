@@ -17,6 +17,8 @@ from jaxvae.train_step import METRIC_NAMES
 
 N_RECONSTRUCTIONS = 10
 N_SAMPLES = 64
+N_INTERPOLATIONS = 5
+INTERPOLATION_STEPS = 10
 
 
 def versions() -> dict:
@@ -38,17 +40,33 @@ def epoch_train_means(records: list[dict]) -> dict[int, dict]:
     return {e: dict(zip(METRIC_NAMES, np.mean(rows, axis=0).tolist())) for e, rows in by_epoch.items()}
 
 
+def interpolation_pairs(labels: np.ndarray, pairs: int = N_INTERPOLATIONS) -> list[tuple[int, int]]:
+    """Indices of test digits to interpolate between: the first of label 2i and the first of label 2i + 1
+    (then consecutive images where labels are missing; a single test image is paired with itself)."""
+    first = {int(d): int(np.flatnonzero(labels == d)[0]) for d in np.unique(labels)}
+    chosen = [(first[a], first[b]) for a, b in ((2 * i, 2 * i + 1) for i in range(5)) if a in first and b in first]
+    chosen += [(2 * i, 2 * i + 1) for i in range(pairs) if 2 * i + 1 < len(labels)]
+    return chosen[:pairs] or [(0, len(labels) - 1)]
+
+
 def write_plots(out: Path, model, params, dataset, records: list[dict], steps_per_epoch: int, key) -> list[str]:
-    """The seed's four pictures (five with a 2-D latent); returns their paths relative to ``out``."""
+    """The seed's four pictures, reconstructions at z = mean, latent interpolations (and the manifold of a 2-D
+    latent); returns their paths relative to ``out``."""
     folder = out / run_files.PLOTS
     losses = [r["loss"] if r["loss"] is not None else np.nan for r in records if "split" not in r]
     tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
     recon_key, sample_key = jax.random.split(key)
-    originals = dataset.test.images[:N_RECONSTRUCTIONS]
+    images = dataset.test.images
+    originals = images[:N_RECONSTRUCTIONS]
+    rows = {"z = mean": inference.reconstruct_at_mean(model, params, originals),
+            "z sampled": inference.reconstruct(model, params, originals, recon_key)}
+    a, b = (np.array(side) for side in zip(*interpolation_pairs(dataset.test.labels)))
     made = [
         plots.training_loss(losses, steps_per_epoch, folder / "training_loss.png", tests),
-        plots.reconstructions(originals, inference.reconstruct(model, params, originals, recon_key), folder / "reconstructions.png"),
-        plots.latent_space(inference.encode_means(model, params, dataset.test.images), dataset.test.labels, folder / "latent_space.png"),
+        plots.reconstructions(originals, rows, folder / "reconstructions.png"),
+        plots.interpolations(images[a], inference.interpolate(model, params, images[a], images[b], INTERPOLATION_STEPS), images[b],
+                             folder / "latent_interpolations.png"),
+        plots.latent_space(inference.encode_means(model, params, images), dataset.test.labels, folder / "latent_space.png"),
         plots.image_grid(inference.sample_prior(model, params, sample_key, N_SAMPLES), folder / "prior_samples.png", title="decoded from z ~ N(0, I)"),
     ]
     if model.latent_dim == 2:
