@@ -1,9 +1,53 @@
-"""jaxvae: the seed's convolutional VAE for MNIST in JAX/Flax, with a PyTorch reference and parity harness."""
+"""jaxvae: the seed's convolutional VAE for MNIST in JAX/Flax, with a PyTorch reference and parity harness.
 
-from jaxvae.convert import params_from_torch, params_to_torch
-from jaxvae.latent import reparameterize
-from jaxvae.losses import vae_loss
-from jaxvae.model import VAE
+The names below are the library's public API (README, "Python API"); each is imported on first use, so that
+``import jaxvae`` stays fast. Shapes: images ``(B, 28, 28, 1)`` float32 in [0, 1] (NHWC), latents ``(B, latent_dim)``.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["VAE", "params_from_torch", "params_to_torch", "reparameterize", "vae_loss", "__version__"]
+
+_EXPORTS = {
+    # the model and its pieces
+    "VAE": "jaxvae.model",
+    "reparameterize": "jaxvae.latent",
+    "vae_loss": "jaxvae.losses",
+    # training: the pure step, and whole runs
+    "TrainState": "jaxvae.train_step",
+    "init_state": "jaxvae.train_step",
+    "make_optimizer": "jaxvae.train_step",
+    "make_loss_fn": "jaxvae.train_step",
+    "make_train_step": "jaxvae.train_step",
+    "make_evaluate": "jaxvae.train_step",
+    "RunConfig": "jaxvae.config",
+    "train": "jaxvae.training",
+    # a trained model
+    "encode_means": "jaxvae.inference",
+    "decode": "jaxvae.inference",
+    "reconstruct_at_mean": "jaxvae.inference",
+    "interpolate": "jaxvae.inference",
+    "sample_prior": "jaxvae.inference",
+    "make_log_px": "jaxvae.evaluation",
+    "estimate_log_px": "jaxvae.evaluation",
+    "iwae_log_px": "jaxvae.iwae",
+    # data and torch
+    "load_mnist5k": "jaxvae.data",
+    "load_dataset": "jaxvae.data",
+    "params_from_torch": "jaxvae.convert",
+    "params_to_torch": "jaxvae.convert",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxvae' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

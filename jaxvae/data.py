@@ -92,6 +92,7 @@ def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tupl
 
 
 def load_mnist5k() -> Dataset:
+    """The embedded 5,000 MNIST digits: ``.train`` 4,000 and ``.test`` 1,000 images ``(N, 28, 28, 1)`` with labels."""
     path = mnist5k_path()
     images, labels = read_mnist5k(path)
     train, test = stratified_split(labels, MNIST5K_TEST_PER_CLASS, MNIST5K_SPLIT_SEED)
