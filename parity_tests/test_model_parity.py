@@ -14,13 +14,13 @@ from jaxvae.parity import run_parity
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import vae_loss as torch_vae_loss
 
-SEEDS = range(20)
+SEEDS = range(8)  # 20 seeds x 11 kernel settings were swept once (docs/parity.md); 8 keep the suite's time down
 
 
 @pytest.mark.parametrize("latent_dim", [2, 16])
 @pytest.mark.parametrize("batch", [1, 32])
 def test_no_false_alarms(latent_dim, batch):
-    """20 seeds (weights, digits and noise all drawn from the seed), both implementations, float64 and float32."""
+    """8 seeds (weights, digits and noise all drawn from the seed), both implementations, float64 and float32."""
     failed, flips = [], 0
     for seed in SEEDS:
         x, eps = parity_inputs(batch, latent_dim, seed)
