@@ -3,13 +3,12 @@ importance-weighted estimate of log p(x) (``jaxvae.iwae``), in batches of images
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import jax
 import numpy as np
 
-from jaxvae.iwae import bernoulli_log_likelihood, gaussian_log_likelihood, iwae_log_px
+from jaxvae.iwae import bernoulli_log_likelihood, gaussian_constant, gaussian_log_likelihood, iwae_log_px
 from jaxvae.model import VAE
 from jaxvae.progress import CountProgress
 from jaxvae.train_step import decoder_output
@@ -30,9 +29,7 @@ def likelihood_statement(likelihood: str, reconstruction_weight: float) -> str:
 
 def elbo_constant(likelihood: str, reconstruction_weight: float, pixels: int = 784) -> float:
     """``log p(x | z) + weight * reconstruction``: the constant the training loss leaves out (0 for Bernoulli)."""
-    if likelihood == "bernoulli":
-        return 0.0
-    return -0.5 * pixels * math.log(math.pi / reconstruction_weight)
+    return 0.0 if likelihood == "bernoulli" else gaussian_constant(pixels, reconstruction_weight)
 
 
 def elbo_from_terms(reconstruction: float, kl: float, likelihood: str, reconstruction_weight: float) -> float:

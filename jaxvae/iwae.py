@@ -33,8 +33,12 @@ def gaussian_log_likelihood(x, decoded, reconstruction_weight: float = 1.0):
     """``log p(x | z)`` ``(B,)`` of the Gaussian decoder that ``weight * squared error`` is the negative log of, up
     to its constant: mean ``decoded``, variance ``1 / (2 * weight)`` per pixel (0.5 for the seed's loss), so
     ``log p = -weight * SE - (D / 2) * log(pi / weight)`` with D pixels. A density: in nats, may exceed 0."""
-    pixels = math.prod(x.shape[1:])
-    return -reconstruction_weight * squared_error(x, decoded) - 0.5 * pixels * math.log(math.pi / reconstruction_weight)
+    return -reconstruction_weight * squared_error(x, decoded) + gaussian_constant(math.prod(x.shape[1:]), reconstruction_weight)
+
+
+def gaussian_constant(pixels: int, reconstruction_weight: float) -> float:
+    """``-(D / 2) * log(pi / weight)``: the part of the Gaussian decoder's log p(x | z) that the loss leaves out."""
+    return -0.5 * pixels * math.log(math.pi / reconstruction_weight)
 
 
 def bernoulli_log_likelihood(x, logits):
