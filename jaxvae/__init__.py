@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     # the model and its pieces
     "VAE": "jaxvae.model",
-    "reparameterize": "jaxvae.latent",
-    "vae_loss": "jaxvae.losses",
+    "reparameterize": "jaxvae.model",
+    "vae_loss": "jaxvae.likelihoods",
     # training: the pure step, and whole runs
     "TrainState": "jaxvae.train_step",
     "init_state": "jaxvae.train_step",
@@ -20,16 +20,16 @@ _EXPORTS = {
     "make_loss_fn": "jaxvae.train_step",
     "make_train_step": "jaxvae.train_step",
     "make_evaluate": "jaxvae.train_step",
-    "RunConfig": "jaxvae.config",
-    "train": "jaxvae.training",
+    "RunConfig": "jaxvae.run.config",
+    "train": "jaxvae.run.training",
     # a trained model
     "encode_means": "jaxvae.inference",
     "decode": "jaxvae.inference",
     "reconstruct_at_mean": "jaxvae.inference",
     "interpolate": "jaxvae.inference",
     "sample_prior": "jaxvae.inference",
-    "make_log_px": "jaxvae.evaluation",
-    "estimate_log_px": "jaxvae.evaluation",
+    "make_log_px": "jaxvae.iwae",
+    "estimate_log_px": "jaxvae.iwae",
     "iwae_log_px": "jaxvae.iwae",
     # data and torch
     "load_mnist5k": "jaxvae.data",

@@ -1,33 +1,19 @@
 """The weight bridge between ``torch_ref.VAE`` state dicts and ``jaxvae.model.VAE`` variables.
 
-torch keeps Conv2d weights as ``(out, in, kh, kw)``, ConvTranspose2d weights as ``(in, out, kh, kw)`` and
-Linear weights as ``(out, in)``; jaxvae keeps all conv kernels as ``(kh, kw, in, out)`` and dense kernels
-as ``(in, out)``. Flatten order needs no permutation: the Flax model flattens in torch's NCHW order.
-Both directions check every key and shape, name the first that is wrong, and copy values exactly.
+The layers and their shapes are ``jaxvae.architecture``'s table. torch keeps Conv2d weights as
+``(out, in, kh, kw)``, ConvTranspose2d weights as ``(in, out, kh, kw)`` and Linear weights as ``(out, in)``;
+jaxvae keeps all conv kernels as ``(kh, kw, in, out)`` and dense kernels as ``(in, out)``. Flatten order needs
+no permutation: the Flax model flattens in torch's NCHW order. Both directions check every key and shape,
+name the first that is wrong, and copy values exactly.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-FLAT = 7 * 7 * 64
-
-# torch module name -> (kind, torch weight shape as a function of the latent size)
-LAYERS = {
-    "encoder.0": ("conv", lambda L: (32, 1, 3, 3)),
-    "encoder.2": ("conv", lambda L: (64, 32, 3, 3)),
-    "encoder.4": ("conv", lambda L: (64, 64, 3, 3)),
-    "encoder.6": ("conv", lambda L: (64, 64, 3, 3)),
-    "z_mean": ("linear", lambda L: (L, FLAT)),
-    "z_log_var": ("linear", lambda L: (L, FLAT)),
-    "decoder.0": ("linear", lambda L: (FLAT, L)),
-    "decoder.2": ("conv_transpose", lambda L: (64, 64, 3, 3)),
-    "decoder.4": ("conv_transpose", lambda L: (64, 64, 3, 3)),
-    "decoder.6": ("conv_transpose", lambda L: (64, 32, 3, 3)),
-    "decoder.8": ("conv_transpose", lambda L: (32, 1, 3, 3)),
-}
+from jaxvae.architecture import FLAT, LAYERS
 
 # torch weight axes -> jaxvae kernel axes, and its inverse.
 TO_JAX = {"conv": (2, 3, 1, 0), "conv_transpose": (2, 3, 0, 1), "linear": (1, 0)}
@@ -45,19 +31,12 @@ def _numpy(value) -> np.ndarray:
     return np.array(value, copy=True)
 
 
-def flax_name(torch_name: str) -> str:
-    """``"encoder.2"`` -> ``"encoder_2"``; the linear heads keep their names."""
-    return torch_name.replace(".", "_")
-
-
 def torch_shapes(latent_dim: int) -> dict[str, tuple[int, ...]]:
     """Every key of the seed's state dict with its shape, for this latent size."""
     shapes = {}
-    for name, (_, weight_shape) in LAYERS.items():
-        weight = weight_shape(latent_dim)
-        out_axis = 1 if LAYERS[name][0] == "conv_transpose" else 0
-        shapes[f"{name}.weight"] = weight
-        shapes[f"{name}.bias"] = (weight[out_axis],)
+    for layer in LAYERS:
+        shapes[f"{layer.name}.weight"] = layer.torch_weight_shape(latent_dim)
+        shapes[f"{layer.name}.bias"] = (layer.sizes(latent_dim)[1],)
     return shapes
 
 
@@ -93,11 +72,11 @@ def params_from_torch(state_dict: Mapping, dtype=np.float32) -> dict:
     arrays = {k: _numpy(v) for k, v in state_dict.items()}
     _check_keys_and_shapes(arrays, torch_shapes(latent_dim))
     params = {}
-    for name, (kind, _) in LAYERS.items():
-        kernel = arrays[f"{name}.weight"].transpose(TO_JAX[kind])
-        params[flax_name(name)] = {
+    for layer in LAYERS:
+        kernel = arrays[f"{layer.name}.weight"].transpose(TO_JAX[layer.kind])
+        params[layer.flax_name] = {
             "kernel": np.ascontiguousarray(kernel, dtype=dtype),
-            "bias": np.asarray(arrays[f"{name}.bias"], dtype=dtype),
+            "bias": np.asarray(arrays[f"{layer.name}.bias"], dtype=dtype),
         }
     return {"params": params}
 
@@ -123,14 +102,14 @@ def params_to_torch(variables: Mapping) -> dict[str, np.ndarray]:
         raise WeightMismatchError("missing parameter 'z_mean.kernel': not the variables of jaxvae's VAE")
     latent_dim = flat["z_mean.kernel"].shape[-1]
     expected = {}
-    for name, (kind, shape) in LAYERS.items():
-        torch_weight = shape(latent_dim)
-        expected[f"{flax_name(name)}.kernel"] = tuple(torch_weight[a] for a in TO_JAX[kind])
-        expected[f"{flax_name(name)}.bias"] = torch_shapes(latent_dim)[f"{name}.bias"]
+    for layer in LAYERS:
+        torch_weight = layer.torch_weight_shape(latent_dim)
+        expected[f"{layer.flax_name}.kernel"] = tuple(torch_weight[a] for a in TO_JAX[layer.kind])
+        expected[f"{layer.flax_name}.bias"] = (layer.sizes(latent_dim)[1],)
     _check_keys_and_shapes(flat, expected)
     state = {}
-    for name, (kind, _) in LAYERS.items():
-        kernel = flat[f"{flax_name(name)}.kernel"].transpose(TO_TORCH[kind])
-        state[f"{name}.weight"] = np.ascontiguousarray(kernel)
-        state[f"{name}.bias"] = flat[f"{flax_name(name)}.bias"]
+    for layer in LAYERS:
+        kernel = flat[f"{layer.flax_name}.kernel"].transpose(TO_TORCH[layer.kind])
+        state[f"{layer.name}.weight"] = np.ascontiguousarray(kernel)
+        state[f"{layer.name}.bias"] = flat[f"{layer.flax_name}.bias"]
     return state

@@ -1,4 +1,5 @@
-"""What a trained model is asked for after training: encodings, reconstructions, interpolations, samples, the 2-D manifold."""
+"""What a trained model is asked for after training: encodings, reconstructions, interpolations, samples and the
+2-D manifold."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def _decode(model: VAE, params, z):
 
 def encode_means(model: VAE, params, images, batch_size: int = 500) -> np.ndarray:
     """``z_mean`` of every image, ``(N, latent_dim)``, in batches."""
-    parts = [np.asarray(_encode(model, params, images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)]
+    parts = [
+        np.asarray(_encode(model, params, images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(parts)
 
 

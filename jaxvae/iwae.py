@@ -1,4 +1,5 @@
-"""The importance-weighted estimate of log p(x) (Burda et al.'s IWAE bound), as pure functions.
+"""The importance-weighted estimate of log p(x) (Burda et al.'s IWAE bound), as pure functions, and that
+estimate for a trained VAE in batches of images (what ``jaxvae evaluate`` reports).
 
 ``log p(x) >= E[log (1/K) sum_k p(x, z_k) / q(z_k | x)]`` with ``z_k ~ q(z | x)``: K = 1 is the ELBO, the
 bound rises with K and reaches log p(x) as K grows (at every K when q is the exact posterior). The K log
@@ -8,15 +9,20 @@ weights are reduced in chunks with a running log-sum-exp, so K = 5000 never hold
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxvae.latent import shift_and_scale
-from jaxvae.losses import bernoulli_nll, squared_error
+from jaxvae.likelihoods import get_likelihood
+from jaxvae.model import VAE, shift_and_scale
+from jaxvae.train_step import padding_index
 
 LOG_2PI = math.log(2.0 * math.pi)
+IW_CHUNK = 50  # importance samples decoded together for each image
+IW_IMAGES = 20  # images per dispatch: 1,000 decodes at a time
 
 
 def log_normal(z, mean, log_var):
@@ -27,23 +33,6 @@ def log_normal(z, mean, log_var):
 def log_standard_normal(z):
     """``log N(z; 0, I)`` summed over the last axis: ``(..., L) -> (...)``."""
     return -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
-
-
-def gaussian_log_likelihood(x, decoded, reconstruction_weight: float = 1.0):
-    """``log p(x | z)`` ``(B,)`` of the Gaussian decoder that ``weight * squared error`` is the negative log of, up
-    to its constant: mean ``decoded``, variance ``1 / (2 * weight)`` per pixel (0.5 for the seed's loss), so
-    ``log p = -weight * SE - (D / 2) * log(pi / weight)`` with D pixels. A density: in nats, may exceed 0."""
-    return -reconstruction_weight * squared_error(x, decoded) + gaussian_constant(math.prod(x.shape[1:]), reconstruction_weight)
-
-
-def gaussian_constant(pixels: int, reconstruction_weight: float) -> float:
-    """``-(D / 2) * log(pi / weight)``: the part of the Gaussian decoder's log p(x | z) that the loss leaves out."""
-    return -0.5 * pixels * math.log(math.pi / reconstruction_weight)
-
-
-def bernoulli_log_likelihood(x, logits):
-    """``log p(x | z)`` ``(B,)`` of independent Bernoulli pixels with probabilities ``sigmoid(logits)``."""
-    return -bernoulli_nll(x, logits)
 
 
 def iwae_log_px(encode: Callable, log_px_given_z: Callable, x, key, samples: int, chunk: int):
@@ -71,3 +60,46 @@ def iwae_log_px(encode: Callable, log_px_given_z: Callable, x, key, samples: int
     chunks = -(-samples // chunk)
     total, _ = jax.lax.scan(body, jnp.full((batch,), -jnp.inf, mean.dtype), jnp.arange(chunks))
     return total - math.log(samples)
+
+
+def make_log_px(model: VAE, likelihood: str, reconstruction_weight: float, samples: int, chunk: int = IW_CHUNK):
+    """``log_px(params, images (B, 28, 28, 1), key) -> (B,)``: the IWAE estimate with ``samples`` draws, jitted.
+
+    ``log p(x | z)`` is ``likelihood``'s (``jaxvae.likelihoods``): for the Gaussian loss, the density of
+    N(decoded, 1 / (2 * reconstruction_weight)) per pixel."""
+    decoder = get_likelihood(likelihood)
+
+    def encode(params, x):
+        return model.apply({"params": params}, x, method=VAE.encode)
+
+    def log_px_given_z(params, x, z):
+        output = model.apply({"params": params}, z, method=getattr(VAE, decoder.decoder_output))
+        return decoder.log_prob(x, output, reconstruction_weight)
+
+    @jax.jit
+    def log_px(params, images, key):
+        return iwae_log_px(
+            partial(encode, params), partial(log_px_given_z, params), images, key, samples, min(chunk, samples)
+        )
+
+    return log_px
+
+
+def estimate_log_px(
+    log_px, params, images: np.ndarray, key, batch: int = IW_IMAGES, show_progress: bool = True
+) -> np.ndarray:
+    """``log_px`` (``make_log_px``'s) of every image ``(N,)``, ``batch`` images at a time (the last batch padded);
+    batch i's draws from ``fold_in(key, i)``, so the estimate of an image depends on the key and its position only."""
+    from jaxvae.run.progress import CountProgress
+
+    n = len(images)
+    padded = images[padding_index(n, -(-n // batch) * batch)]  # (whole batches, 28, 28, 1)
+    progress = CountProgress("log p(x)", n, "images") if show_progress else None
+    parts = []
+    for i, first in enumerate(range(0, len(padded), batch)):
+        parts.append(np.asarray(log_px(params, padded[first : first + batch], jax.random.fold_in(key, i))))
+        if progress:
+            progress.update(batch)
+    if progress:
+        progress.close()
+    return np.concatenate(parts)[:n]

@@ -3,6 +3,11 @@
 Kernels are stored as ``(kh, kw, in, out)`` for both convolutions; the weight bridge
 (``jaxvae.convert``) maps them onto torch's ``(out, in, kh, kw)`` and ``(in, out, kh, kw)``.
 
+Initialisation is torch's default: torch draws weights with ``kaiming_uniform_(a=sqrt(5))`` and biases from
+U(-1/sqrt(fan_in), ...); both are U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with torch's fan_in =
+``weight.size(1) * k * k``: ``in * k * k`` for Conv2d, ``in`` for Linear, ``out * k * k`` for ConvTranspose2d
+(weight ``(in, out, k, k)``).
+
 Each convolution has two implementations that compute the same function (the parity suite checks both):
 - ``"xla"``: ``lax.conv_general_dilated`` (a transposed conv is a conv over the stride-dilated input with the
   flipped kernel and pads ``k-1-p``). Fast where cuDNN runs it; on XLA:CPU its weight gradient is slow.
@@ -13,24 +18,30 @@ Each convolution has two implementations that compute the same function (the par
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from jaxvae.torch_init import torch_uniform
-
 CONV_IMPLS = ("xla", "matmul")
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-def resolve_conv_impl(conv_impl: str) -> str:
-    """Map ``"auto"`` to the implementation that is fastest on the default backend."""
-    if conv_impl == "auto":
-        return "matmul" if jax.default_backend() == "cpu" else "xla"
-    if conv_impl not in CONV_IMPLS:
-        raise ValueError(f"conv_impl must be 'auto' or one of {CONV_IMPLS}, got {conv_impl!r}")
-    return conv_impl
+def torch_bound(fan_in: int) -> float:
+    """Half-width of torch's default uniform initialisation for a layer of this fan_in."""
+    return 1.0 / math.sqrt(fan_in)
+
+
+def torch_uniform(fan_in: int):
+    """A Flax initialiser drawing U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of any shape."""
+    bound = torch_bound(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, minval=-bound, maxval=bound)
+
+    return init
 
 
 def conv2d_xla(x, kernel, stride: int, padding: int, precision=None):

@@ -1,30 +1,25 @@
 """The convolutional VAE in Flax Linen, layer for layer the seed's (``torch_ref.VAE``), in NHWC.
 
-Submodule names follow the torch state-dict keys (``encoder_0`` is ``encoder.0``, ``decoder_8`` is
-``decoder.8``), and every activation that a torch ``nn.Sequential`` child returns is sown into the
-``"intermediates"`` collection under torch's own name (``"encoder.0"``, ..., ``"decoder.10"``; the heads as
-``"z_mean.out"``), so that the parity harness can compare them one by one. The three reshapes that a port gets
-wrong most easily (flatten, unflatten, trim) are named functions.
+The layers are those of ``jaxvae.architecture``'s table, as submodules named like the torch state-dict keys
+(``encoder_0`` is ``encoder.0``, ``decoder_8`` is ``decoder.8``). Every activation that a torch
+``nn.Sequential`` child returns is sown into the ``"intermediates"`` collection under torch's own name
+(``"encoder.0"``, ..., ``"decoder.10"``; the heads as ``"z_mean.out"``), so that the parity harness can compare
+them one by one. The three reshapes that a port gets wrong most easily (flatten, unflatten, trim) are named
+functions, and so is the reparameterisation, a pure function of an explicit key.
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from jaxvae.latent import reparameterize
-from jaxvae.layers import Conv2d, ConvTranspose2d, Dense, leaky_relu, resolve_conv_impl
+from jaxvae import architecture as arch
+from jaxvae.devices import resolve_conv_impl
+from jaxvae.layers import Conv2d, ConvTranspose2d, Dense, leaky_relu
 
-IMAGE_SHAPE = (28, 28, 1)
-LEAKY_SLOPE = 0.01
-
-# (name, features, stride, padding) of the seed's convolutions, in order.
-ENCODER_CONVS = (("encoder_0", 32, 1, 1), ("encoder_2", 64, 2, 1), ("encoder_4", 64, 2, 1), ("encoder_6", 64, 1, 1))
-DECODER_CONVS = (("decoder_2", 64, 1, 1), ("decoder_4", 64, 2, 1), ("decoder_6", 32, 2, 0), ("decoder_8", 1, 1, 0))
-
-
-def _index(name: str) -> int:
-    return int(name.rsplit("_", 1)[1])
+_CONV_MODULES = {"conv": Conv2d, "conv_transpose": ConvTranspose2d}
 
 
 def flatten_like_torch(h):
@@ -34,12 +29,24 @@ def flatten_like_torch(h):
 
 def unflatten_like_torch(h):
     """``(B, 3136) -> (B, 7, 7, 64)``: torch's ``Reshape(-1, 64, 7, 7)``, then NHWC."""
-    return h.reshape(-1, 64, 7, 7).transpose(0, 2, 3, 1)  # (B, 64, 7, 7) -> (B, 7, 7, 64)
+    height, width, channels = arch.FEATURE_MAP
+    return h.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)  # (B, 64, 7, 7) -> (B, 7, 7, 64)
 
 
 def trim_like_torch(h):
     """``(B, 29, 29, C) -> (B, 28, 28, C)``: the top-left 28x28, as the seed's ``Trim``."""
-    return h[:, :28, :28, :]
+    height, width, _ = arch.IMAGE_SHAPE
+    return h[:, :height, :width, :]
+
+
+def shift_and_scale(eps, z_mean, z_log_var):
+    """``z = mu + eps * exp(log_var / 2)`` for given standard-normal ``eps``; shapes ``(B, latent)``."""
+    return z_mean + eps * jnp.exp(z_log_var / 2.0)
+
+
+def reparameterize(key, z_mean, z_log_var):
+    """Draw ``z = mu + eps * exp(log_var / 2)`` with ``eps ~ N(0, I)`` from ``key``; shapes ``(B, latent)``."""
+    return shift_and_scale(jax.random.normal(key, z_mean.shape, z_mean.dtype), z_mean, z_log_var)
 
 
 class VAE(nn.Module):
@@ -55,49 +62,55 @@ class VAE(nn.Module):
 
     def setup(self):
         impl = resolve_conv_impl(self.conv_impl)
-        self.encoder_convs = [
-            Conv2d(f, 3, s, p, impl, self.precision, name=name) for name, f, s, p in ENCODER_CONVS
-        ]
+
+        def conv(layer: arch.Layer):
+            module = _CONV_MODULES[layer.kind]
+            return module(
+                layer.features,
+                arch.KERNEL_SIZE,
+                layer.stride,
+                layer.padding,
+                impl,
+                self.precision,
+                name=layer.flax_name,
+            )
+
+        self.encoder_convs = [conv(layer) for layer in arch.ENCODER]
         self.z_mean = Dense(self.latent_dim, self.precision)
         self.z_log_var = Dense(self.latent_dim, self.precision)
-        self.decoder_0 = Dense(7 * 7 * 64, self.precision)
-        self.decoder_convs = [
-            ConvTranspose2d(f, 3, s, p, impl, self.precision, name=name) for name, f, s, p in DECODER_CONVS
-        ]
+        self.decoder_0 = Dense(arch.FLAT, self.precision)
+        self.decoder_convs = [conv(layer) for layer in arch.DECODER]
 
-    def _record(self, index: int, prefix: str, value):
-        self.sow("intermediates", f"{prefix}.{index}", value)
+    def _record(self, name: str, value):
+        self.sow("intermediates", name, value)
         return value
+
+    def _convolutions(self, layers, convs, h):
+        for layer, conv in zip(layers, convs):
+            h = self._record(layer.name, conv(h))  # sizes: jaxvae.architecture
+            if layer.leaky:
+                h = self._record(layer.activation, leaky_relu(h, arch.LEAKY_SLOPE))
+        return h
 
     def encode(self, x):
         """``(B, 28, 28, 1) -> (z_mean, z_log_var)``, each ``(B, latent_dim)``."""
-        h = x
-        for conv in self.encoder_convs:
-            i = _index(conv.name)
-            h = self._record(i, "encoder", conv(h))  # (B, 28, 28, 32) / (B, 14, 14, 64) / (B, 7, 7, 64)
-            if i < 6:
-                h = self._record(i + 1, "encoder", leaky_relu(h, LEAKY_SLOPE))
-        h = self._record(7, "encoder", flatten_like_torch(h))  # (B, 3136)
-        z_mean = self.z_mean(h)  # (B, latent_dim)
-        z_log_var = self.z_log_var(h)  # (B, latent_dim)
-        self.sow("intermediates", "z_mean.out", z_mean)
-        self.sow("intermediates", "z_log_var.out", z_log_var)
+        h = self._convolutions(arch.ENCODER, self.encoder_convs, x)  # (B, 7, 7, 64)
+        h = self._record(arch.FLATTEN, flatten_like_torch(h))  # (B, 3136)
+        z_mean = self._record("z_mean.out", self.z_mean(h))  # (B, latent_dim)
+        z_log_var = self._record("z_log_var.out", self.z_log_var(h))  # (B, latent_dim)
         return z_mean, z_log_var
 
     def decode(self, z):
         """``(B, latent_dim) -> (B, 28, 28, 1)`` images in (0, 1): ``sigmoid(decode_logits(z))``."""
-        return self._record(10, "decoder", nn.sigmoid(self.decode_logits(z)))
+        return self._record(arch.SIGMOID, nn.sigmoid(self.decode_logits(z)))
 
     def decode_logits(self, z):
-        """``(B, latent_dim) -> (B, 28, 28, 1)`` logits: the decoder before its sigmoid (a Bernoulli decoder's output)."""
-        h = self._record(0, "decoder", self.decoder_0(z))  # (B, 3136)
-        h = self._record(1, "decoder", unflatten_like_torch(h))  # (B, 7, 7, 64)
-        for conv in self.decoder_convs:
-            i = _index(conv.name)
-            h = self._record(i, "decoder", conv(h))  # (B, 7, 7, 64) / (B, 13, 13, 64) / (B, 27, 27, 32) / (B, 29, 29, 1)
-            if i < 8:
-                h = self._record(i + 1, "decoder", leaky_relu(h, LEAKY_SLOPE))
-        return self._record(9, "decoder", trim_like_torch(h))  # (B, 28, 28, 1)
+        """``(B, latent_dim) -> (B, 28, 28, 1)`` logits: the decoder before its sigmoid (a Bernoulli decoder's
+        output)."""
+        h = self._record(arch.DECODER_INPUT.name, self.decoder_0(z))  # (B, 3136)
+        h = self._record(arch.UNFLATTEN, unflatten_like_torch(h))  # (B, 7, 7, 64)
+        h = self._convolutions(arch.DECODER, self.decoder_convs, h)  # (B, 29, 29, 1)
+        return self._record(arch.TRIM, trim_like_torch(h))  # (B, 28, 28, 1)
 
     def __call__(self, x, key):
         z_mean, z_log_var = self.encode(x)

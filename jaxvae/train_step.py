@@ -2,43 +2,29 @@
 
 Keys are explicit: the step's noise is ``fold_in(train_key, state.step)``, drawn for the whole batch, so a
 resumed run draws the same noise as an uninterrupted one and a run on N devices the same as on one. Given a
-mesh (``jaxvae.parallel``), each device computes the gradient of its rows and the devices average them: the
+mesh (``jaxvae.devices``), each device computes the gradient of its rows and the devices average them: the
 same step, summed in another order. ``train_chunk`` runs many steps per dispatch with ``lax.scan`` over the
 epoch's batches, which are already on the devices, each device holding its own rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxvae.binarize import sample_step
-from jaxvae.latent import shift_and_scale
-from jaxvae.losses import kl_divergence, reconstruction_error, vae_loss
-from jaxvae.model import VAE
-from jaxvae.parallel import data_parallel
+from jaxvae.architecture import IMAGE_SHAPE
+from jaxvae.data.binarize import sample_step
+from jaxvae.devices import data_parallel
+from jaxvae.likelihoods import get_likelihood, kl_divergence, vae_loss
+from jaxvae.model import VAE, shift_and_scale
 
 METRIC_NAMES = ("loss", "reconstruction", "kl")
-CPU_MICRO_BATCH = 16  # best measured on a 2-core x86 CPU, taken two at a time (docs/benchmarks.md)
-CPU_CONCURRENT_MICRO_BATCHES = 2
-ACCELERATOR_EVAL_BATCH = 500
-
-
-def resolve_micro_batch(micro_batch: int) -> int:
-    """``0`` (auto): micro-batches of ``CPU_MICRO_BATCH`` on CPU, whole batches on accelerators."""
-    if micro_batch:
-        return micro_batch
-    return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else 0
-
-
-def concurrent_micro_batches() -> int:
-    """How many micro-batches each scan iteration computes side by side: XLA:CPU overlaps one's copies with
-    the other's matmuls (about 10% faster on 2 cores); accelerators take whole batches anyway."""
-    return CPU_CONCURRENT_MICRO_BATCHES if jax.default_backend() == "cpu" else 1
 
 
 class TrainState(NamedTuple):
@@ -54,17 +40,26 @@ def make_optimizer(lr: float) -> optax.GradientTransformation:
     return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
 
 
+def _fresh_state(model: VAE, optimizer, key) -> TrainState:
+    x = jnp.zeros((1, *IMAGE_SHAPE), jnp.float32)
+    params = model.init(key, x, jax.random.PRNGKey(0))["params"]
+    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+
+
 def init_state(model: VAE, optimizer, key) -> TrainState:
     """Fresh parameters (torch's default initialisation) and optimiser state. Jitted: run op by op, the
     initialisation compiles each convolution's pieces separately (12 s on a 2-core CPU instead of 1 s)."""
-    x = jnp.zeros((1, 28, 28, 1), jnp.float32)
-    params = jax.jit(model.init)(key, x, jax.random.PRNGKey(0))["params"]
-    return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
+    return jax.jit(_fresh_state, static_argnums=(0, 1))(model, optimizer, key)
+
+
+def abstract_state(model: VAE, optimizer) -> TrainState:
+    """The structure, shapes and dtypes of ``init_state``'s result, computed without running it (a restore target)."""
+    return jax.eval_shape(partial(_fresh_state, model, optimizer), jax.random.PRNGKey(0))
 
 
 def decoder_output(likelihood: str):
     """The ``VAE`` method whose output the loss of ``likelihood`` takes: images for gaussian, logits for bernoulli."""
-    return VAE.decode_logits if likelihood == "bernoulli" else VAE.decode
+    return getattr(VAE, get_likelihood(likelihood).decoder_output)
 
 
 def _forward(model: VAE, params, x, eps, likelihood: str = "gaussian"):
@@ -128,8 +123,16 @@ def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurr
     return jax.tree_util.tree_map(lambda t: t / parts, total)
 
 
-def make_train_step(model: VAE, optimizer, reconstruction_weight: float, micro_batch: int = 0, concurrent: int = 1,
-                    mesh=None, likelihood: str = "gaussian", binarize: str = "none") -> Callable:
+def make_train_step(
+    model: VAE,
+    optimizer,
+    reconstruction_weight: float,
+    micro_batch: int = 0,
+    concurrent: int = 1,
+    mesh=None,
+    likelihood: str = "gaussian",
+    binarize: str = "none",
+) -> Callable:
     """``train_step(state, batch (B, 28, 28, 1), train_key) -> (state, metrics (3,))``, pure.
 
     The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` and the
@@ -176,28 +179,36 @@ def make_train_chunk(train_step: Callable, chunk_steps: int) -> Callable:
     return train_chunk
 
 
-def resolve_eval_batch() -> int:
-    """Images per evaluation batch: the training micro-batch on CPU (it keeps each layer in cache; 500 at a
-    time evaluated 1.4x slower there), ``ACCELERATOR_EVAL_BATCH`` on accelerators."""
-    return CPU_MICRO_BATCH if jax.default_backend() == "cpu" else ACCELERATOR_EVAL_BATCH
-
-
 def evaluation_rows(count: int, batch: int, concurrent: int = 1, devices: int = 1) -> int:
     """How many rows ``evaluate`` takes for ``count`` images: whole groups of ``concurrent`` batches per device."""
     unit = batch * concurrent * devices
     return -(-count // unit) * unit
 
 
-def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurrent: int = 1, mesh=None,
-                  likelihood: str = "gaussian", at_mean: bool = False) -> Callable:
+def padding_index(count: int, rows: int) -> np.ndarray:
+    """The one padding rule for images evaluated in whole batches: rows ``0 .. rows - 1`` of ``count`` images,
+    the rows past the last image repeating it (callers mask them out or drop their results)."""
+    return np.minimum(np.arange(rows), count - 1)
+
+
+def make_evaluate(
+    model: VAE,
+    reconstruction_weight: float,
+    batch: int,
+    concurrent: int = 1,
+    mesh=None,
+    likelihood: str = "gaussian",
+    at_mean: bool = False,
+) -> Callable:
     """``evaluate(params, images (N, 28, 28, 1), key, count=None) -> metrics (3,)``: loss, reconstruction, KL.
 
     ``at_mean``: decode z = mean (no noise), the deterministic reconstruction.
 
     The metrics are means over the first ``count`` images (all N by default); rows beyond are padding. The
     noise is ``normal(key, (count, latent))`` however the images are batched or split over a ``mesh``, so every
-    ``batch``, ``concurrent`` and device count give the same result up to summation order. Images are zero-padded
-    to ``evaluation_rows`` (a caller that splits them over a mesh pads them so), then each device scans its
+    ``batch``, ``concurrent`` and device count give the same result up to summation order. Images are padded
+    to ``evaluation_rows`` by ``padding_index`` (a caller that splits them over a mesh pads them so), then each
+    device scans its
     rows in groups of ``concurrent`` batches side by side (``_scan_sum``, as in ``batch_gradients``), masked.
     """
     devices = 1 if mesh is None else mesh.size
@@ -205,7 +216,7 @@ def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurre
     def sums(params, x, eps, mask):  # one device's rows -> (squared error, KL) summed over the unmasked ones
         def batch_sums(x, eps, mask):
             z_mean, z_log_var, output = _forward(model, params, x, eps, likelihood)
-            rec = reconstruction_error(x, output, likelihood)
+            rec = get_likelihood(likelihood).reconstruction_error(x, output)
             return jnp.stack([jnp.sum(rec * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
 
         grouped = [a.reshape(-1, batch, *a.shape[1:]) for a in (x, eps, mask)]  # (rows / batch, batch, ...)
@@ -217,10 +228,11 @@ def make_evaluate(model: VAE, reconstruction_weight: float, batch: int, concurre
     def evaluate(params, images, key, count=None):
         n = images.shape[0] if count is None else count
         rows = evaluation_rows(images.shape[0], batch, concurrent, devices)
-        pad = lambda a, total: jnp.pad(a, [(0, total - a.shape[0])] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
+        zeros = lambda a: jnp.pad(a, [(0, rows - a.shape[0])] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
         eps = jax.random.normal(key, (n, model.latent_dim), images.dtype)
         eps = jnp.zeros_like(eps) if at_mean else eps
-        rec, kl = sums(params, pad(images, rows), pad(eps, rows), pad(jnp.ones(n, images.dtype), rows)) / n
+        padded = images[padding_index(images.shape[0], rows)] if rows > images.shape[0] else images
+        rec, kl = sums(params, padded, zeros(eps), zeros(jnp.ones(n, images.dtype))) / n
         return jnp.stack([reconstruction_weight * rec + kl, rec, kl])
 
     return evaluate

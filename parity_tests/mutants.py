@@ -12,17 +12,17 @@ import torch
 import torch.nn.functional as F
 from jax import lax
 
-import jaxvae.latent
+import jaxvae.architecture
 import jaxvae.layers
-import jaxvae.losses
+import jaxvae.likelihoods
 import jaxvae.model
-import jaxvae.parity_jax
+import jaxvae.parity.jax_side
 import jaxvae.train_step
 import torch_ref.model
 import torch_ref.train
 
-
 # ---- torch_ref side ----------------------------------------------------------------------------------------
+
 
 def torch_slope_off_by_one_percent(mp):
     mp.setattr(torch.nn.LeakyReLU, "forward", lambda self, x: F.leaky_relu(x, self.negative_slope * 1.01))
@@ -91,8 +91,9 @@ def torch_weight_off_by_1e6(mp):
 
 # ---- jaxvae side --------------------------------------------------------------------------------------------
 
+
 def jax_slope_off_by_one_percent(mp):
-    mp.setattr(jaxvae.model, "LEAKY_SLOPE", 0.0101)
+    mp.setattr(jaxvae.architecture, "LEAKY_SLOPE", 0.0101)
 
 
 def jax_trim_wrong_corner(mp):
@@ -101,7 +102,7 @@ def jax_trim_wrong_corner(mp):
 
 def jax_exp_log_var(mp):
     wrong = lambda eps, z_mean, z_log_var: z_mean + eps * jnp.exp(z_log_var)  # noqa: E731
-    for module in (jaxvae.latent, jaxvae.train_step, jaxvae.parity_jax):
+    for module in (jaxvae.model, jaxvae.train_step, jaxvae.parity.jax_side):
         mp.setattr(module, "shift_and_scale", wrong)
 
 
@@ -115,18 +116,39 @@ def jax_transpose_padding(mp):
     def conv_transpose(x, kernel, stride, padding, precision=None):
         k = kernel.shape[0]
         pads = [(k - padding, k - 2 - padding)] * 2
-        return lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), pads, lhs_dilation=(stride, stride),
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
+        return lax.conv_general_dilated(
+            x,
+            kernel[::-1, ::-1],
+            (1, 1),
+            pads,
+            lhs_dilation=(stride, stride),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=precision,
+        )
 
     for impl in jaxvae.layers.CONV_IMPLS:
         mp.setitem(jaxvae.layers._CONV_TRANSPOSE, impl, conv_transpose)
 
 
 def jax_kl_without_half(mp):
-    mp.setattr(jaxvae.losses, "kl_divergence", lambda m, lv: -jnp.sum(1.0 + lv - m**2 - jnp.exp(lv), axis=-1))
+    mp.setattr(jaxvae.likelihoods, "kl_divergence", lambda m, lv: -jnp.sum(1.0 + lv - m**2 - jnp.exp(lv), axis=-1))
 
 
-TORCH_MUTANTS = [torch_slope_off_by_one_percent, torch_trim_wrong_corner, torch_exp_log_var, torch_flatten_nhwc,
-                 torch_transpose_padding, torch_kl_without_half, torch_missing_bias, torch_weight_off_by_1e6]
-JAX_MUTANTS = [jax_slope_off_by_one_percent, jax_trim_wrong_corner, jax_exp_log_var, jax_flatten_nhwc,
-               jax_transpose_padding, jax_kl_without_half]
+TORCH_MUTANTS = [
+    torch_slope_off_by_one_percent,
+    torch_trim_wrong_corner,
+    torch_exp_log_var,
+    torch_flatten_nhwc,
+    torch_transpose_padding,
+    torch_kl_without_half,
+    torch_missing_bias,
+    torch_weight_off_by_1e6,
+]
+JAX_MUTANTS = [
+    jax_slope_off_by_one_percent,
+    jax_trim_wrong_corner,
+    jax_exp_log_var,
+    jax_flatten_nhwc,
+    jax_transpose_padding,
+    jax_kl_without_half,
+]

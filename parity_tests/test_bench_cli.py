@@ -8,7 +8,9 @@ import pytest
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "jaxvae.cli", "bench", *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxvae.cli", "bench", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_json_report():
@@ -26,14 +28,17 @@ def test_json_report():
         assert r["conv_impl"] in ("xla", "matmul") and r["peak_rss_mb"] > 0
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--batch-sizes", "8,x"], "--batch-sizes must be comma-separated integers"),
-    (["--batch-sizes", "0"], "must be positive"),
-    (["--repeats", "0"], "must be positive"),
-    (["--batch-sizes", "5000"], "larger than the training split"),
-    (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
-    (["--micro-batch", "-2"], "--micro-batch must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--batch-sizes", "8,x"], "--batch-sizes must be comma-separated integers"),
+        (["--batch-sizes", "0"], "must be positive"),
+        (["--repeats", "0"], "must be positive"),
+        (["--batch-sizes", "5000"], "larger than the training split"),
+        (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
+        (["--micro-batch", "-2"], "--micro-batch must be >= 0"),
+    ],
+)
 def test_bad_flags_are_one_line(flags, message):
     result = run(*flags)
     assert result.returncode == 2 and message in result.stderr

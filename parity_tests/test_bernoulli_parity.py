@@ -13,10 +13,11 @@ import optax
 import pytest
 import torch
 
-from jaxvae import binarize, params_from_torch, params_to_torch
-from jaxvae.commands import parity_inputs, parity_weights
+from jaxvae import params_from_torch, params_to_torch
+from jaxvae.data import binarize
 from jaxvae.model import VAE
-from jaxvae.parity import EXACT_RTOL, run_parity
+from jaxvae.parity.check import parity_inputs, parity_weights, sweep_case
+from jaxvae.parity.method import EXACT_RTOL, run_parity
 from jaxvae.train_step import TrainState, make_optimizer, make_train_step
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import train_vae
@@ -24,43 +25,47 @@ from torch_ref.train import train_vae
 ROWS = 8 + 10 + 2 + 1 + 22  # activations up to the logits (torch computes no Sigmoid), heads, loss, gradients
 
 
-@pytest.mark.parametrize("latent_dim, batch, binary", [(2, 32, False), (16, 8, True)], ids=["continuous", "thresholded"])
+@pytest.mark.parametrize(
+    "latent_dim, batch, binary", [(2, 32, False), (16, 8, True)], ids=["continuous", "thresholded"]
+)
 def test_no_false_alarms(latent_dim, batch, binary):
-    """4 seeds each (the Gaussian loss's harness runs 20; the network up to the logits is the same)."""
-    failed = []
-    for seed in range(4):
-        x, eps = parity_inputs(batch, latent_dim, seed)
-        x = binarize.threshold(x) if binary else x
-        report = run_parity(parity_weights(None, latent_dim, seed), x, eps, likelihood="bernoulli")
-        verdicts = [report.torch_float32] + [v for vs in report.by_impl.values() for v in vs]
-        failed += [(seed, v.label, v.error, [(r.name, f"{r.rel:.1e}") for r in v.rows if not r.passed]) for v in verdicts if not v.passed]
-        assert len(report.torch_float32.rows) == ROWS
-    assert not failed, failed
+    """2 seeds each in the suite; scripts/parity_sweep.py runs 20 (docs/parity.md)."""
+    result = sweep_case(latent_dim, batch, range(2), "bernoulli", binary)
+    assert result["rows"] == [ROWS]
+    assert not result["failed"], result
 
 
 def _mean_over_pixels(monkeypatch):
     """The binary cross-entropy averaged over pixels instead of summed (Keras' default ``binary_crossentropy``)."""
-    import jaxvae.losses as losses
+    import jaxvae.likelihoods as likelihoods
 
-    monkeypatch.setattr(losses, "bernoulli_nll", lambda x, logits: jnp.mean(
-        optax.sigmoid_binary_cross_entropy(logits, x).reshape(x.shape[0], -1), axis=-1))
+    monkeypatch.setattr(
+        likelihoods,
+        "bernoulli_nll",
+        lambda x, logits: jnp.mean(optax.sigmoid_binary_cross_entropy(logits, x).reshape(x.shape[0], -1), axis=-1),
+    )
 
 
 def _sigmoid_twice(monkeypatch):
     """The loss fed the decoder's probabilities as if they were logits."""
-    import jaxvae.train_step as train_step
+    from jaxvae.likelihoods import Bernoulli
 
-    monkeypatch.setattr(train_step, "decoder_output", lambda likelihood: VAE.decode)
+    monkeypatch.setattr(Bernoulli, "decoder_output", "decode")
 
 
 def _targets_and_logits_swapped(monkeypatch):
-    import jaxvae.losses as losses
+    import jaxvae.likelihoods as likelihoods
 
-    monkeypatch.setattr(losses, "bernoulli_nll", lambda x, logits: jnp.sum(
-        optax.sigmoid_binary_cross_entropy(x, logits).reshape(x.shape[0], -1), axis=-1))
+    monkeypatch.setattr(
+        likelihoods,
+        "bernoulli_nll",
+        lambda x, logits: jnp.sum(optax.sigmoid_binary_cross_entropy(x, logits).reshape(x.shape[0], -1), axis=-1),
+    )
 
 
-@pytest.mark.parametrize("mutant", [_mean_over_pixels, _sigmoid_twice, _targets_and_logits_swapped], ids=lambda m: m.__name__)
+@pytest.mark.parametrize(
+    "mutant", [_mean_over_pixels, _sigmoid_twice, _targets_and_logits_swapped], ids=lambda m: m.__name__
+)
 def test_wrong_bernoulli_losses_fail(mutant, monkeypatch):
     x, eps = parity_inputs(8, 2, 4)
     state = parity_weights(None, 2, 4)
@@ -74,15 +79,27 @@ def test_wrong_bernoulli_losses_fail(mutant, monkeypatch):
 
 def test_float64_trajectory(mnist5k):
     steps, batch, latent, lr = 10, 32, 2, 5e-4
-    images = binarize.threshold(mnist5k.train.images[: steps * batch]).astype(np.float64).reshape(steps, batch, 28, 28, 1)
+    images = (
+        binarize.threshold(mnist5k.train.images[: steps * batch]).astype(np.float64).reshape(steps, batch, 28, 28, 1)
+    )
     train_key = jax.random.PRNGKey(3)
     with jax.enable_x64(True):
-        noise = [np.asarray(jax.random.normal(jax.random.fold_in(train_key, s), (batch, latent), jnp.float64)) for s in range(steps)]
+        noise = [
+            np.asarray(jax.random.normal(jax.random.fold_in(train_key, s), (batch, latent), jnp.float64))
+            for s in range(steps)
+        ]
     torch.manual_seed(1)
     model = TorchVAE(latent).double()
     start = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     nchw = [torch.from_numpy(np.ascontiguousarray(b.transpose(0, 3, 1, 2))) for b in images]
-    want = np.array([h[0] for h in train_vae(model, nchw, lr=lr, eps_fn=lambda s: torch.from_numpy(noise[s].copy()), likelihood="bernoulli")])
+    want = np.array(
+        [
+            h[0]
+            for h in train_vae(
+                model, nchw, lr=lr, eps_fn=lambda s: torch.from_numpy(noise[s].copy()), likelihood="bernoulli"
+            )
+        ]
+    )
     with jax.enable_x64(True):
         params = jax.tree_util.tree_map(jnp.asarray, params_from_torch(start, dtype=np.float64)["params"])
         optimizer = make_optimizer(lr)

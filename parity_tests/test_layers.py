@@ -15,7 +15,14 @@ from parity_tests.conftest import IMPLS
 HIGHEST = jax.lax.Precision.HIGHEST
 # (in, out, spatial, stride, padding): the seed's layers, then a few other shapes for the general code paths.
 CONVS = [(1, 32, 28, 1, 1), (32, 64, 28, 2, 1), (64, 64, 14, 2, 1), (64, 64, 7, 1, 1), (3, 5, 9, 3, 2)]
-CONV_TRANSPOSES = [(64, 64, 7, 1, 1), (64, 64, 7, 2, 1), (64, 32, 13, 2, 0), (32, 1, 27, 1, 0), (3, 5, 6, 3, 1), (4, 2, 5, 2, 2)]
+CONV_TRANSPOSES = [
+    (64, 64, 7, 1, 1),
+    (64, 64, 7, 2, 1),
+    (64, 32, 13, 2, 0),
+    (32, 1, 27, 1, 0),
+    (3, 5, 6, 3, 1),
+    (4, 2, 5, 2, 2),
+]
 
 
 def close(got, want, tol=1e-5):
@@ -45,8 +52,12 @@ def test_conv2d(impl, c_in, c_out, size, stride, padding):
     w = (rng.standard_normal((c_out, c_in, 3, 3)) * 0.2).astype(np.float32)  # torch (out, in, kh, kw)
     fn = {"xla": layers.conv2d_xla, "matmul": layers.conv2d_matmul}[impl]
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
-        lambda x, k: fn(x, k, stride, padding, HIGHEST), lambda x, w: F.conv2d(x, w, stride=stride, padding=padding),
-        x, w.transpose(2, 3, 1, 0), w)
+        lambda x, k: fn(x, k, stride, padding, HIGHEST),
+        lambda x, w: F.conv2d(x, w, stride=stride, padding=padding),
+        x,
+        w.transpose(2, 3, 1, 0),
+        w,
+    )
     close(y, yt)
     close(dx, dxt)
     close(dk, dwt.permute(2, 3, 1, 0))
@@ -55,7 +66,8 @@ def test_conv2d(impl, c_in, c_out, size, stride, padding):
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("c_in, c_out, size, stride, padding", CONV_TRANSPOSES)
 def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
-    """Covers both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im (the rest, strides 2 and 3)."""
+    """Covers both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im (the rest, strides 2
+    and 3)."""
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, c_in), np.float32)
     w = (rng.standard_normal((c_in, c_out, 3, 3)) * 0.2).astype(np.float32)  # torch (in, out, kh, kw)
@@ -63,7 +75,10 @@ def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
         lambda x, k: fn(x, k, stride, padding, HIGHEST),
         lambda x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding),
-        x, w.transpose(2, 3, 0, 1), w)
+        x,
+        w.transpose(2, 3, 0, 1),
+        w,
+    )
     close(y, yt)
     close(dx, dxt)
     close(dk, dwt.permute(2, 3, 0, 1))
@@ -75,4 +90,6 @@ def test_leaky_relu_matches_torch_at_the_kink():
     xt = torch.from_numpy(values.copy()).requires_grad_()
     torch.nn.LeakyReLU(0.01)(xt).sum().backward()
     np.testing.assert_array_equal(jax.grad(lambda x: layers.leaky_relu(x, 0.01).sum())(values), xt.grad.numpy())
-    np.testing.assert_array_equal(layers.leaky_relu(values, 0.01), torch.nn.functional.leaky_relu(torch.from_numpy(values), 0.01).numpy())
+    np.testing.assert_array_equal(
+        layers.leaky_relu(values, 0.01), torch.nn.functional.leaky_relu(torch.from_numpy(values), 0.01).numpy()
+    )

@@ -7,8 +7,8 @@ and, except a 1e-6 change of the weights, which float32 cannot resolve by design
 import numpy as np
 import pytest
 
-from jaxvae.commands import parity_inputs, parity_weights
-from jaxvae.parity import EXACT_RTOL, run_parity
+from jaxvae.parity.check import parity_inputs, parity_weights
+from jaxvae.parity.method import EXACT_RTOL, run_parity
 from parity_tests.mutants import JAX_MUTANTS, TORCH_MUTANTS
 
 LATENT, BATCH, SEED = 2, 8, 4

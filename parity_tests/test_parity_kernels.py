@@ -2,7 +2,8 @@
 
 ``scripts/parity_kernels.py`` runs the comparison in a fresh process under the setting "all alternatives": XLA
 capped at AVX2 with XNNPACK and YNNPACK off, ATen at its portable default ISA, torch's oneDNN off, one torch
-thread. The full sweep, setting by setting and over more seeds, is in docs/parity.md.
+thread; two cases (latent 2, batch 1 and 32). The full sweep, setting by setting, over both latent sizes and
+more seeds, is in docs/parity.md.
 """
 
 import json
@@ -14,10 +15,22 @@ SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "parity_kernels.py
 
 
 def test_all_alternative_kernels_pass(tmp_path):
-    command = [sys.executable, str(SCRIPT), "--seeds", "1", "--latents", "2,16", "--batches", "1,32",
-               "--settings", "all alternatives", "--out", str(tmp_path)]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--seeds",
+        "1",
+        "--latents",
+        "2",
+        "--batches",
+        "1,32",
+        "--settings",
+        "all alternatives",
+        "--out",
+        str(tmp_path),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     (setting,) = json.loads((tmp_path / "summary.json").read_text())["settings"]
-    assert setting["cases"] == 4 and setting["passed"] == 4
+    assert setting["cases"] == 2 and setting["passed"] == 2
     assert setting["aten_capability"] == "DEFAULT"  # the switch took effect in the worker

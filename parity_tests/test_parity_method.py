@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from jaxvae.commands import parity_inputs, parity_weights
-from jaxvae.parity import EXACT, FLOAT32, Tolerances, compare, compare_captures
-from jaxvae.parity_capture import KINKS
-from jaxvae.parity_torch import float32_without_tf32, torch_capture
+from jaxvae.parity.capture import KINKS
+from jaxvae.parity.check import parity_inputs, parity_weights
+from jaxvae.parity.method import EXACT, FLOAT32, Tolerances, compare, compare_captures
+from jaxvae.parity.torch_side import float32_without_tf32, torch_capture
 
 
 def test_compare_is_relative_to_the_reference_and_fails_shape_and_nan():
@@ -59,7 +59,9 @@ def test_the_reference_follows_a_flip_inside_the_zone_only(natural):
     matched = torch_capture(state, x, eps, torch.float64, follow=other, zone=FLOAT32.activations)
     assert matched.kinks.flips[pre] == 1 and matched.kinks.near[pre] >= 1
     # the recorded pre-activation differs by 2|v| (inside the zone); the loss and gradients are exact again
-    assert all(r.passed for r in compare_captures(other, matched, Tolerances(FLOAT32.activations, EXACT.loss, EXACT.grads)))
+    assert all(
+        r.passed for r in compare_captures(other, matched, Tolerances(FLOAT32.activations, EXACT.loss, EXACT.grads))
+    )
     narrow = abs(capture.activations[pre][index]) / np.abs(capture.activations[pre]).max() / 2
     unmatched = torch_capture(state, x, eps, torch.float64, follow=other, zone=narrow)
     assert unmatched.kinks.flips[pre] == 0

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from jaxvae import VAE, params_from_torch, params_to_torch
-from jaxvae.convert import LAYERS, flax_name
-from jaxvae.torch_init import torch_bound
+from jaxvae.architecture import LAYERS
+from jaxvae.layers import torch_bound
 from torch_ref import VAE as TorchVAE
 
 
@@ -39,12 +39,13 @@ def test_initialisation_matches_torch():
     variables = VAE(2).init(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(1))
     torch.manual_seed(0)
     reference = TorchVAE(2).state_dict()
-    for name, (kind, _) in LAYERS.items():
+    for layer in LAYERS:
+        name = layer.name
         weight = reference[f"{name}.weight"]
         fan_in = weight.shape[1] * (weight[0, 0].numel() if weight.dim() == 4 else 1)
         bound = torch_bound(fan_in)
         for leaf, torch_key in (("kernel", "weight"), ("bias", "bias")):
-            ours = np.asarray(variables["params"][flax_name(name)][leaf])
+            ours = np.asarray(variables["params"][layer.flax_name][leaf])
             theirs = reference[f"{name}.{torch_key}"].numpy()
             assert np.abs(ours).max() <= bound and np.abs(theirs).max() <= bound, (name, leaf)
             if ours.size >= 256:  # the std of U(-b, b) is b/sqrt(3); 256 draws estimate it within ~7% (3 sigma)

@@ -2,11 +2,12 @@
 
 float64 is the arbiter (docs/parity.md):
 - **float64 trajectory**: jaxvae's jitted step in float64 against torch_ref's ``train_vae`` in float64, same
-  noise: the loss at every step and every final parameter within 1e-4 relative (issue 2's bound; both
+  noise: the loss at every step and every final parameter within 1e-4 relative (the bound the port was held to; both
   frameworks do the same math to ~1e-16 rounding: we measured 2.7e-16 on losses and 4.6e-13 on parameters).
 - **float32, step by step**: at each step s, jaxvae's float32 step starts from the float64 trajectory's state
   (rounded to float32) and its loss must equal torch_ref's float64 loss of that state, batch and noise within
-  ``F32_LOSS_RTOL`` (2e-6), the single-pass float32 bound; measured <= 6.8e-8. Nothing accumulates between steps, so the bound is as tight
+  ``F32_LOSS_RTOL`` (2e-6), the single-pass float32 bound; measured <= 6.8e-8. Nothing accumulates between
+  steps, so the bound is as tight
   at step 20 as at step 1 and no seed or CPU can move it.
 - **float32, free running**: 20 float32 steps as users run them against the float64 trajectory, within 1e-3.
   Rounding differences are amplified by Adam (an element whose gradient is below float32 noise moves by lr in
@@ -22,7 +23,7 @@ import torch
 
 from jaxvae import params_from_torch, params_to_torch
 from jaxvae.model import VAE
-from jaxvae.parity import F32_LOSS_RTOL
+from jaxvae.parity.method import F32_LOSS_RTOL
 from jaxvae.train_step import TrainState, make_optimizer, make_train_step
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import train_vae, vae_loss
@@ -57,7 +58,9 @@ def reference(mnist5k):
     torch.manual_seed(0)
     start = {k: v.numpy() for k, v in TorchVAE(LATENT).state_dict().items()}
     model = torch_model(start)
-    history = train_vae(model, [nchw(b) for b in images], lr=LR, eps_fn=lambda s: torch.from_numpy(noise(train_key, s, np.float64)))
+    history = train_vae(
+        model, [nchw(b) for b in images], lr=LR, eps_fn=lambda s: torch.from_numpy(noise(train_key, s, np.float64))
+    )
     final = {k: v.numpy() for k, v in model.state_dict().items()}
     return images, train_key, start, np.array([h[0] for h in history]), final
 
@@ -89,7 +92,7 @@ def trajectory(request, reference):
 
 
 def test_float64_trajectory(trajectory, reference):
-    """The issue's bound, in double precision: losses and final parameters within 1e-4 relative."""
+    """The port's bound, in double precision: losses and final parameters within 1e-4 relative."""
     _, (_, losses, final) = trajectory
     _, _, _, torch_losses, torch_final = reference
     np.testing.assert_allclose(losses, torch_losses, rtol=1e-4, atol=0)
@@ -114,7 +117,9 @@ def test_float32_steps_from_the_float64_states(trajectory, reference):
     _, step = jax_step(impl, micro_batch, concurrent)
     errors = []
     for s, (state64, batch) in enumerate(zip(states, images)):
-        state = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.int32 if a.dtype.kind == "i" else jnp.float32), state64)
+        state = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.int32 if a.dtype.kind == "i" else jnp.float32), state64
+        )
         _, metrics = step(state, jnp.asarray(batch, jnp.float32), train_key)
         want = torch_loss(params_to_torch({"params": state64.params}), batch, noise(train_key, s, np.float32))
         errors.append(abs(float(metrics[0]) - want) / want)

@@ -1,4 +1,4 @@
-"""Issue 4's own check: the wall time of one ``jaxvae train`` epoch against one torch_ref epoch.
+"""The epoch check: the wall time of one ``jaxvae train`` epoch against one torch_ref epoch.
 
     python scripts/epoch_time.py --dataset idx:/usr/share/datasets/fashion-mnist --out /tmp/epoch_time
 
@@ -24,15 +24,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jaxvae import run_files
 from jaxvae.data import load_dataset
+from jaxvae.run import files as run_files
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import shuffled_batches, train_vae
 
 
 def jaxvae_wall_seconds(args, batch: int, epochs: int, out: Path) -> float:
-    cmd = [sys.executable, "-c", "import sys; from jaxvae.cli import main; sys.exit(main())", "train", "--dataset", args.dataset, "--epochs", str(epochs),
-           "--batch-size", str(batch), "--train-examples", str(args.train_examples), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from jaxvae.cli import main; sys.exit(main())",
+        "train",
+        "--dataset",
+        args.dataset,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch),
+        "--train-examples",
+        str(args.train_examples),
+        "--out",
+        str(out),
+    ]
     if args.test_examples:
         cmd += ["--test-examples", str(args.test_examples)]
     if args.data_dir:
@@ -60,14 +74,27 @@ def measure_batch_size(args, images: np.ndarray, batch: int) -> dict:
     one = jaxvae_wall_seconds(args, batch, 1, args.out / f"b{batch}_1epoch")
     two = jaxvae_wall_seconds(args, batch, 2, args.out / f"b{batch}_2epochs")
     torch_s = torch_epoch_seconds(images, batch, seed=0)
-    steps_s, eval_s = (_run_seconds(args.out / f"b{batch}_2epochs", k) - _run_seconds(args.out / f"b{batch}_1epoch", k)
-                       for k in ("train_seconds", "eval_seconds"))
-    row = {"batch_size": batch, "jaxvae_1_epoch_wall_s": one, "jaxvae_2_epochs_wall_s": two,
-           "jaxvae_epoch_s": two - one, "jaxvae_epoch_steps_s": steps_s, "jaxvae_epoch_eval_s": eval_s, "torch_epoch_s": torch_s,
-           "ratio_torch_over_jaxvae": torch_s / (two - one), "ratio_torch_over_jaxvae_steps": torch_s / steps_s}
-    print(f"batch {batch}: jaxvae {two - one:.2f} s/epoch by wall time ({one:.1f} s for 1, {two:.1f} s for 2; "
-          f"{steps_s:.2f} s in training steps, {eval_s:.2f} s evaluating), torch_ref {torch_s:.2f} s/epoch, "
-          f"ratio {row['ratio_torch_over_jaxvae']:.2f} ({row['ratio_torch_over_jaxvae_steps']:.2f} by steps)", flush=True)
+    steps_s, eval_s = (
+        _run_seconds(args.out / f"b{batch}_2epochs", k) - _run_seconds(args.out / f"b{batch}_1epoch", k)
+        for k in ("train_seconds", "eval_seconds")
+    )
+    row = {
+        "batch_size": batch,
+        "jaxvae_1_epoch_wall_s": one,
+        "jaxvae_2_epochs_wall_s": two,
+        "jaxvae_epoch_s": two - one,
+        "jaxvae_epoch_steps_s": steps_s,
+        "jaxvae_epoch_eval_s": eval_s,
+        "torch_epoch_s": torch_s,
+        "ratio_torch_over_jaxvae": torch_s / (two - one),
+        "ratio_torch_over_jaxvae_steps": torch_s / steps_s,
+    }
+    print(
+        f"batch {batch}: jaxvae {two - one:.2f} s/epoch by wall time ({one:.1f} s for 1, {two:.1f} s for 2; "
+        f"{steps_s:.2f} s in training steps, {eval_s:.2f} s evaluating), torch_ref {torch_s:.2f} s/epoch, "
+        f"ratio {row['ratio_torch_over_jaxvae']:.2f} ({row['ratio_torch_over_jaxvae_steps']:.2f} by steps)",
+        flush=True,
+    )
     return row
 
 
@@ -107,8 +134,15 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True)
 
     results = [measure_batch_size(args, images, int(b)) for b in args.batch_sizes.split(",")]
-    run_files.write_json(args.out / "summary.json", {"dataset": args.dataset, "train_images": len(images),
-                                                      "torch_threads": torch.get_num_threads(), "results": results})
+    run_files.write_json(
+        args.out / "summary.json",
+        {
+            "dataset": args.dataset,
+            "train_images": len(images),
+            "torch_threads": torch.get_num_threads(),
+            "results": results,
+        },
+    )
     plot(results, args.out / "epoch_seconds.png")
     return 0
 

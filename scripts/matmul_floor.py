@@ -26,10 +26,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxpr_dots import dot_flops, dot_generals
 
-from jaxvae.bench import checked_inputs, environment, jax_runner, median_seconds, torch_runner
 from jaxvae.errors import UserError
-from jaxvae.jaxpr_dots import dot_flops, dot_generals
+from jaxvae.parity.bench import checked_inputs, environment, jax_runner, median_seconds, torch_runner
 from jaxvae.train_step import gradient_split, init_state, make_loss_fn
 
 
@@ -50,8 +50,10 @@ def matmul_runner(dots: list[dict], width: int, iterations: int):
     hoisting the loop-invariant matmuls out of the scan, without copying anything.
     """
     rng = np.random.default_rng(0)
-    operands = [[(jnp.asarray(rng.random(d["lhs"], np.float32)), jnp.asarray(rng.random(d["rhs"], np.float32))) for d in dots]
-                for _ in range(width)]
+    operands = [
+        [(jnp.asarray(rng.random(d["lhs"], np.float32)), jnp.asarray(rng.random(d["rhs"], np.float32))) for d in dots]
+        for _ in range(width)
+    ]
 
     def body(carry, _, operands):
         total = jnp.float32(0)
@@ -61,7 +63,9 @@ def matmul_runner(dots: list[dict], width: int, iterations: int):
                 total = total + jax.lax.dot_general(lhs, rhs, d["dims"]).ravel()[0]
         return carry + total * 1e-30, None
 
-    run_all = jax.jit(lambda operands: jax.lax.scan(partial(body, operands=operands), jnp.float32(1), None, length=iterations)[0])
+    run_all = jax.jit(
+        lambda operands: jax.lax.scan(partial(body, operands=operands), jnp.float32(1), None, length=iterations)[0]
+    )
 
     def run():
         jax.block_until_ready(run_all(operands))
@@ -80,33 +84,50 @@ def floor_batch_size(batch_size: int, args, dataset) -> dict:
     runners["torch"], _ = torch_runner(jax_run.start_weights, dataset.train.images, jax_run.batches, trainer.config.lr)
     runners["torch"]()  # warm-up
     rates = {name: images / s for name, s in median_seconds(runners, args.repeats).items()}
-    return {"batch_size": batch_size, "micro_batch": micro, "side_by_side": width, "dot_generals": len(dots),
-            "matmul_mflop_per_image": sum(map(dot_flops, dots)) / micro / 1e6, "images_per_s": rates,
-            "matmuls_only_over_torch": rates["matmuls_only"] / rates["torch"],
-            "jaxvae_over_torch": rates["jaxvae"] / rates["torch"],
-            "jaxvae_over_matmuls_only": rates["jaxvae"] / rates["matmuls_only"]}
+    return {
+        "batch_size": batch_size,
+        "micro_batch": micro,
+        "side_by_side": width,
+        "dot_generals": len(dots),
+        "matmul_mflop_per_image": sum(map(dot_flops, dots)) / micro / 1e6,
+        "images_per_s": rates,
+        "matmuls_only_over_torch": rates["matmuls_only"] / rates["torch"],
+        "jaxvae_over_torch": rates["jaxvae"] / rates["torch"],
+        "jaxvae_over_matmuls_only": rates["jaxvae"] / rates["matmuls_only"],
+    }
 
 
 def report(args) -> None:
     sizes, dataset = checked_inputs(args)
     env, results = environment(), []
     print(f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}")
-    print(f"{'batch':>6} {'jaxvae':>8} {'matmuls only':>13} {'torch':>7} {'matmuls/torch':>14} {'jaxvae/torch':>13} {'jaxvae/matmuls':>15}  (images/s)")
+    print(
+        f"{'batch':>6} {'jaxvae':>8} {'matmuls only':>13} {'torch':>7} {'matmuls/torch':>14} {'jaxvae/torch':>13} "
+        f"{'jaxvae/matmuls':>15}  (images/s)"
+    )
     for b in sizes:
         r = floor_batch_size(b, args, dataset)
         rate = r["images_per_s"]
-        print(f"{b:>6} {rate['jaxvae']:8.0f} {rate['matmuls_only']:13.0f} {rate['torch']:7.0f} {r['matmuls_only_over_torch']:14.2f} "
-              f"{r['jaxvae_over_torch']:13.2f} {r['jaxvae_over_matmuls_only']:15.2f}", flush=True)
+        print(
+            f"{b:>6} {rate['jaxvae']:8.0f} {rate['matmuls_only']:13.0f} {rate['torch']:7.0f} "
+            f"{r['matmuls_only_over_torch']:14.2f} "
+            f"{r['jaxvae_over_torch']:13.2f} {r['jaxvae_over_matmuls_only']:15.2f}",
+            flush=True,
+        )
         results.append(r)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "summary.json").write_text(json.dumps({"environment": env, "command": sys.argv, "results": results}, indent=2, default=str))
+        (args.out / "summary.json").write_text(
+            json.dumps({"environment": env, "command": sys.argv, "results": results}, indent=2, default=str)
+        )
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-sizes", default="32,256")
-    p.add_argument("--images", type=int, default=4096, help="training images per timed repetition (whole chunks, at least one)")
+    p.add_argument(
+        "--images", type=int, default=4096, help="training images per timed repetition (whole chunks, at least one)"
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--data-dir", default=None)

@@ -25,15 +25,23 @@ SETTINGS = {
     "default": ({}, {}),
     "xla max ISA AVX2": ({"XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}, {}),
     "xla max ISA SSE4.2": ({"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2"}, {}),
-    "xla no XNNPACK/YNNPACK": ({"XLA_FLAGS": "--xla_cpu_use_xnnpack=false --xla_cpu_experimental_ynn_fusion_type="}, {}),
+    "xla no XNNPACK/YNNPACK": (
+        {"XLA_FLAGS": "--xla_cpu_use_xnnpack=false --xla_cpu_experimental_ynn_fusion_type="},
+        {},
+    ),
     "xla oneDNN": ({"XLA_FLAGS": "--xla_cpu_use_onednn=true --xla_cpu_experimental_onednn_custom_call=true"}, {}),
     "xla fast math": ({"XLA_FLAGS": "--xla_cpu_enable_fast_math=true"}, {}),
     "aten default ISA": ({"ATEN_CPU_CAPABILITY": "default"}, {}),
     "aten AVX2": ({"ATEN_CPU_CAPABILITY": "avx2"}, {}),
     "torch oneDNN off": ({}, {"mkldnn": False}),
     "torch 1 thread": ({}, {"threads": 1}),
-    "all alternatives": ({"XLA_FLAGS": "--xla_cpu_max_isa=AVX2 --xla_cpu_use_xnnpack=false --xla_cpu_experimental_ynn_fusion_type=",
-                          "ATEN_CPU_CAPABILITY": "default"}, {"mkldnn": False, "threads": 1}),
+    "all alternatives": (
+        {
+            "XLA_FLAGS": "--xla_cpu_max_isa=AVX2 --xla_cpu_use_xnnpack=false --xla_cpu_experimental_ynn_fusion_type=",
+            "ATEN_CPU_CAPABILITY": "default",
+        },
+        {"mkldnn": False, "threads": 1},
+    ),
 }
 
 
@@ -41,9 +49,9 @@ def worker(cases: list[tuple[int, int, int]], torch_switches: dict) -> None:
     """Run ``run_parity`` for each (latent, batch, seed) and print one JSON line per case."""
     import torch
 
-    from jaxvae.commands import parity_inputs, parity_weights
-    from jaxvae.parity import run_parity
-    from jaxvae.parity_report import report_json
+    from jaxvae.parity.check import parity_inputs, parity_weights
+    from jaxvae.parity.method import run_parity
+    from jaxvae.parity.report import report_json
 
     if "mkldnn" in torch_switches:
         torch.backends.mkldnn.enabled = torch_switches["mkldnn"]
@@ -70,7 +78,9 @@ def run_setting(name: str, cases, timeout: int) -> list[dict]:
     env_vars, switches = SETTINGS[name]
     env = {**os.environ, **env_vars}
     command = [sys.executable, __file__, "--worker", json.dumps(cases), json.dumps(switches)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent
+    )
     if done.returncode != 0:
         raise SystemExit(f"{name}: the worker failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
@@ -87,18 +97,31 @@ def summarise(name: str, records: list[dict]) -> dict:
             worst["float64 exact"] = max(worst["float64 exact"], *(row["rel"] for row in impl["float64"]["rows"]))
             worst["jaxvae float32"] = max(worst["jaxvae float32"], *(row["rel"] for row in impl["float32"]["rows"]))
             flips["jaxvae"] += sum(impl["float32"]["kinks"]["flips"].values())
-    return {"setting": name, "cases": len(records), "passed": sum(r["passed"] for r in records), "worst_rel": worst,
-            "flips": flips, "fingerprints": sorted({r["fingerprint"] for r in records}),
-            "aten_capability": records[0]["aten_capability"] if records else None}
+    return {
+        "setting": name,
+        "cases": len(records),
+        "passed": sum(r["passed"] for r in records),
+        "worst_rel": worst,
+        "flips": flips,
+        "fingerprints": sorted({r["fingerprint"] for r in records}),
+        "aten_capability": records[0]["aten_capability"] if records else None,
+    }
 
 
 def format_rows(summaries: list[dict], baseline: set) -> str:
-    lines = [f"{'setting':<24} {'passed':>7} {'f64 exact':>10} {'f32 jaxvae':>11} {'f32 torch':>10} {'flips j/t':>10}  numbers"]
+    lines = [
+        f"{'setting':<24} {'passed':>7} {'f64 exact':>10} {'f32 jaxvae':>11} {'f32 torch':>10} "
+        f"{'flips j/t':>10}  numbers"
+    ]
     for s in summaries:
         w = s["worst_rel"]
         moved = "same as default" if set(s["fingerprints"]) == baseline else "moved"
-        lines.append(f"{s['setting']:<24} {s['passed']:>3}/{s['cases']:<3} {w['float64 exact']:10.1e} {w['jaxvae float32']:11.1e} "
-                     f"{w['torch float32']:10.1e} {s['flips']['jaxvae']:>5}/{s['flips']['torch']:<4}  {moved} (aten {s['aten_capability']})")
+        lines.append(
+            f"{s['setting']:<24} {s['passed']:>3}/{s['cases']:<3} {w['float64 exact']:10.1e} "
+            f"{w['jaxvae float32']:11.1e} "
+            f"{w['torch float32']:10.1e} {s['flips']['jaxvae']:>5}/{s['flips']['torch']:<4}  {moved} "
+            f"(aten {s['aten_capability']})"
+        )
     return "\n".join(lines)
 
 
@@ -115,11 +138,21 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in SETTINGS]
     if unknown or args.seeds < 1:
         p.error(f"unknown setting {unknown[0]!r}; choose from {list(SETTINGS)}" if unknown else "--seeds must be >= 1")
-    cases = [(int(l), int(b), s) for l in args.latents.split(",") for b in args.batches.split(",") for s in range(args.seeds)]
+    cases = [
+        (int(latent), int(b), s)
+        for latent in args.latents.split(",")
+        for b in args.batches.split(",")
+        for s in range(args.seeds)
+    ]
     summaries, started = [], time.perf_counter()
     for name in names:
         summaries.append(summarise(name, run_setting(name, cases, args.timeout)))
-        print(f"{name}: {summaries[-1]['passed']}/{summaries[-1]['cases']} passed ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        print(
+            f"{name}: {summaries[-1]['passed']}/{summaries[-1]['cases']} passed "
+            f"({time.perf_counter() - started:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     baseline = set(summaries[0]["fingerprints"]) if names[0] == "default" else set()
     print(format_rows(summaries, baseline))
     if args.out:

@@ -20,12 +20,20 @@ import numpy as np
 from jaxvae import layers
 
 # name, transposed?, input (H, C_in), C_out, stride, padding
-LAYERS = [("encoder.0", False, (28, 1), 32, 1, 1), ("encoder.2", False, (28, 32), 64, 2, 1),
-          ("encoder.4", False, (14, 64), 64, 2, 1), ("encoder.6", False, (7, 64), 64, 1, 1),
-          ("decoder.2", True, (7, 64), 64, 1, 1), ("decoder.4", True, (7, 64), 64, 2, 1),
-          ("decoder.6", True, (13, 64), 32, 2, 0), ("decoder.8", True, (27, 32), 1, 1, 0)]
-FUNCTIONS = {False: {"xla": layers.conv2d_xla, "matmul": layers.conv2d_matmul},
-             True: {"xla": layers.conv_transpose2d_xla, "matmul": layers.conv_transpose2d_matmul}}
+LAYERS = [
+    ("encoder.0", False, (28, 1), 32, 1, 1),
+    ("encoder.2", False, (28, 32), 64, 2, 1),
+    ("encoder.4", False, (14, 64), 64, 2, 1),
+    ("encoder.6", False, (7, 64), 64, 1, 1),
+    ("decoder.2", True, (7, 64), 64, 1, 1),
+    ("decoder.4", True, (7, 64), 64, 2, 1),
+    ("decoder.6", True, (13, 64), 32, 2, 0),
+    ("decoder.8", True, (27, 32), 1, 1, 0),
+]
+FUNCTIONS = {
+    False: {"xla": layers.conv2d_xla, "matmul": layers.conv2d_matmul},
+    True: {"xla": layers.conv_transpose2d_xla, "matmul": layers.conv_transpose2d_matmul},
+}
 
 
 def median_ms(fn, *args, repeats: int) -> float:
@@ -51,13 +59,16 @@ def profile(batch: int, impls: list[str], repeats: int) -> list[tuple]:
         k = jnp.asarray(np.random.default_rng(1).random((3, 3, c_in, c_out), np.float32))
         for impl in impls:
             f = FUNCTIONS[transposed][impl]
-            fwd = jax.jit(lambda x, k, f=f: f(x, k, stride, padding, jax.lax.Precision.HIGHEST))
+            fwd = jax.jit(lambda x, k, f=f, s=stride, p=padding: f(x, k, s, p, jax.lax.Precision.HIGHEST))
             y = fwd(x, k)
             dy = jnp.ones_like(y)
             first = name == "encoder.0"  # its input needs no gradient
-            bwd = jax.jit(lambda x, k, dy, f=f, first=first: jax.vjp(
-                (lambda k: f(x, k, stride, padding)) if first else (lambda x, k: f(x, k, stride, padding)),
-                *((k,) if first else (x, k)))[1](dy))
+            bwd = jax.jit(
+                lambda x, k, dy, f=f, first=first, s=stride, p=padding: jax.vjp(
+                    (lambda k: f(x, k, s, p)) if first else (lambda x, k: f(x, k, s, p)),
+                    *((k,) if first else (x, k)),
+                )[1](dy)
+            )
             flops = layer_flops(transposed, size, c_in, c_out, y.shape[1], batch)
             t_fwd, t_bwd = median_ms(fwd, x, k, repeats=repeats), median_ms(bwd, x, k, dy, repeats=repeats)
             rows.append((name, impl, t_fwd, t_bwd, flops * (2 if first else 3) / (t_fwd + t_bwd) / 1e6))
@@ -80,7 +91,10 @@ def main() -> None:
     for impl in impls:
         total = sum(r[2] + r[3] for r in rows if r[1] == impl)
         print(f"total {impl}: {total:.1f} ms per {args.batch} images")
-    print(f"ideal at {args.peak:.0f} GFLOP/s (86 MFLOP per training image): {86e6 * args.batch / args.peak / 1e9 * 1e3:.1f} ms")
+    print(
+        f"ideal at {args.peak:.0f} GFLOP/s (86 MFLOP per training image): "
+        f"{86e6 * args.batch / args.peak / 1e9 * 1e3:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

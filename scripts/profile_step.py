@@ -65,7 +65,10 @@ def by_kind(totals: collections.Counter) -> collections.Counter:
 
 def table(counter: collections.Counter, steps: int, rows: int) -> list[dict]:
     whole = sum(counter.values())
-    return [{"name": name, "ms_per_step": micros / steps / 1e3, "share": micros / whole} for name, micros in counter.most_common(rows)]
+    return [
+        {"name": name, "ms_per_step": micros / steps / 1e3, "share": micros / whole}
+        for name, micros in counter.most_common(rows)
+    ]
 
 
 def main(argv=None) -> int:
@@ -81,9 +84,19 @@ def main(argv=None) -> int:
         p.error(f"--out {args.out} exists; choose a new folder")
     folder = args.out or Path(tempfile.mkdtemp(prefix="profile_step_"))
     totals = trace_steps(args, folder)
-    result = {"device": str(jax.devices()[0]), "batch": args.batch, "micro_batch": args.micro_batch, "concurrent": args.concurrent,
-              "steps": args.steps, "by_kind": table(by_kind(totals), args.steps, args.top), "top_operations": table(totals, args.steps, args.top)}
-    for title, rows in (("by kind of operation", result["by_kind"]), ("costliest operations", result["top_operations"])):
+    result = {
+        "device": str(jax.devices()[0]),
+        "batch": args.batch,
+        "micro_batch": args.micro_batch,
+        "concurrent": args.concurrent,
+        "steps": args.steps,
+        "by_kind": table(by_kind(totals), args.steps, args.top),
+        "top_operations": table(totals, args.steps, args.top),
+    }
+    for title, rows in (
+        ("by kind of operation", result["by_kind"]),
+        ("costliest operations", result["top_operations"]),
+    ):
         print(f"{title} (ms per traced step, share of all operations):")
         for row in rows:
             print(f"  {row['ms_per_step']:8.2f}  {100 * row['share']:5.1f} %  {row['name']}")

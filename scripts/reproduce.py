@@ -1,4 +1,4 @@
-"""One epoch of jaxvae and of torch_ref on the same data, compared the way DESIGN.md quotes the reference.
+"""One epoch of jaxvae and of torch_ref on the same data, compared with the reference figures (docs/benchmarks.md).
 
     python scripts/reproduce.py --dataset idx:/path/to/mnist --batch-size 256 --epochs 1
 
@@ -20,16 +20,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jaxvae import plots, run_files
-from jaxvae.config import RunConfig
 from jaxvae.convert import params_from_torch
 from jaxvae.data import load_dataset
-from jaxvae.training import train
+from jaxvae.run import files as run_files
+from jaxvae.run import plots
+from jaxvae.run.config import RunConfig
+from jaxvae.run.training import train
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import shuffled_batches, train_vae, vae_loss
 
 
-def torch_epochs(state_dict, images: np.ndarray, test_images: np.ndarray, batch: int, epochs: int, lr: float, seed: int):
+def torch_epochs(
+    state_dict, images: np.ndarray, test_images: np.ndarray, batch: int, epochs: int, lr: float, seed: int
+):
     torch.manual_seed(seed)
     model = TorchVAE(state_dict["z_mean.weight"].shape[0])
     model.load_state_dict(state_dict)
@@ -63,22 +66,51 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     start_weights = TorchVAE(2).state_dict()
-    config = RunConfig(args.dataset, args.epochs, args.batch_size, args.lr, args.seed, 2, 1.0, "auto", args.train_examples, None, args.data_dir)
+    config = RunConfig(
+        args.dataset,
+        args.epochs,
+        args.batch_size,
+        args.lr,
+        args.seed,
+        2,
+        1.0,
+        "auto",
+        args.train_examples,
+        None,
+        args.data_dir,
+    )
     summary = train(config, args.out / "jaxvae", initial_params=params_from_torch(start_weights)["params"])
     jax_records = run_files.MetricsLog(args.out / "jaxvae" / run_files.METRICS).read()
     jax_losses = [r["loss"] for r in jax_records if "split" not in r]
 
     dataset = load_dataset(args.dataset, args.data_dir)
     train_images = dataset.train.images[: args.train_examples] if args.train_examples else dataset.train.images
-    torch_losses, torch_test, torch_seconds = torch_epochs(start_weights, train_images, dataset.test.images, args.batch_size, args.epochs, args.lr, args.seed)
+    torch_losses, torch_test, torch_seconds = torch_epochs(
+        start_weights, train_images, dataset.test.images, args.batch_size, args.epochs, args.lr, args.seed
+    )
 
     steps = len(jax_losses) // args.epochs
     result = {
-        "dataset": dataset.source, "batch_size": args.batch_size, "epochs": args.epochs, "train_images": len(train_images),
-        "jaxvae": {"first_batch_loss": jax_losses[0], "last30_mean_per_epoch": [float(np.mean(jax_losses[(e + 1) * steps - 30 : (e + 1) * steps])) for e in range(args.epochs)],
-                   "test_loss": summary["final_test"]["loss"], "train_seconds": summary["train_seconds"]},
-        "torch_ref": {"first_batch_loss": torch_losses[0], "last30_mean_per_epoch": [float(np.mean(torch_losses[(e + 1) * steps - 30 : (e + 1) * steps])) for e in range(args.epochs)],
-                      "test_loss": torch_test, "train_seconds": torch_seconds},
+        "dataset": dataset.source,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "train_images": len(train_images),
+        "jaxvae": {
+            "first_batch_loss": jax_losses[0],
+            "last30_mean_per_epoch": [
+                float(np.mean(jax_losses[(e + 1) * steps - 30 : (e + 1) * steps])) for e in range(args.epochs)
+            ],
+            "test_loss": summary["final_test"]["loss"],
+            "train_seconds": summary["train_seconds"],
+        },
+        "torch_ref": {
+            "first_batch_loss": torch_losses[0],
+            "last30_mean_per_epoch": [
+                float(np.mean(torch_losses[(e + 1) * steps - 30 : (e + 1) * steps])) for e in range(args.epochs)
+            ],
+            "test_loss": torch_test,
+            "train_seconds": torch_seconds,
+        },
     }
     run_files.write_json(args.out / "summary.json", result)
     plots.training_loss(jax_losses, steps, args.out / "jaxvae_loss.png")

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import binarize
-from jaxvae.config import RunConfig
+from jaxvae.data import binarize
 from jaxvae.model import VAE
+from jaxvae.run.config import RunConfig
+from jaxvae.run.training import prepare_data
 from jaxvae.train_step import TrainState, init_state, make_loss_fn, make_optimizer, make_train_step
-from jaxvae.training import prepare_data
 
 
 def test_threshold_by_hand():
@@ -44,7 +44,9 @@ def test_the_step_trains_on_its_own_draw(mnist5k):
     assert float(jnp.mean(jnp.abs(later - drawn))) > 0.01  # a fresh draw per step (so per epoch for each image)
     state1 = TrainState(state.params, state.opt_state, jnp.int32(1))
     _, metrics1 = step(state1, batch, key)
-    want1 = make_loss_fn(model, 1.0, "bernoulli")(state.params, later, jax.random.normal(jax.random.fold_in(key, 1), (16, 2)))[1]
+    want1 = make_loss_fn(model, 1.0, "bernoulli")(
+        state.params, later, jax.random.normal(jax.random.fold_in(key, 1), (16, 2))
+    )[1]
     np.testing.assert_allclose(metrics1, want1, rtol=1e-5)
 
 
@@ -57,6 +59,8 @@ def test_what_a_run_sees():
     sampled = prepare_data(dataclasses.replace(base, binarize="sample"))
     np.testing.assert_array_equal(sampled.train.images, plain.train.images)  # drawn step by step on the device
     assert set(np.unique(sampled.test.images)) == {0.0, 1.0}  # one fixed draw, the same at every call
-    np.testing.assert_array_equal(sampled.test.images, prepare_data(dataclasses.replace(base, binarize="sample")).test.images)
+    np.testing.assert_array_equal(
+        sampled.test.images, prepare_data(dataclasses.replace(base, binarize="sample")).test.images
+    )
     other_seed = prepare_data(dataclasses.replace(base, binarize="sample", seed=1)).test.images
     assert not np.array_equal(other_seed, sampled.test.images)

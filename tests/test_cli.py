@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxvae import checkpoint, run_files
 from jaxvae.cli import main
-from jaxvae.config import RunConfig
-from jaxvae.training import Trainer, train
+from jaxvae.run import checkpoint
+from jaxvae.run import files as run_files
+from jaxvae.run.config import RunConfig
+from jaxvae.run.trainer import RunSetup, Trainer
+from jaxvae.run.training import train
 
 TIMING_FIELDS = ("images_per_second", "compile_seconds", "train_seconds", "eval_seconds")
 SMALL = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
@@ -19,7 +21,9 @@ SMALL = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "3
 
 def run_cli(*args):
     """Run ``jaxvae`` in a subprocess (to see exit status, stderr and the absence of a traceback)."""
-    return subprocess.run([sys.executable, "-m", "jaxvae.cli", *map(str, args)], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxvae.cli", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
 
 
 def snapshot(folder: Path) -> dict:
@@ -27,11 +31,16 @@ def snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 2-epoch run, trained once for the tests that read it."""
-    out = tmp_path_factory.mktemp("runs") / "two_epochs"
-    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL]) == 0
-    return out
+def trained(small_run):
+    """The suite's 2-epoch run (``tests/conftest.py``), trained with ``SMALL``; read but never changed here."""
+    config = json.loads((small_run / "config.json").read_text())
+    assert (config["train_examples"], config["test_examples"], config["batch_size"], config["chunk_steps"]) == (
+        256,
+        100,
+        32,
+        4,
+    )
+    return small_run
 
 
 def test_run_writes_everything(trained):
@@ -48,7 +57,14 @@ def test_run_writes_everything(trained):
     assert [r["epoch"] for r in steps] == [1] * 8 + [2] * 8
     assert set(steps[0]) == {"step", "epoch", "loss", "reconstruction", "kl"}
     assert [r["epoch"] for r in records if r.get("split") == "test"] == [1, 2]
-    for name in ("training_loss", "reconstructions", "latent_interpolations", "latent_space", "prior_samples", "latent_manifold"):
+    for name in (
+        "training_loss",
+        "reconstructions",
+        "latent_interpolations",
+        "latent_space",
+        "prior_samples",
+        "latent_manifold",
+    ):
         png = trained / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert checkpoint.latest_epoch(trained / "checkpoints") == 2
@@ -61,14 +77,19 @@ def test_resume_equals_uninterrupted(trained, tmp_path):
     assert (out / "metrics.jsonl").read_text() == (trained / "metrics.jsonl").read_text()  # bit for bit
     like = checkpoint.restore(trained / "checkpoints", 2, _fresh_state())
     got = checkpoint.restore(out / "checkpoints", 2, _fresh_state())
-    for a, b in zip(np.concatenate([np.ravel(x) for x in _leaves(like)]), np.concatenate([np.ravel(x) for x in _leaves(got)])):
+    for a, b in zip(
+        np.concatenate([np.ravel(x) for x in _leaves(like)]), np.concatenate([np.ravel(x) for x in _leaves(got)])
+    ):
         assert a == b
 
 
 def test_eval_every(tmp_path):
     """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's."""
     out = tmp_path / "sparse_eval"
-    assert main(["train", "--epochs", "3", "--eval-every", "2", "--out", str(out), "--train-examples", "64", *SMALL[2:]]) == 0
+    assert (
+        main(["train", "--epochs", "3", "--eval-every", "2", "--out", str(out), "--train-examples", "64", *SMALL[2:]])
+        == 0
+    )
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     tests = [r for r in records if r.get("split") == "test"]
     assert [r["epoch"] for r in tests] == [2, 3]
@@ -77,11 +98,7 @@ def test_eval_every(tmp_path):
 
 
 def _fresh_state():
-    from jaxvae.train_step import init_state
-    import jax
-
-    trainer = Trainer(RunConfig(), 256)
-    return init_state(trainer.model, trainer.optimizer, jax.random.PRNGKey(0))
+    return RunSetup.build(RunConfig()).state_target()
 
 
 def _leaves(state):
@@ -102,7 +119,11 @@ def test_evaluate_sample_export(trained, tmp_path):
     records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if r.get("split") == "test" and r["epoch"] == 2][0]
     # the same function of the same checkpoint, images and noise key; 1e-6: only XLA's compilation may differ
-    np.testing.assert_allclose([metrics[k] for k in ("loss", "reconstruction", "kl")], [logged[k] for k in ("loss", "reconstruction", "kl")], rtol=1e-6)
+    np.testing.assert_allclose(
+        [metrics[k] for k in ("loss", "reconstruction", "kl")],
+        [logged[k] for k in ("loss", "reconstruction", "kl")],
+        rtol=1e-6,
+    )
     png = tmp_path / "samples.png"
     assert main(["sample", "--run", str(trained), "-n", "16", "--out", str(png)]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxvae import tfds_source
-from jaxvae.data import load_dataset, load_idx, stratified_split
+from jaxvae.data import tfds_source
+from jaxvae.data.load import load_dataset, load_idx
+from jaxvae.data.mnist5k import stratified_split
 from jaxvae.errors import UserError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (installed by .ci/run)
@@ -67,7 +68,10 @@ def corrupt(folder: Path, name: str, data: bytes) -> None:
     "damage, message",
     [
         (lambda f: corrupt(f, "train-images-idx3-ubyte", (0x801).to_bytes(4, "big") + bytes(8)), "magic number"),
-        (lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes()[:5000]), "truncated"),
+        (
+            lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes()[:5000]),
+            "truncated",
+        ),
         (lambda f: corrupt(f, "train-labels-idx1-ubyte", b"\x00\x00"), "truncated"),
         (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(7, np.uint8), 0x801)), "7 labels"),
         (lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)), "28x28"),
@@ -117,7 +121,9 @@ def test_tfds_offline_without_data_dir_says_what_to_do(tmp_path, monkeypatch):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+@pytest.mark.skipif(
+    not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)"
+)
 def test_debian_fashion_mnist_idx():
     dataset = load_dataset(f"idx:{FASHION}")
     assert len(dataset.train) == 60000 and len(dataset.test) == 10000

@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 
 from jaxvae.cli import main
-from jaxvae.commands import evaluate_run
+from jaxvae.run.commands import evaluate_run
 
 SMALL = ["--train-examples", "256", "--test-examples", "60", "--batch-size", "32", "--epochs", "2"]
 
 
 @pytest.fixture(scope="module", params=["gaussian", "bernoulli"])
-def run(request, tmp_path_factory):
+def run(request, tmp_path_factory, small_run):
+    """A 2-epoch run of each likelihood: the suite's shared Gaussian run, and a Bernoulli one on thresholded digits."""
+    if request.param == "gaussian":
+        return small_run, "gaussian"
     out = tmp_path_factory.mktemp("runs") / request.param
-    flags = ["--likelihood", request.param] + (["--binarize", "threshold"] if request.param == "bernoulli" else [])
-    assert main(["train", "--out", str(out), *SMALL, *flags]) == 0
+    assert main(["train", "--out", str(out), *SMALL, "--likelihood", "bernoulli", "--binarize", "threshold"]) == 0
     return out, request.param
 
 
@@ -50,13 +52,20 @@ def test_same_seed_same_estimate(run):
     assert first["log_px_nats"] == second["log_px_nats"]
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--iw-samples", "0"], "--iw-samples must be at least 1"),
-    (["--test-examples", "0"], "--test-examples must be at least 1"),
-    (["--iw-samples", "many"], "invalid int value"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--iw-samples", "0"], "--iw-samples must be at least 1"),
+        (["--test-examples", "0"], "--test-examples must be at least 1"),
+        (["--iw-samples", "many"], "invalid int value"),
+    ],
+)
 def test_bad_flags_are_one_line(run, flags, message):
     out, _ = run
-    result = subprocess.run([sys.executable, "-m", "jaxvae.cli", "evaluate", "--run", str(out), *flags],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxvae.cli", "evaluate", "--run", str(out), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -12,9 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvae.evaluation import elbo_constant
-from jaxvae.iwae import bernoulli_log_likelihood, gaussian_log_likelihood, iwae_log_px
-from jaxvae.losses import squared_error
+from jaxvae.iwae import iwae_log_px
+from jaxvae.likelihoods import LIKELIHOODS, elbo_from_terms, gaussian_constant, squared_error
+
+gaussian_log_likelihood = LIKELIHOODS["gaussian"].log_prob
+bernoulli_log_likelihood = LIKELIHOODS["bernoulli"].log_prob
 
 D, L, S2 = 6, 2, 0.3
 
@@ -31,7 +33,9 @@ def _model(seed):
 
 def _exact_log_px(x, b, cov):
     d = x - b
-    return -0.5 * (D * math.log(2 * math.pi) + np.linalg.slogdet(cov)[1] + np.einsum("bi,ij,bj->b", d, np.linalg.inv(cov), d))
+    return -0.5 * (
+        D * math.log(2 * math.pi) + np.linalg.slogdet(cov)[1] + np.einsum("bi,ij,bj->b", d, np.linalg.inv(cov), d)
+    )
 
 
 def _posterior(x, w, b):
@@ -73,25 +77,32 @@ def test_exact_posterior_gives_log_px_at_every_k(seed, samples, chunk):
     with jax.enable_x64(True):
         got = iwae_log_px(*_functions(w, b, 0.0, jnp.float64), jnp.asarray(x), jax.random.PRNGKey(seed), samples, chunk)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
-    got = iwae_log_px(*_functions(w, b, 0.0, jnp.float32), jnp.asarray(x, jnp.float32), jax.random.PRNGKey(seed), samples, chunk)
+    got = iwae_log_px(
+        *_functions(w, b, 0.0, jnp.float32), jnp.asarray(x, jnp.float32), jax.random.PRNGKey(seed), samples, chunk
+    )
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_k1_is_the_elbo_and_the_bound_rises_to_log_px(seed):
-    """q off the posterior by one posterior standard deviation per latent dimension. Over 4,000 replicates of each x: the K = 1 mean is the
-    closed-form ELBO within 5 standard errors, the means rise with K, and the mean of 100 K = 5000 estimates is
-    within 0.02 nats of log p(x) (one estimate's spread is ~0.04 here; the mean's ~0.004, its bias ~6e-4)."""
+    """q off the posterior by one posterior standard deviation per latent dimension. Over 4,000 replicates of each
+    x: the K = 1 mean is the closed-form ELBO within 5 standard errors, the means rise with K, and the mean of
+    100 K = 5000 estimates is within 0.02 nats of log p(x) (one estimate's spread is ~0.04 here; the mean's ~0.004,
+    its bias ~6e-4)."""
     w, b, cov, x = _model(seed)
     replicas = np.repeat(x, 4000, axis=0)  # (16000, D)
     with jax.enable_x64(True):
         fns = _functions(w, b, 1.0, jnp.float64)
         means, errors = [], []
         for samples in (1, 10, 100):
-            est = np.asarray(iwae_log_px(*fns, jnp.asarray(replicas), jax.random.PRNGKey(seed), samples, 50)).reshape(4, -1)
+            est = np.asarray(iwae_log_px(*fns, jnp.asarray(replicas), jax.random.PRNGKey(seed), samples, 50)).reshape(
+                4, -1
+            )
             means.append(est.mean(axis=1))
             errors.append(est.std(axis=1, ddof=1) / math.sqrt(est.shape[1]))
-        large = np.asarray(iwae_log_px(*fns, jnp.asarray(np.repeat(x, 100, axis=0)), jax.random.PRNGKey(seed + 100), 5000, 500))
+        large = np.asarray(
+            iwae_log_px(*fns, jnp.asarray(np.repeat(x, 100, axis=0)), jax.random.PRNGKey(seed + 100), 5000, 500)
+        )
         large = large.reshape(4, -1).mean(axis=1)
     exact = _exact_log_px(x, b, cov)
     assert np.all(np.abs(means[0] - _elbo(x, w, b, 1.0)) <= 5 * errors[0])
@@ -108,9 +119,15 @@ def test_gaussian_log_likelihood_is_the_normal_density():
             want = jax.scipy.stats.norm.logpdf(x, decoded, math.sqrt(1 / (2 * weight))).reshape(3, -1).sum(-1)
             got = gaussian_log_likelihood(jnp.asarray(x), jnp.asarray(decoded), weight)
             np.testing.assert_allclose(got, want, rtol=1e-12)
-            # the training loss leaves out exactly elbo_constant
-            np.testing.assert_allclose(got, -weight * squared_error(jnp.asarray(x), jnp.asarray(decoded))
-                                       + elbo_constant("gaussian", weight), rtol=1e-12)
+            # the training loss leaves out exactly the constant; the ELBO from the loss's terms adds it back
+            np.testing.assert_allclose(
+                got,
+                -weight * squared_error(jnp.asarray(x), jnp.asarray(decoded)) + gaussian_constant(784, weight),
+                rtol=1e-12,
+            )
+            rec = float(squared_error(jnp.asarray(x), jnp.asarray(decoded))[0])
+            elbo = elbo_from_terms(rec, 0.25, "gaussian", weight)
+            assert abs(elbo - (float(got[0]) - 0.25)) <= 1e-9 * abs(elbo)
 
 
 def test_bernoulli_log_likelihood_by_hand():
@@ -121,5 +138,7 @@ def test_bernoulli_log_likelihood_by_hand():
     want = (x * np.log(p) + (1 - x) * np.log1p(-p)).reshape(3, -1).sum(-1)
     with jax.enable_x64(True):
         np.testing.assert_allclose(bernoulli_log_likelihood(jnp.asarray(x), jnp.asarray(logits)), want, rtol=1e-12)
-    extreme = bernoulli_log_likelihood(jnp.ones((1, 4), jnp.float32), jnp.array([[-200.0, 200.0, 0.0, 90.0]], jnp.float32))
+    extreme = bernoulli_log_likelihood(
+        jnp.ones((1, 4), jnp.float32), jnp.array([[-200.0, 200.0, 0.0, 90.0]], jnp.float32)
+    )
     np.testing.assert_allclose(extreme, [-(200.0 + math.log(2.0))], rtol=1e-6)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxvae.losses import kl_divergence, squared_error, vae_loss
+from jaxvae.likelihoods import kl_divergence, squared_error, vae_loss
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """The matmul forms of the convolutions do exactly the model's multiply-adds: no padded taps, no extra phases.
 
-The count comes from the traced gradient (``jaxvae.jaxpr_dots``) and is checked against a hand count of each
+The count comes from the traced gradient (``jaxpr_dots``) and is checked against a hand count of each
 layer from the seed's shapes. A form that computes more than it needs (the sub-pixel transposed conv that
 ``_phase_col2im`` replaced did 16/9 of the taps) fails it.
 """
@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxvae import VAE
-from jaxvae.jaxpr_dots import dot_flops, dot_generals
 from jaxvae.train_step import make_loss_fn
+from scripts.jaxpr_dots import dot_flops, dot_generals
 
 # Forward multiply-adds per image, by hand: a conv does (output positions x 9 x in x out), a transposed conv
 # (input positions x 9 x in x out), a dense layer (in x out).
@@ -27,7 +27,7 @@ LAYER_MACS = {
     "decoder.6": 13 * 13 * 9 * 64 * 32,
     "decoder.8": 27 * 27 * 9 * 32 * 1,
 }
-FORWARD_FLOPS = 2 * sum(LAYER_MACS.values())  # 28,815,168: DESIGN.md's "about 28.8 MFLOP" forward
+FORWARD_FLOPS = 2 * sum(LAYER_MACS.values())  # 28,815,168: "about 28.8 MFLOP" forward (docs/benchmarks.md)
 BATCH = 4
 
 
@@ -50,7 +50,7 @@ def test_forward_matmuls_are_the_models_multiply_adds():
 
 def test_training_matmuls_are_three_forward_passes_less_the_data_gradient():
     """Forward + weight gradients (each the forward's size) + input gradients (likewise, except encoder.0's:
-    its input is the data, which needs none). 85,993,920 FLOP: DESIGN.md's "about 86 MFLOP per image"."""
+    its input is the data, which needs none). 85,993,920 FLOP: the "about 86 MFLOP per image" of docs/benchmarks.md."""
     model, params, x, eps = _model_and_inputs()
     grad = jax.grad(make_loss_fn(model, 1.0), has_aux=True)
     expected = 3 * FORWARD_FLOPS - 2 * LAYER_MACS["encoder.0"]

@@ -5,9 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxvae.model import VAE
-from jaxvae.latent import shift_and_scale
-from jaxvae.losses import kl_divergence, squared_error
+from jaxvae.likelihoods import kl_divergence, squared_error
+from jaxvae.model import VAE, shift_and_scale
 from jaxvae.train_step import batch_gradients, init_state, make_evaluate, make_loss_fn, make_optimizer
 
 BATCH, LATENT = 32, 2

@@ -1,8 +1,9 @@
-"""The original notebook's loss (``train_vae_v1`` semantics), a Bernoulli alternative, and a plain Adam training loop."""
+"""The original notebook's loss (``train_vae_v1`` semantics), a Bernoulli alternative, and a plain Adam training
+loop."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,8 @@ def vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight: float = 1.0, 
 
 
 def model_outputs(model, x, eps=None, likelihood: str = "gaussian"):
-    """``(z_mean, z_log_var, output)``: ``output`` is the decoded image (gaussian) or the decoder's logits (bernoulli)."""
+    """``(z_mean, z_log_var, output)``: ``output`` is the decoded image (gaussian) or the decoder's logits
+    (bernoulli)."""
     if likelihood == "bernoulli":
         features = model.encoder(x)  # (B, 3136)
         z_mean, z_log_var = model.z_mean(features), model.z_log_var(features)

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from jaxvae.cli import main
-from jaxvae.config import RunConfig
+from jaxvae.devices import data_parallel, make_mesh, put_rows
 from jaxvae.errors import UserError
 from jaxvae.model import VAE
-from jaxvae.parallel import data_parallel, make_mesh, put_rows
+from jaxvae.run.config import RunConfig
+from jaxvae.run.training import train
 from jaxvae.train_step import batch_gradients, evaluation_rows, init_state, make_evaluate, make_loss_fn, make_optimizer
-from jaxvae.training import train
 
 BATCH, LATENT = 32, 2
 SMALL = dict(epochs=2, batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)
@@ -64,7 +64,9 @@ def test_evaluation_over_devices_is_the_split_mean(setup, devices):
     want = jax.jit(make_evaluate(model, 0.5, 5))(params, images, key)
     mesh = make_mesh(devices)
     index = np.minimum(np.arange(evaluation_rows(37, 5, 1, devices)), 36)
-    got = jax.jit(make_evaluate(model, 0.5, 5, mesh=mesh), static_argnums=3)(params, put_rows(images, index, mesh, 0), key, 37)
+    got = jax.jit(make_evaluate(model, 0.5, 5, mesh=mesh), static_argnums=3)(
+        params, put_rows(images, index, mesh, 0), key, 37
+    )
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
@@ -72,34 +74,45 @@ def _losses(out):
     return np.array([json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()])
 
 
-def test_training_on_one_two_and_four_devices(tmp_path):
-    """The same --seed and --batch-size on 1, 2 and 4 devices: the first step's loss to float32 rounding of its
-    sums (2e-6, the parity bound of one loss), every later one within 1e-3 (Adam amplifies the rounding of the
-    reordered sums; measured <= 1.6e-7 over these 16 steps), the test metrics likewise; devices in summary.json."""
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The same 2-epoch run (--seed, --batch-size) on 1, 2 and 4 devices: folder and summary of each."""
+    folder = tmp_path_factory.mktemp("devices")
+    return {d: (folder / f"d{d}", train(RunConfig(devices=d, **SMALL), folder / f"d{d}")) for d in (1, 2, 4)}
+
+
+def test_training_on_one_two_and_four_devices(runs):
+    """The first step's loss to float32 rounding of its sums (2e-6, the parity bound of one loss), every later
+    one within 1e-3 (Adam amplifies the rounding of the reordered sums; measured <= 1.6e-7 over these 16 steps);
+    devices in summary.json."""
     losses = {}
-    for devices in (1, 2, 4):
-        summary = train(RunConfig(devices=devices, **SMALL), tmp_path / f"d{devices}")
+    for devices, (out, summary) in runs.items():
         assert summary["devices"]["count"] == devices and summary["devices"]["mesh_shape"] == {"data": devices}
         assert summary["devices"]["processes"] == 1 and summary["traces"] == {"train_chunk": 1, "evaluate": 1}
-        losses[devices] = _losses(tmp_path / f"d{devices}")
+        losses[devices] = _losses(out)
     for devices in (2, 4):
         assert abs(losses[devices][0] - losses[1][0]) <= 2e-6 * losses[1][0]
         np.testing.assert_allclose(losses[devices], losses[1], rtol=1e-3)
 
 
-def test_resume_on_four_devices_is_bit_exact(tmp_path):
-    uninterrupted = tmp_path / "whole"
-    train(RunConfig(devices=4, **SMALL), uninterrupted)
+def test_resume_on_four_devices_is_bit_exact(runs, tmp_path):
+    uninterrupted, _ = runs[4]
     resumed = tmp_path / "resumed"
     train(RunConfig(devices=4, **{**SMALL, "epochs": 1}), resumed)
     train(RunConfig(devices=4, **SMALL), resumed, resume=True)
     assert (resumed / "metrics.jsonl").read_text() == (uninterrupted / "metrics.jsonl").read_text()
 
 
-@pytest.mark.parametrize("config, message", [
-    (dict(batch_size=30, devices=4), "--batch-size 30 does not split over 4 devices; use a multiple of 4 (e.g. --batch-size 32) or --devices 3"),
-    (dict(devices=8), "--devices 8: only 4 cpu device(s) visible"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            dict(batch_size=30, devices=4),
+            "--batch-size 30 does not split over 4 devices; use a multiple of 4 (e.g. --batch-size 32) or --devices 3",
+        ),
+        (dict(devices=8), "--devices 8: only 4 cpu device(s) visible"),
+    ],
+)
 def test_refused_device_settings(tmp_path, config, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         train(RunConfig(**{**SMALL, **config}), tmp_path / "refused")
@@ -107,6 +120,23 @@ def test_refused_device_settings(tmp_path, config, message):
 
 
 def test_bench_over_two_devices(capsys):
-    assert main(["bench", "--devices", "2", "--no-torch", "--json", "--batch-sizes", "32", "--images", "64", "--repeats", "1"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--devices",
+                "2",
+                "--no-torch",
+                "--json",
+                "--batch-sizes",
+                "32",
+                "--images",
+                "64",
+                "--repeats",
+                "1",
+            ]
+        )
+        == 0
+    )
     (result,) = json.loads(capsys.readouterr().out)["results"]
     assert result["devices"] == 2 and result["jax_images_per_s"] > 0

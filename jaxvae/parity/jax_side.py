@@ -14,9 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.convert import params_from_torch, params_to_torch
-from jaxvae.latent import shift_and_scale
-from jaxvae.model import VAE
-from jaxvae.parity_capture import Capture
+from jaxvae.model import VAE, shift_and_scale
+from jaxvae.parity.capture import Capture
 from jaxvae.train_step import make_loss_fn
 
 
@@ -40,8 +39,9 @@ def _activations(model: VAE, variables, x, eps) -> dict[str, np.ndarray]:
     return {k: np.asarray(v[0], np.float64) for k, v in state["intermediates"].items()}
 
 
-def jax_capture(state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_weight: float = 1.0,
-                likelihood: str = "gaussian") -> Capture:
+def jax_capture(
+    state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_weight: float = 1.0, likelihood: str = "gaussian"
+) -> Capture:
     """Activations, loss and gradients (torch keys and layout) of jaxvae from ``state_dict``, in ``dtype``."""
     with _precision(dtype):
         variables = jax.tree_util.tree_map(jnp.asarray, params_from_torch(state_dict, dtype=dtype))

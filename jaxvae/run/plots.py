@@ -1,4 +1,5 @@
-"""The run's pictures as PNG files: loss curve, reconstructions, interpolations, latent space, prior samples, manifold."""
+"""The run's pictures as PNG files: loss curve, reconstructions, interpolations, latent space, prior samples and
+the manifold."""
 
 from __future__ import annotations
 
@@ -37,7 +38,12 @@ def training_loss(losses, steps_per_epoch: int, path: Path, test_losses=None) ->
     ax.plot(steps, losses, lw=0.6, alpha=0.5, label="loss per batch")
     ax.plot(steps, running_average(losses, window), lw=1.8, label=f"running average ({window} batches)")
     if test_losses:
-        ax.plot([e * steps_per_epoch for e, _ in test_losses], [v for _, v in test_losses], "o-", label="test loss (end of epoch)")
+        ax.plot(
+            [e * steps_per_epoch for e, _ in test_losses],
+            [v for _, v in test_losses],
+            "o-",
+            label="test loss (end of epoch)",
+        )
     finite = losses[np.isfinite(losses)]
     if finite.size:
         ax.set_ylim(0, np.percentile(finite, 99.5) * 1.1)

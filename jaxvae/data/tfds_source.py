@@ -39,7 +39,9 @@ def _read(source) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_splits(tfds, name: str, data_dir: str | None, download: bool):
-    splits = {split: tfds.data_source(name, split=split, data_dir=data_dir, download=download) for split in ("train", "test")}
+    splits = {
+        split: tfds.data_source(name, split=split, data_dir=data_dir, download=download) for split in ("train", "test")
+    }
     return {split: _read(source) for split, source in splits.items()}
 
 

@@ -39,7 +39,8 @@ def sample_step(step_key, batch):
 
 
 def binarize_split(images: np.ndarray, mode: str, key) -> np.ndarray:
-    """A split as evaluated (and, for ``threshold``, trained): unchanged, thresholded, or one fixed draw from ``key``."""
+    """A split as evaluated (and, for ``threshold``, trained): unchanged, thresholded, or one fixed draw from
+    ``key``."""
     if mode == "threshold":
         return threshold(images)
     if mode == "sample":

@@ -32,7 +32,9 @@ def check_flags(coordinator: str | None, num_processes: int | None, process_id: 
     if not any(given):
         return False
     if not all(given):
-        raise UserError("--coordinator, --num-processes and --process-id go together; give all three (or none for one process)")
+        raise UserError(
+            "--coordinator, --num-processes and --process-id go together; give all three (or none for one process)"
+        )
     parse_address(coordinator)
     if num_processes < 1:
         raise UserError(f"--num-processes must be at least 1, got {num_processes}")
@@ -49,8 +51,10 @@ def _wait_for_port(host: str, port: int, timeout: float) -> None:
                 return
         except OSError as exc:
             if time.monotonic() >= deadline:
-                raise UserError(f"cannot reach the coordinator at {host}:{port} within {timeout:g} s ({exc.strerror or exc}); "
-                                "start process 0 there first, or check --coordinator") from None
+                raise UserError(
+                    f"cannot reach the coordinator at {host}:{port} within {timeout:g} s ({exc.strerror or exc}); "
+                    "start process 0 there first, or check --coordinator"
+                ) from None
             time.sleep(0.5)
 
 
@@ -59,8 +63,10 @@ def _check_bindable(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        raise UserError(f"process 0 cannot host the coordinator at {host}:{port} ({exc.strerror or exc}); "
-                        "choose a free port on this machine") from None
+        raise UserError(
+            f"process 0 cannot host the coordinator at {host}:{port} ({exc.strerror or exc}); "
+            "choose a free port on this machine"
+        ) from None
 
 
 def initialize(coordinator: str, num_processes: int, process_id: int, timeout: float = 60.0) -> None:
@@ -71,8 +77,13 @@ def initialize(coordinator: str, num_processes: int, process_id: int, timeout: f
     else:
         _wait_for_port(host, port, timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives across processes
-    jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=max(1, int(timeout)),
-                               heartbeat_timeout_seconds=HEARTBEAT_SECONDS)
+    jax.distributed.initialize(
+        coordinator,
+        num_processes,
+        process_id,
+        initialization_timeout=max(1, int(timeout)),
+        heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+    )
 
 
 def is_primary() -> bool:

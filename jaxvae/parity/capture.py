@@ -1,7 +1,8 @@
 """What one side of a parity comparison computed: every activation, the loss, every parameter's gradient.
 
-Both sides (``jaxvae.parity_jax``, ``jaxvae.parity_torch``) fill a ``Capture`` in the same layout, so that the
-comparison (``jaxvae.parity``) needs to know neither framework: activations are NHWC numpy arrays keyed by
+Both sides (``jaxvae.parity.jax_side``, ``jaxvae.parity.torch_side``) fill a ``Capture`` in the same layout, so
+that the comparison (``jaxvae.parity.method``) needs to know neither framework: activations are NHWC numpy arrays
+keyed by
 torch's module names (``"encoder.0"`` ... ``"decoder.10"``, the heads as ``"z_mean.out"``), gradients are
 numpy arrays keyed and laid out as torch's state dict.
 """
@@ -12,9 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The LeakyReLU kinks: the pre-activation (a conv's output) that feeds each torch LeakyReLU module.
-KINKS = {"encoder.1": "encoder.0", "encoder.3": "encoder.2", "encoder.5": "encoder.4",
-         "decoder.3": "decoder.2", "decoder.5": "decoder.4", "decoder.7": "decoder.6"}
+from jaxvae.architecture import KINKS  # each LeakyReLU's torch name -> the layer output it takes
 
 
 @dataclass

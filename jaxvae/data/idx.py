@@ -48,13 +48,17 @@ def parse(data: bytes, magic: int, path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if found is not None and found != magic:
-        raise UserError(f"idx: {path} has magic number {found:#010x}, expected {magic:#010x}: not an MNIST IDX file of this kind")
+        raise UserError(
+            f"idx: {path} has magic number {found:#010x}, expected {magic:#010x}: not an MNIST IDX file of this kind"
+        )
     if len(data) < header:
         raise UserError(f"idx: {path} is truncated ({len(data)} bytes, shorter than its header)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(shape))
     if len(data) - header < expected:
-        raise UserError(f"idx: {path} is truncated: header says {shape} ({expected} bytes), file has {len(data) - header}")
+        raise UserError(
+            f"idx: {path} is truncated: header says {shape} ({expected} bytes), file has {len(data) - header}"
+        )
     return np.frombuffer(data, np.uint8, count=expected, offset=header).reshape(shape)
 
 

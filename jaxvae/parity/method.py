@@ -11,7 +11,7 @@ float64, tensor by tensor (every activation, both heads, the loss, every paramet
 The one thing rounding can do that bounds do not cover is a *kink flip*: a LeakyReLU pre-activation within
 rounding of 0 lands on the other side of it, and that element's gradient changes by 99 %. So the float64
 reference of each compared run takes that run's branch wherever its own pre-activation lies within the run's
-forward tolerance of the kink (``jaxvae.parity_torch``), and is exact math otherwise. Outside that zone a
+forward tolerance of the kink (``jaxvae.parity.torch_side``), and is exact math otherwise. Outside that zone a
 different sign is a forward error larger than the tolerance, which fails the activation row by itself; inside
 it the comparison no longer depends on which side rounding chose. The zone and the flips are counted and
 reported.
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jaxvae.parity_capture import KINKS, Capture, KinkStats
-from jaxvae.parity_jax import jax_capture
-from jaxvae.parity_torch import float32_without_tf32, torch_capture, torch_device
+from jaxvae.parity.capture import KINKS, Capture, KinkStats
+from jaxvae.parity.jax_side import jax_capture
+from jaxvae.parity.torch_side import float32_without_tf32, torch_capture, torch_device
 
 EXACT_RTOL = 1e-10  # float64 against float64: measured <= 1e-14; a 1e-6 change in a weight moves its layer ~1e-6
 F32_ACTIVATION_RTOL = 2e-5  # float32 activations and heads against float64
@@ -77,7 +77,10 @@ def compare(name: str, got, want, tolerance: float) -> Row:
 def compare_captures(got: Capture, want: Capture, tol: Tolerances) -> list[Row]:
     """Every activation (in torch's order), the loss, then every gradient; a tensor one side lacks fails."""
     missing = np.full((0,), np.nan)
-    rows = [compare(name, got.activations.get(name, missing), ref, tol.activations) for name, ref in want.activations.items()]
+    rows = [
+        compare(name, got.activations.get(name, missing), ref, tol.activations)
+        for name, ref in want.activations.items()
+    ]
     rows.append(compare("loss", [got.loss], [want.loss], tol.loss))
     rows += [compare(f"grad {k}", got.grads.get(k, missing), g, tol.grads) for k, g in want.grads.items()]
     return rows
@@ -104,7 +107,9 @@ def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances, likelihood
 
     try:
         got = compute()
-        reference = torch_capture(state_dict, x, eps, torch.float64, "cpu", follow=got, zone=tol.activations, likelihood=likelihood)
+        reference = torch_capture(
+            state_dict, x, eps, torch.float64, "cpu", follow=got, zone=tol.activations, likelihood=likelihood
+        )
     except Exception as exc:  # a port that cannot run, or a reference that cannot load the weights, fails
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return Verdict(label, [], error=f"{type(exc).__name__}: {message}")
@@ -131,13 +136,27 @@ def run_parity(state_dict, x, eps, conv_impls=("xla", "matmul"), likelihood: str
 
     device = torch_device()
     with float32_without_tf32():
-        torch32 = verdict("torch float32", lambda: torch_capture(state_dict, x, eps, torch.float32, device, likelihood=likelihood),
-                          state_dict, x, eps, FLOAT32, likelihood)
+        torch32 = verdict(
+            "torch float32",
+            lambda: torch_capture(state_dict, x, eps, torch.float32, device, likelihood=likelihood),
+            state_dict,
+            x,
+            eps,
+            FLOAT32,
+            likelihood,
+        )
         by_impl = {}
         for impl in conv_impls:
             by_impl[impl] = [
-                verdict(f"jaxvae {name}", lambda dtype=dtype: jax_capture(state_dict, x, eps, dtype, impl, likelihood=likelihood),
-                        state_dict, x, eps, tol, likelihood)
+                verdict(
+                    f"jaxvae {name}",
+                    lambda dtype=dtype, impl=impl: jax_capture(state_dict, x, eps, dtype, impl, likelihood=likelihood),
+                    state_dict,
+                    x,
+                    eps,
+                    tol,
+                    likelihood,
+                )
                 for name, dtype, tol in (("float64", np.float64, EXACT), ("float32", np.float32, FLOAT32))
             ]
     return ParityReport(torch32, by_impl, device)

@@ -14,7 +14,11 @@ class EpochProgress:
     def __init__(self, epoch: int, epochs: int, steps: int, stream=sys.stderr, lines: int = 4):
         self.epoch, self.epochs, self.steps, self.stream = epoch, epochs, steps, stream
         self.done, self.loss_sum, self.started = 0, 0.0, time.perf_counter()
-        self.bar = tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", file=stream, leave=True) if stream.isatty() else None
+        self.bar = (
+            tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", file=stream, leave=True)
+            if stream.isatty()
+            else None
+        )
         self.next_line = max(1, steps // lines)
 
     def update(self, losses) -> None:
@@ -26,7 +30,11 @@ class EpochProgress:
             self.bar.set_postfix(loss=f"{mean:.3f}")
         elif self.done >= self.next_line or self.done == self.steps:
             rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            print(f"epoch {self.epoch}/{self.epochs} step {self.done}/{self.steps} loss {mean:.4f} ({rate:.1f} steps/s)", file=self.stream, flush=True)
+            print(
+                f"epoch {self.epoch}/{self.epochs} step {self.done}/{self.steps} loss {mean:.4f} ({rate:.1f} steps/s)",
+                file=self.stream,
+                flush=True,
+            )
             self.next_line += max(1, self.steps // 4)
 
     def close(self) -> None:
@@ -35,7 +43,8 @@ class EpochProgress:
 
 
 class CountProgress:
-    """Progress through ``total`` items: a tqdm bar on a terminal, a plain line every ``lines``-th of the way otherwise."""
+    """Progress through ``total`` items: a tqdm bar on a terminal, a plain line every ``lines``-th of the way
+    otherwise."""
 
     def __init__(self, desc: str, total: int, unit: str, stream=sys.stderr, lines: int = 10):
         self.desc, self.total, self.unit, self.stream = desc, total, unit, stream
@@ -49,7 +58,11 @@ class CountProgress:
             self.bar.update(n)
         elif self.done >= self.next_line or self.done >= self.total:
             seconds = time.perf_counter() - self.started
-            print(f"{self.desc}: {min(self.done, self.total)}/{self.total} {self.unit} ({seconds:.0f} s)", file=self.stream, flush=True)
+            print(
+                f"{self.desc}: {min(self.done, self.total)}/{self.total} {self.unit} ({seconds:.0f} s)",
+                file=self.stream,
+                flush=True,
+            )
             self.next_line += self.every
 
     def close(self) -> None:

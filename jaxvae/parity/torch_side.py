@@ -7,7 +7,7 @@ is what runs), feeds it the given images and reparameterisation noise in the giv
 Given ``follow`` (another run's branches) and a zone half-width ``zone``, each LeakyReLU takes that run's branch
 wherever its own input lies within ``zone * max|input|`` of the kink and the two runs disagree; elsewhere it
 computes as it always does. That is how the float64 reference is matched to a float32 run whose rounding put a
-pre-activation on the other side of 0 (see ``jaxvae.parity``).
+pre-activation on the other side of 0 (see ``jaxvae.parity.method``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import contextlib
 
 import numpy as np
 
-from jaxvae.parity_capture import KINKS, Capture, KinkStats, to_nchw, to_nhwc
+from jaxvae.parity.capture import KINKS, Capture, KinkStats, to_nchw, to_nhwc
 
 
 def torch_device() -> str:
@@ -36,7 +36,11 @@ def float32_without_tf32():
     """
     import torch
 
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    saved = (
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.get_float32_matmul_precision(),
+    )
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
@@ -80,10 +84,14 @@ def _hooks(model, captured: dict, follow_positive, zone: float, stats: KinkStats
         for index, child in enumerate(getattr(model, prefix)):
             name = f"{prefix}.{index}"
             if isinstance(child, nn.LeakyReLU) and name in KINKS:
-                hooks.append(child.register_forward_hook(_branch_hook(child, follow_positive, zone, KINKS[name], stats)))
+                hooks.append(
+                    child.register_forward_hook(_branch_hook(child, follow_positive, zone, KINKS[name], stats))
+                )
             hooks.append(child.register_forward_hook(lambda m, i, o, name=name: captured.__setitem__(name, o)))
     for head in ("z_mean", "z_log_var"):
-        hooks.append(getattr(model, head).register_forward_hook(lambda m, i, o, key=f"{head}.out": captured.__setitem__(key, o)))
+        hooks.append(
+            getattr(model, head).register_forward_hook(lambda m, i, o, key=f"{head}.out": captured.__setitem__(key, o))
+        )
     return hooks
 
 
@@ -94,8 +102,17 @@ def _gradient(parameter) -> np.ndarray:
     return parameter.grad.detach().cpu().double().numpy()
 
 
-def torch_capture(state_dict, x_nhwc, eps, dtype, device: str = "cpu", follow: Capture | None = None,
-                  zone: float = 0.0, reconstruction_weight: float = 1.0, likelihood: str = "gaussian") -> Capture:
+def torch_capture(
+    state_dict,
+    x_nhwc,
+    eps,
+    dtype,
+    device: str = "cpu",
+    follow: Capture | None = None,
+    zone: float = 0.0,
+    reconstruction_weight: float = 1.0,
+    likelihood: str = "gaussian",
+) -> Capture:
     """Activations, loss and gradients of ``torch_ref.VAE`` loaded with ``state_dict``, in ``dtype`` on ``device``.
 
     With ``follow``, the LeakyReLUs take ``follow``'s branches inside the kink zone (``zone`` relative to the
@@ -116,7 +133,9 @@ def torch_capture(state_dict, x_nhwc, eps, dtype, device: str = "cpu", follow: C
     try:
         x = torch.from_numpy(np.ascontiguousarray(to_nchw(np.asarray(x_nhwc)))).to(device=device, dtype=dtype)
         noise = torch.from_numpy(np.array(eps)).to(device=device, dtype=dtype)
-        z_mean, z_log_var, output = torch_train.model_outputs(model, x, noise, likelihood)  # bernoulli: no decoder.10 (Sigmoid)
+        z_mean, z_log_var, output = torch_train.model_outputs(
+            model, x, noise, likelihood
+        )  # bernoulli: no decoder.10 (Sigmoid)
         loss, _, _ = torch_train.vae_loss(x, output, z_mean, z_log_var, reconstruction_weight, likelihood)
         loss.backward()
     finally:

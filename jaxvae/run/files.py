@@ -27,6 +27,31 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
     return candidate
 
 
+def check_writable(path: Path, flag: str, folder: bool) -> None:
+    """Refuse, in one line, an output path that cannot be written: ``path`` is the folder to fill (``folder``) or
+    the file to write. Probes by creating what is missing and a scratch file, then removes all it created, so
+    nothing is left behind either way (``/proc``, read-only file systems and paths below a regular file fail
+    here, before any data is loaded or anything compiled)."""
+    target = path if folder else path.parent
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder; choose another {flag}")
+    created = [p for p in (target, *target.parents) if not p.exists()]
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".jaxvae-write-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"{flag} {path} cannot be written ({exc.strerror or exc}); choose another {flag}") from None
+    finally:
+        for p in created:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+
+
 def write_json(path: Path, value) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -65,7 +90,9 @@ class MetricsLog:
         kept = []
         for line in self.path.read_text().splitlines():
             record = json.loads(line)
-            if (record.get("split") == "test" and record["epoch"] <= epoch) or ("split" not in record and record["step"] <= step):
+            if (record.get("split") == "test" and record["epoch"] <= epoch) or (
+                "split" not in record and record["step"] <= step
+            ):
                 kept.append(line)
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))

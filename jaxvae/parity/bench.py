@@ -1,4 +1,5 @@
-"""Training throughput of jaxvae against torch_ref, side by side in one process (``jaxvae bench``).
+"""Training throughput of jaxvae against torch_ref, side by side in one process (``jaxvae bench``); its runners
+(``jax_runner``, ``torch_runner``, ``median_seconds``) are the API that the benchmarks in ``scripts/`` build on.
 
 For each batch size both frameworks start from the same weights and train on the same batches; their
 repetitions alternate (jaxvae, torch, jaxvae, ...) so that machine noise hits both alike. Warm-up
@@ -14,24 +15,12 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--batch-sizes", default="32,256", help="comma-separated batch sizes")
-    p.add_argument("--images", type=int, default=4096, help="training images per timed repetition (whole chunks, at least one)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--dataset", default="mnist5k")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--conv-impl", default="auto")
-    p.add_argument("--micro-batch", type=int, default=0, help="0: automatic (as jaxvae train)")
-    p.add_argument("--devices", type=int, default=0, help="jaxvae data parallel over the first N visible devices (0: all)")
-    p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
 def _peak_rss_mb() -> float:
@@ -81,21 +70,27 @@ class JaxRun:
 
 def jax_runner(batch_size: int, args, dataset) -> JaxRun:
     """jaxvae as ``jaxvae train`` runs it, warmed up: about ``args.images`` images per call of ``run``."""
-    from jaxvae.config import RunConfig, check_batch_splits
     from jaxvae.convert import params_to_torch
-    from jaxvae.training import RunKeys, Trainer
-    from jaxvae.train_step import init_state
+    from jaxvae.devices import to_host
+    from jaxvae.run.config import RunConfig, check_batch_splits
+    from jaxvae.run.trainer import RunKeys, RunSetup, Trainer
 
-    config = RunConfig(dataset=args.dataset, batch_size=batch_size, conv_impl=args.conv_impl, micro_batch=args.micro_batch,
-                       devices=args.devices)
-    trainer = Trainer(config, len(dataset.train))
-    check_batch_splits(config, trainer.mesh.size)
+    config = RunConfig(
+        dataset=args.dataset,
+        batch_size=batch_size,
+        conv_impl=args.conv_impl,
+        micro_batch=args.micro_batch,
+        devices=args.devices,
+    )
+    setup = RunSetup.build(config)
+    check_batch_splits(config, setup.mesh.size)
     keys = RunKeys.from_seed(0)
-    state = init_state(trainer.model, trainer.optimizer, keys.init)
-    start_weights = params_to_torch(state.params)
-    state = trainer.place_state(state)
-    epoch = trainer.epoch_data(dataset.train.images, keys.data, 1)
-    compile_seconds = trainer.compile(state, epoch, keys.train)
+    state = setup.fresh_state(keys.init)
+    start_weights = params_to_torch(to_host(state.params))
+    train_images = setup.place_train(dataset.train.images)
+    test = setup.place_test(dataset.test.images[:1])  # the evaluation is compiled with the chunk; not timed here
+    trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
+    epoch = trainer.epoch_data(train_images, keys.data, 1)
     chunks = max(1, min(args.images // batch_size, trainer.steps_per_epoch) // trainer.chunk_steps)
 
     def run():
@@ -106,7 +101,8 @@ def jax_runner(batch_size: int, args, dataset) -> JaxRun:
 
     run()  # warm-up
     steps = chunks * trainer.chunk_steps
-    return JaxRun(run, trainer, steps, trainer.epoch_order(keys.data, 1)[:steps], start_weights, compile_seconds)
+    batches = np.asarray(trainer.epoch_order(keys.data, 1))[:steps]
+    return JaxRun(run, trainer, steps, batches, start_weights, trainer.compile_seconds)
 
 
 def median_seconds(runners: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -121,29 +117,42 @@ def median_seconds(runners: dict[str, Callable[[], None]], repeats: int) -> dict
 
 def bench_batch_size(batch_size: int, args, dataset) -> dict:
     jax_run = jax_runner(batch_size, args, dataset)
-    trainer = jax_run.trainer
+    setup = jax_run.trainer.setup
     runners, device = {"jax": jax_run.run}, None
     if not args.no_torch:
-        runners["torch"], device = torch_runner(jax_run.start_weights, dataset.train.images, jax_run.batches, trainer.config.lr)
+        runners["torch"], device = torch_runner(
+            jax_run.start_weights, dataset.train.images, jax_run.batches, setup.config.lr
+        )
         runners["torch"]()  # warm-up
     seconds = median_seconds(runners, args.repeats)
     images_done = jax_run.steps * batch_size
     jax_rate = images_done / seconds["jax"]
-    result = {"batch_size": batch_size, "steps_per_repeat": jax_run.steps, "steps_per_dispatch": trainer.chunk_steps,
-              "jax_images_per_s": jax_rate, "jax_compile_s": jax_run.compile_seconds,
-              "conv_impl": trainer.conv_impl, "micro_batch": trainer.micro_batch,
-              "concurrent_micro_batches": trainer.concurrent, "devices": trainer.mesh.size}
+    result = {
+        "batch_size": batch_size,
+        "steps_per_repeat": jax_run.steps,
+        "steps_per_dispatch": jax_run.trainer.chunk_steps,
+        "jax_images_per_s": jax_rate,
+        "jax_compile_s": jax_run.compile_seconds,
+        **setup.describe_backend(),
+        "devices": setup.mesh.size,
+    }
     if "torch" in seconds:
         torch_rate = images_done / seconds["torch"]
-        result.update({"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device})
+        result.update(
+            {"torch_images_per_s": torch_rate, "ratio_jax_over_torch": jax_rate / torch_rate, "torch_device": device}
+        )
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
 
 
 def environment() -> dict:
-    from jaxvae.report import versions
+    from jaxvae.run.report import versions
 
-    info = {"jax_device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine(), "versions": versions()}
+    info = {
+        "jax_device": str(jax.devices()[0]),
+        "machine": platform.processor() or platform.machine(),
+        "versions": versions(),
+    }
     try:
         import torch
 
@@ -155,20 +164,26 @@ def environment() -> dict:
 
 
 def format_results(env: dict, results: list[dict]) -> str:
-    lines = [f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
-             f"{'batch':>6} {'devices':>8} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>7} {'compile s':>10} {'peak RSS MB':>12}"]
+    lines = [
+        f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
+        f"{'batch':>6} {'devices':>8} {'jaxvae img/s':>13} {'torch img/s':>12} {'ratio':>7} {'compile s':>10} "
+        f"{'peak RSS MB':>12}",
+    ]
     for r in results:
         torch_rate = f"{r['torch_images_per_s']:12.0f}" if "torch_images_per_s" in r else f"{'-':>12}"
         ratio = f"{r['ratio_jax_over_torch']:7.2f}" if "ratio_jax_over_torch" in r else f"{'-':>7}"
-        lines.append(f"{r['batch_size']:>6} {r['devices']:>8} {r['jax_images_per_s']:13.0f} {torch_rate} {ratio} {r['jax_compile_s']:10.1f} {r['peak_rss_mb']:12.0f}")
+        lines.append(
+            f"{r['batch_size']:>6} {r['devices']:>8} {r['jax_images_per_s']:13.0f} {torch_rate} {ratio} "
+            f"{r['jax_compile_s']:10.1f} {r['peak_rss_mb']:12.0f}"
+        )
     return "\n".join(lines)
 
 
 def checked_inputs(args) -> tuple[list[int], Any]:
     """The batch sizes and the dataset of a benchmark's flags; a ``UserError`` for a bad value."""
-    from jaxvae.config import RunConfig, check_flags
     from jaxvae.data import load_dataset
     from jaxvae.errors import UserError
+    from jaxvae.run.config import RunConfig, check_flags
 
     try:
         sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
@@ -176,7 +191,9 @@ def checked_inputs(args) -> tuple[list[int], Any]:
         raise UserError(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}") from None
     if not sizes or min(sizes) < 1 or args.repeats < 1 or args.images < 1:
         raise UserError("--batch-sizes, --repeats and --images must be positive")
-    check_flags(RunConfig(dataset=args.dataset, conv_impl=args.conv_impl, micro_batch=args.micro_batch, devices=args.devices))
+    check_flags(
+        RunConfig(dataset=args.dataset, conv_impl=args.conv_impl, micro_batch=args.micro_batch, devices=args.devices)
+    )
     dataset = load_dataset(args.dataset, args.data_dir)
     if max(sizes) > len(dataset.train):
         raise UserError(f"batch size {max(sizes)} is larger than the training split ({len(dataset.train)})")

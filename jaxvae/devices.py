@@ -1,0 +1,144 @@
+"""The devices a run computes on: the choices that depend on the backend, and data parallelism over a mesh.
+
+**Backend choices**, made here and nowhere else (``choose_backend``), recorded in ``summary.json``: the
+convolution implementation (``"auto"``: ``matmul`` on CPU, ``xla`` elsewhere), the gradient's micro-batch
+(16 on CPU, whole batches elsewhere), how many micro-batches each scan iteration takes side by side (2 on CPU)
+and the evaluation's batch (the micro-batch on CPU, 500 elsewhere). The CPU figures were measured on 2-core
+x86 machines (docs/benchmarks.md); the accelerator ones are not tuned.
+
+**Data parallelism**: one mesh axis, ``"data"``: every batch is split over the devices, parameters and optimiser
+state are
+replicated. In a multi-process run (``jaxvae.distributed``) the mesh spans all processes' devices; each process
+puts on its devices only the rows those devices train on, and reads replicated results from its own copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxvae.errors import UserError
+from jaxvae.layers import CONV_IMPLS
+
+AXIS = "data"
+VIRTUAL_CPU_HINT = "on a CPU, start with XLA_FLAGS=--xla_force_host_platform_device_count=N for N virtual devices"
+CPU_MICRO_BATCH = 16  # best measured on 2-core x86 CPUs, taken two at a time (docs/benchmarks.md)
+CPU_CONCURRENT_MICRO_BATCHES = 2  # XLA:CPU overlaps one micro-batch's copies with the other's matmuls
+ACCELERATOR_EVAL_BATCH = 500
+
+
+def resolve_conv_impl(conv_impl: str, platform: str | None = None) -> str:
+    """``"auto"`` -> ``"matmul"`` on CPU, ``"xla"`` elsewhere; an explicit implementation as given."""
+    if conv_impl == "auto":
+        return "matmul" if (platform or jax.default_backend()) == "cpu" else "xla"
+    if conv_impl not in CONV_IMPLS:
+        raise ValueError(f"conv_impl must be 'auto' or one of {CONV_IMPLS}, got {conv_impl!r}")
+    return conv_impl
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a run does differently on this backend: ``conv_impl`` (never ``"auto"``), ``micro_batch`` (0: whole
+    batches), ``concurrent`` micro-batches side by side, and ``eval_batch`` images per evaluation batch."""
+
+    platform: str
+    conv_impl: str
+    micro_batch: int
+    concurrent: int
+    eval_batch: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def choose_backend(conv_impl: str = "auto", micro_batch: int = 0, platform: str | None = None) -> Backend:
+    """The backend choices for the default backend (or ``platform``), with the user's explicit ones kept."""
+    platform = platform or jax.default_backend()
+    cpu = platform == "cpu"
+    micro = micro_batch or (CPU_MICRO_BATCH if cpu else 0)
+    return Backend(
+        platform,
+        resolve_conv_impl(conv_impl, platform),
+        micro,
+        CPU_CONCURRENT_MICRO_BATCHES if cpu else 1,
+        CPU_MICRO_BATCH if cpu else ACCELERATOR_EVAL_BATCH,
+    )
+
+
+def make_mesh(devices: int = 0) -> Mesh:
+    """A 1-D mesh over the first ``devices`` visible devices (0: all of them, every process's)."""
+    visible = jax.devices()
+    if devices > len(visible):
+        raise UserError(
+            f"--devices {devices}: only {len(visible)} {visible[0].platform} device(s) visible; {VIRTUAL_CPU_HINT}"
+        )
+    if jax.process_count() > 1 and devices not in (0, len(visible)):
+        raise UserError(
+            f"--devices {devices}: a run over {jax.process_count()} processes uses all {len(visible)} devices; "
+            "drop --devices"
+        )
+    return Mesh(np.array(visible[: devices or len(visible)]), (AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
+    """Axis ``axis`` split over the mesh's devices, the others whole."""
+    return NamedSharding(mesh, P(*([None] * axis), AXIS))
+
+
+def put_replicated(tree, mesh: Mesh):
+    """A copy of ``tree`` on every device of the mesh (each process supplies its own, identical copy)."""
+    return jax.device_put(jax.tree_util.tree_map(np.asarray, tree), replicated(mesh))
+
+
+def put_rows(images: np.ndarray, rows: np.ndarray, mesh: Mesh, axis: int) -> jax.Array:
+    """``images[rows]`` with ``rows``' axis ``axis`` split over the mesh: ``rows.shape + images.shape[1:]``.
+
+    Each process gathers, on its host, only the rows of its own devices and hands each device its part.
+    """
+    shape = rows.shape + images.shape[1:]
+    return jax.make_array_from_callback(shape, sharded(mesh, axis), lambda index: images[rows[index[: rows.ndim]]])
+
+
+def to_host(tree):
+    """Replicated (or single-device) arrays as numpy, read from this process's own copy."""
+
+    def fetch(a):
+        return np.asarray(a.addressable_data(0)) if isinstance(a, jax.Array) else np.asarray(a)
+
+    return jax.tree_util.tree_map(fetch, tree)
+
+
+def data_parallel(fn: Callable, mesh: Mesh, reduce: Callable = jax.lax.pmean) -> Callable:
+    """``fn(params, *batched)`` over the mesh: each device takes its rows of every batched argument (split along
+    axis 0), and the devices' results are combined with ``reduce`` (the mean, for means of equal-sized parts)."""
+
+    def local(params, *batched):
+        return reduce(fn(params, *batched), AXIS)
+
+    def parallel(params, *batched):
+        specs = (P(),) + (P(AXIS),) * len(batched)
+        # check_vma off: fn's scans start from invariant zeros and sum varying rows; ``reduce`` replicates the result
+        return jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P(), check_vma=False)(params, *batched)
+
+    return parallel
+
+
+def describe(mesh: Mesh) -> dict:
+    """The devices of a run, for ``summary.json``."""
+    first = mesh.devices.flat[0]
+    return {
+        "count": int(mesh.size),
+        "platform": first.platform,
+        "kind": getattr(first, "device_kind", first.platform),
+        "mesh_shape": {name: int(size) for name, size in mesh.shape.items()},
+        "processes": jax.process_count(),
+    }

@@ -1,0 +1,126 @@
+"""What ``jaxvae parity`` does: its inputs (a state dict, real digits, noise), the comparison, the report.
+
+torch is imported on use, so that jaxvae imports and trains without it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxvae.errors import UserError
+from jaxvae.run.config import check_value
+
+
+def load_torch_weights(path: Path) -> dict:
+    """A seed-style state dict from a file saved with ``torch.save`` (loaded with ``weights_only=True``)."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"--torch-weights {path} does not exist") from None
+    except Exception as exc:  # pickle, zip and torch errors for damaged files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise UserError(
+            f"--torch-weights {path} is not a loadable torch state dict ({type(exc).__name__}: {first_line})"
+        ) from None
+    if not isinstance(state, dict):
+        raise UserError(
+            f"--torch-weights {path} holds a {type(state).__name__}, not a state dict; save model.state_dict()"
+        )
+    return state
+
+
+def parity_inputs(batch_size: int, latent_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_size`` real test digits of mnist5k drawn by ``seed``, and standard-normal noise from
+    ``PRNGKey(seed)``."""
+    from jaxvae.data import load_mnist5k
+
+    test = load_mnist5k().test.images
+    if not 1 <= batch_size <= len(test):
+        raise UserError(f"--batch-size must be between 1 and {len(test)} (the test digits), got {batch_size}")
+    x = test[np.sort(np.random.default_rng(seed).choice(len(test), batch_size, replace=False))]
+    return x, np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (batch_size, latent_dim)))
+
+
+def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> dict:
+    """The state dict to compare from: a file's (checked against the seed's VAE), or torch_ref's init at ``seed``."""
+    import torch
+
+    from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch
+    from torch_ref import VAE as TorchVAE
+
+    if torch_weights is None:
+        check_value("latent_dim", latent_dim)
+        torch.manual_seed(seed)
+        return {k: v.numpy() for k, v in TorchVAE(latent_dim).state_dict().items()}
+    state = load_torch_weights(torch_weights)
+    try:
+        params_from_torch(state)  # names a missing, extra or mis-shaped entry
+        TorchVAE(infer_latent_dim(state)).load_state_dict(state, strict=True)
+    except (WeightMismatchError, RuntimeError) as exc:
+        raise UserError(
+            f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).splitlines()[0]}"
+        ) from None
+    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+
+
+def parity_check(
+    torch_weights: Path | None,
+    latent_dim: int,
+    batch_size: int,
+    seed: int,
+    conv_impls: list[str],
+    as_json: bool = False,
+    likelihood: str = "gaussian",
+) -> tuple[str, bool]:
+    """Both verdicts per tensor for each implementation (a table, or JSON); and whether the port passed."""
+    import json
+
+    from jaxvae.convert import infer_latent_dim
+    from jaxvae.parity.method import run_parity
+    from jaxvae.parity.report import format_report, report_json
+
+    state = parity_weights(torch_weights, latent_dim, seed)
+    latent_dim = infer_latent_dim(state)
+    x, eps = parity_inputs(batch_size, latent_dim, seed)
+    report = run_parity(state, x, eps, conv_impls, likelihood)
+    weights = f"from {torch_weights}" if torch_weights else f"random (torch_ref's initialisation, seed {seed})"
+    if as_json:
+        header = {
+            "latent_dim": latent_dim,
+            "batch_size": batch_size,
+            "seed": seed,
+            "weights": weights,
+            "likelihood": likelihood,
+        }
+        return json.dumps(report_json(header, report)), report.passed
+    tf32 = "; TF32 off for this comparison (torch's default allows it)" if report.torch_device == "cuda" else ""
+    header = (
+        f"parity: jaxvae vs torch_ref, latent {latent_dim}, batch {batch_size} real MNIST test digits (seed {seed}), "
+        f"weights {weights}; {likelihood} loss; torch float32 on {report.torch_device}{tf32}; float64 on the CPU"
+    )
+    return format_report(header, report), report.passed
+
+
+def sweep_case(latent_dim: int, batch_size: int, seeds, likelihood: str = "gaussian", binary: bool = False) -> dict:
+    """The harness at each seed (weights, digits and noise all drawn from it), for a no-false-alarm sweep: the
+    verdicts that failed, the worst relative error of each compared run, the kink flips, and the rows of each."""
+    from jaxvae.data import binarize
+    from jaxvae.parity.method import run_parity
+
+    failed, worst, flips, rows = [], {}, {}, set()
+    for seed in seeds:
+        x, eps = parity_inputs(batch_size, latent_dim, seed)
+        x = binarize.threshold(x) if binary else x
+        report = run_parity(parity_weights(None, latent_dim, seed), x, eps, likelihood=likelihood)
+        for verdict in [report.torch_float32] + [v for vs in report.by_impl.values() for v in vs]:
+            if not verdict.passed:
+                failed.append((seed, verdict.label, verdict.error, [r.name for r in verdict.rows if not r.passed]))
+            worst[verdict.label] = max([worst.get(verdict.label, 0.0)] + [r.rel for r in verdict.rows])
+            flips[verdict.label] = flips.get(verdict.label, 0) + verdict.kinks.total_flips()
+        rows.add(len(report.torch_float32.rows))
+    return {"failed": failed, "worst": worst, "flips": flips, "rows": sorted(rows), "seeds": len(list(seeds))}

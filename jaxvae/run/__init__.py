@@ -1,0 +1,3 @@
+"""A training run and its folder: settings (``config``), the run's pieces and compiled functions (``trainer``),
+the loop (``training``), checkpoints, the folder's files, the report and plots, progress, several processes
+(``distributed``), and what ``jaxvae evaluate``, ``sample`` and ``export`` do with a finished run (``commands``)."""

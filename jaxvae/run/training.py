@@ -1,0 +1,229 @@
+"""A training run: ``train(config, out_dir, resume)``, what ``jaxvae train`` calls.
+
+The run is built in one pass (``jaxvae.run.trainer``): settings checked, the starting state made or restored
+(before the data loads, so that a damaged or mismatched checkpoint is reported at once), the data loaded, the
+functions compiled; then each epoch's chunks of jitted steps, its metrics, test evaluation and checkpoint; and
+at the end the report (``jaxvae.run.report``: plots and ``summary.json``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxvae.data import Dataset, Split, binarize, load_dataset
+from jaxvae.devices import to_host
+from jaxvae.errors import UserError
+from jaxvae.run import files
+from jaxvae.run.checkpoint import Checkpoints
+from jaxvae.run.config import (
+    RunConfig,
+    check_batch_fits,
+    check_batch_splits,
+    check_flags,
+    check_resumable,
+    evaluates_after,
+)
+from jaxvae.run.distributed import barrier, is_primary
+from jaxvae.run.progress import EpochProgress
+from jaxvae.run.report import FinishedRun, finish_run
+from jaxvae.run.trainer import PlacedSplit, RunKeys, RunSetup, Trainer
+from jaxvae.train_step import METRIC_NAMES, TrainState
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    if resume:
+        if not (out / files.CONFIG).exists():
+            raise UserError(f"--resume: {out} holds no run to resume (no {files.CONFIG}); drop --resume to start one")
+        return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"--out {out} already holds files (another run?); pass --resume to continue it or choose a new --out"
+        )
+
+
+def prepare_data(config: RunConfig) -> Dataset:
+    """The configured slices of the data set, binarised as ``--binarize`` says (``jaxvae.data.binarize``)."""
+    dataset = load_dataset(config.dataset, config.data_dir)
+    train, test = dataset.train.head(config.train_examples), dataset.test.head(config.test_examples)
+    if config.binarize == "none":
+        return Dataset(dataset.name, dataset.source, train, test)
+    mode = "none" if config.binarize == "sample" else config.binarize  # sampled training images are drawn per step
+    train = Split(binarize.binarize_split(train.images, mode, None), train.labels)
+    test = Split(
+        binarize.binarize_split(test.images, config.binarize, binarize.test_split_key(config.seed)), test.labels
+    )
+    return Dataset(dataset.name, f"{dataset.source}, binarised ({config.binarize})", train, test)
+
+
+def _log(message: str) -> None:
+    if is_primary():
+        print(message, file=sys.stderr, flush=True)
+
+
+def _starting_state(
+    setup: RunSetup, out: Path, checkpoints: Checkpoints, resume: bool, initial_params, keys: RunKeys
+) -> tuple[TrainState, int]:
+    """Fresh, from ``initial_params``, or the last checkpoint of ``out``, replicated on the run's devices; and
+    the epochs already done."""
+    if not resume:
+        return setup.fresh_state(keys.init, initial_params), 0
+    saved = RunConfig.from_json(files.read_json(out / files.CONFIG, "start a new --out"))
+    check_resumable(saved, setup.config)
+    return checkpoints.restore_latest(setup.config.latent_dim, setup.state_target())
+
+
+def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
+    records = []
+    for i, row in enumerate(metrics):
+        record = {"step": first_step + i, "epoch": epoch}
+        record.update({name: files.finite_or_none(v) for name, v in zip(METRIC_NAMES, row)})
+        records.append(record)
+    return records
+
+
+def _train_epoch(
+    trainer: Trainer, state, epoch_data, keys, epoch, log: files.MetricsLog, out: Path
+) -> tuple[TrainState, float]:
+    """One epoch of chunks over ``epoch_data`` (``Trainer.epoch_data``); returns the state and the seconds spent
+    in steps."""
+    cfg = trainer.setup.config
+    progress = EpochProgress(epoch, cfg.epochs, trainer.steps_per_epoch) if is_primary() else None
+    seconds, step0 = 0.0, int(to_host(state.step))
+    try:
+        for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
+            start = time.perf_counter()
+            state, metrics = trainer.run_chunk(state, epoch_data, first, keys.train)
+            metrics = to_host(metrics)  # (chunk, 3): the only host sync of the chunk
+            seconds += time.perf_counter() - start
+            bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
+            log.append(_step_records(metrics[: bad[0] + 1] if bad.size else metrics, step0 + first + 1, epoch))
+            if bad.size:
+                raise NonFiniteLoss(
+                    f"the loss became non-finite at step {step0 + first + 1 + bad[0]} (epoch {epoch}); stopped. "
+                    "The last good "
+                    f"checkpoint is in {out / files.CHECKPOINTS}; try a smaller --lr"
+                )
+            if progress:
+                progress.update(metrics[:, 0])
+    finally:
+        if progress:
+            progress.close()
+    return state, seconds
+
+
+def evaluate_epoch(evaluate: Callable, params, test: PlacedSplit, keys: RunKeys, epoch: int) -> np.ndarray:
+    """Test metrics after ``epoch`` with the noise of ``fold_in(eval_key, epoch)``; ``evaluate`` as
+    ``Trainer.evaluate_split``."""
+    return evaluate(params, test, jax.random.fold_in(keys.eval, epoch))
+
+
+def _test_epoch(trainer: Trainer, state, test: PlacedSplit, keys, epoch: int, log: files.MetricsLog) -> dict:
+    """Evaluate the test split after ``epoch``: one ``"split": "test"`` record and a log line."""
+    metrics = evaluate_epoch(trainer.evaluate_split, state.params, test, keys, epoch)
+    step = int(to_host(state.step))
+    record = {k: files.finite_or_none(v) for k, v in zip(METRIC_NAMES, metrics)}
+    log.append([{"split": "test", "epoch": epoch, "step": step, **record}])
+    _log(
+        f"epoch {epoch}/{trainer.setup.config.epochs}: test loss {metrics[0]:.4f} (reconstruction {metrics[1]:.4f}, "
+        f"KL {metrics[2]:.4f})"
+    )
+    return record
+
+
+def _open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done: int) -> files.MetricsLog:
+    """``config.json`` and the metrics log, written by process 0 only (the others get a log that drops records)."""
+    log = files.MetricsLog(out / files.METRICS, enabled=is_primary())
+    if is_primary():
+        out.mkdir(parents=True, exist_ok=True)
+        files.write_json(out / files.CONFIG, config.to_json())
+        if resume:
+            log.truncate_after(step, done)
+    return log
+
+
+def _final_test(trainer: Trainer, state, test: PlacedSplit, keys, log: files.MetricsLog) -> tuple[int, dict]:
+    """The last epoch and its test metrics: its record, or (nothing trained in this invocation and no record) now."""
+    records = files.MetricsLog(log.path).read()
+    last_epoch = max((r["epoch"] for r in records), default=0)
+    logged = [r for r in records if r.get("split") == "test" and r["epoch"] == last_epoch]
+    if logged:
+        return last_epoch, {k: logged[0][k] for k in METRIC_NAMES}
+    metrics = evaluate_epoch(trainer.evaluate_split, state.params, test, keys, last_epoch)
+    return last_epoch, dict(zip(METRIC_NAMES, metrics.tolist()))
+
+
+def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
+    """Train as configured into ``out``; returns the summary written to ``summary.json``.
+
+    ``initial_params`` (for instance ``params_from_torch(state_dict)["params"]``) replaces the fresh
+    initialisation of a new run. Over several processes every process calls this with the same arguments.
+    """
+    check_flags(config)
+    _check_out_dir(out, resume)
+    barrier("jaxvae: every process checked --out")  # before process 0 writes into it
+    keys = RunKeys.from_seed(config.seed)
+    setup = RunSetup.build(config)
+    check_batch_splits(config, setup.mesh.size)
+    with Checkpoints(out / files.CHECKPOINTS) as checkpoints:
+        state, done = _starting_state(setup, out, checkpoints, resume, initial_params, keys)
+        dataset = prepare_data(config)
+        check_batch_fits(config, len(dataset.train))
+        _log(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
+        if resume:
+            _log(f"resuming {out} after epoch {done} (step {int(to_host(state.step))})")
+        log = _open_run_folder(out, config, resume, int(to_host(state.step)), done)
+        train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
+        trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
+        _log(
+            f"compiled the training step and the evaluation in {trainer.compile_seconds:.1f} s ({trainer.chunk_steps} "
+            f"steps per dispatch, {setup.mesh.size} x {jax.devices()[0].device_kind} over "
+            f"{jax.process_count()} process(es))"
+        )
+
+        train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
+        for epoch in range(done + 1, config.epochs + 1):
+            epoch_data = trainer.epoch_data(train_images, keys.data, epoch)
+            state, seconds = _train_epoch(trainer, state, epoch_data, keys, epoch, log, out)
+            train_seconds += seconds
+            trained_images += trainer.steps_per_epoch * config.batch_size
+            if evaluates_after(config, epoch):
+                start = time.perf_counter()
+                _test_epoch(trainer, state, test, keys, epoch, log)
+                eval_seconds += time.perf_counter() - start
+            step = int(to_host(state.step))
+            checkpoints.save(epoch, state, {"epoch": epoch, "step": step, "latent_dim": config.latent_dim})
+
+    barrier("jaxvae: training done")  # process 0 has written every record the others now read
+    last_epoch, final_test = _final_test(trainer, state, test, keys, log)
+    timing = {
+        "compile_seconds": trainer.compile_seconds,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "trained_images": trained_images,
+        "traces": dict(trainer.traces),
+    }
+    finished = FinishedRun(
+        config,
+        dataset,
+        setup.model,
+        state,
+        last_epoch,
+        final_test,
+        timing,
+        trainer.steps_per_epoch,
+        trainer.chunk_steps,
+        setup.describe_backend(),
+        setup.mesh,
+        keys.eval,
+    )
+    return finish_run(out, finished)
