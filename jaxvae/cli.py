@@ -157,6 +157,18 @@ def _parity(args) -> int:
 
 
 def _dispatch(args) -> int:
+    try:
+        return _run_command(args)
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("torch", "torch_ref"):
+            raise
+        raise UserError(
+            f"{args.command} needs torch, which is not installed here: pip install torch==2.13.0 (a CPU "
+            "build; see the README for other machines)"
+        ) from None
+
+
+def _run_command(args) -> int:
     from jaxvae.run import commands
 
     if args.command == "train":

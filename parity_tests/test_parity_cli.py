@@ -95,7 +95,7 @@ def test_bad_weight_files_and_flags(tmp_path, capsys):
     assert status == 2 and "decoder.8.bias" in err
     for flags, message in (
         (["--batch-size", "0"], "--batch-size must be between 1 and 1000"),
-        (["--latent-dim", "0"], "--latent-dim must be at least 1"),
+        (["--latent-dim", "0"], "--latent-dim must be an integer in 1..4096"),
     ):
         status, _, err = run_here(capsys, *flags)
         assert status == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -2,7 +2,7 @@
 
 ``scripts/parity_kernels.py`` runs the comparison in a fresh process under the setting "all alternatives": XLA
 capped at AVX2 with XNNPACK and YNNPACK off, ATen at its portable default ISA, torch's oneDNN off, one torch
-thread; two cases (latent 2, batch 1 and 32). The full sweep, setting by setting, over both latent sizes and
+thread; one case (latent 2, batch 32). The full sweep, setting by setting, over both latent sizes and
 more seeds, is in docs/parity.md.
 """
 
@@ -23,7 +23,7 @@ def test_all_alternative_kernels_pass(tmp_path):
         "--latents",
         "2",
         "--batches",
-        "1,32",
+        "32",
         "--settings",
         "all alternatives",
         "--out",
@@ -32,5 +32,5 @@ def test_all_alternative_kernels_pass(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     (setting,) = json.loads((tmp_path / "summary.json").read_text())["settings"]
-    assert setting["cases"] == 2 and setting["passed"] == 2
+    assert setting["cases"] == 1 and setting["passed"] == 1
     assert setting["aten_capability"] == "DEFAULT"  # the switch took effect in the worker

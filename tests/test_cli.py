@@ -133,22 +133,13 @@ def test_evaluate_sample_export(trained, tmp_path):
     model.load_state_dict(torch.load(pt, weights_only=True), strict=True)
 
 
+# In a process of their own: the whole of stderr is one line and no traceback (tests/test_refusals.py has the
+# table of every refusal, in this process).
 BAD_FLAGS = [
-    (["--batch-size", "0"], "--batch-size must be at least 1"),
-    (["--batch-size", "5000"], "larger than the training split"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--lr", "nan"], "--lr must be a finite positive number"),
-    (["--lr", "-1"], "--lr must be a finite positive number"),
-    (["--lr", "inf"], "--lr must be a finite positive number"),
-    (["--latent-dim", "0"], "--latent-dim must be at least 1"),
-    (["--dataset", "cifar10"], "unknown dataset 'cifar10'"),
+    (["--batch-size", "5000"], "larger than the training split"),  # found once the data is loaded
     (["--dataset", "idx:/nonexistent"], "is not a directory"),
     (["--epochs", "two"], "invalid int value"),
-    (["--micro-batch", "-1"], "--micro-batch must be >= 0"),
-    (["--eval-every", "-1"], "--eval-every must be >= 0"),
-    (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
-    (["--likelihood", "poisson"], "--likelihood must be one of gaussian, bernoulli"),
-    (["--binarize", "yes"], "--binarize must be one of none, threshold, sample"),
+    (["--seed", str(2**64)], "--seed must be an integer in 0..4294967295"),
 ]
 
 
@@ -163,10 +154,27 @@ def test_bad_flags_are_one_line(tmp_path, flags, message):
     assert not out.exists()
 
 
+def _unfinished_copy(trained, folder):
+    """A run folder as a first epoch that never finished leaves it: its settings and some step records."""
+    folder.mkdir()
+    (folder / "config.json").write_bytes((trained / "config.json").read_bytes())
+    lines = (trained / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (folder / "metrics.jsonl").write_text("".join(lines[:3]) + lines[3][:20])  # the last line torn by a kill
+    return folder
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["same command", "resume"])
+def test_a_first_epoch_that_never_finished_is_started_afresh(trained, tmp_path, resume):
+    out = _unfinished_copy(trained, tmp_path / "unfinished")
+    flags = ["--resume"] if resume else []
+    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL, *flags]) == 0
+    assert (out / "metrics.jsonl").read_text() == (trained / "metrics.jsonl").read_text()
+
+
 def test_refuses_to_overwrite_another_run(trained):
     before = snapshot(trained)
     result = run_cli("train", "--out", trained, "--epochs", "1")
-    assert result.returncode == 2 and "already holds files" in result.stderr
+    assert result.returncode == 2 and "already holds a run" in result.stderr
     assert snapshot(trained) == before
 
 
@@ -218,3 +226,23 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path, monkeypatch):
     assert checkpoint.latest_epoch(out / "checkpoints") == 1
     lines = run_files.MetricsLog(out / "metrics.jsonl").read()
     assert lines[-1]["step"] == 9 and lines[-1]["loss"] is None
+
+
+def test_non_finite_loss_in_the_first_epoch_names_no_checkpoint(tmp_path, monkeypatch):
+    """Epoch 1 turns NaN: the message says there is no checkpoint (and names no folder that does not exist);
+    the folder is an unfinished run, which the same command starts afresh."""
+    real = Trainer.run_chunk
+
+    def poisoned(self, state, epoch, first, key):
+        state, metrics = real(self, state, epoch, first, key)
+        return state, metrics * np.nan
+
+    monkeypatch.setattr(Trainer, "run_chunk", poisoned)
+    out = tmp_path / "nan"
+    config = RunConfig(epochs=1, batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)
+    with pytest.raises(Exception, match="non-finite at step 1 .epoch 1.*no checkpoint; the same command starts"):
+        train(config, out)
+    assert not (out / "checkpoints").exists() or checkpoint.latest_epoch(out / "checkpoints") is None
+    from jaxvae.run.training import unfinished_run
+
+    assert unfinished_run(out)

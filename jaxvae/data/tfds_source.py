@@ -39,10 +39,17 @@ def _read(source) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_splits(tfds, name: str, data_dir: str | None, download: bool):
-    splits = {
-        split: tfds.data_source(name, split=split, data_dir=data_dir, download=download) for split in ("train", "test")
-    }
-    return {split: _read(source) for split, source in splits.items()}
+    """Both splits; TFDS's own absl warnings (a data set not found where it looked) are kept off stderr, where
+    jaxvae's one line says what happened and what to do."""
+    from absl import logging as absl_logging
+
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        splits = {s: tfds.data_source(name, split=s, data_dir=data_dir, download=download) for s in ("train", "test")}
+        return {split: _read(source) for split, source in splits.items()}
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def load(name: str, data_dir: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

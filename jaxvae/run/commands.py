@@ -10,16 +10,19 @@ import jax
 import numpy as np
 
 from jaxvae.errors import UserError
-from jaxvae.run import plots
+from jaxvae.run import files, plots
 from jaxvae.run.config import check_value
 from jaxvae.run.saved_run import open_run
 
+MAX_SAMPLES = 1024  # a 32 x 32 grid: one matplotlib figure of that many images is already ~100 MB to draw
 DEFAULT_IW_SAMPLES = 250  # mnist5k's 1,000 test images in about a minute on a 2-core CPU (~5,000 decodes/s; README)
 
 
-def _refuse_overwrite(path: Path) -> None:
+def _check_output_file(path: Path, flag: str) -> None:
+    """An output file must be new and writable; checked before anything is loaded or computed."""
     if path.exists():
         raise UserError(f"{path} already exists; choose another file name (nothing was written)")
+    files.check_writable(path, flag, folder=False)
     if not path.parent.exists():
         raise UserError(f"{path.parent} does not exist; create it or choose another path")
 
@@ -87,11 +90,11 @@ def sample_run(run_dir: Path, n: int, out: Path, seed: int) -> Path:
     """A PNG grid of ``n`` images decoded from the prior."""
     from jaxvae.inference import sample_prior
 
-    if n < 1:
-        raise UserError(f"-n must be at least 1, got {n}")
+    if not 1 <= n <= MAX_SAMPLES:
+        raise UserError(f"-n must be an integer in 1..{MAX_SAMPLES} (one picture of a grid of images), got {n}")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} must name a .png file")
-    _refuse_overwrite(out)
+    _check_output_file(out, "--out")
     run = open_run(run_dir)
     images = sample_prior(run.model, run.params, jax.random.PRNGKey(seed), n)
     return plots.image_grid(images, out, columns=min(8, n))
@@ -104,7 +107,7 @@ def export_run(run_dir: Path, to: Path) -> Path:
     from jaxvae.convert import params_to_torch
     from torch_ref import VAE as TorchVAE
 
-    _refuse_overwrite(to)
+    _check_output_file(to, "--to")
     run = open_run(run_dir)
     state = {k: torch.from_numpy(np.array(v)) for k, v in params_to_torch(run.params).items()}
     TorchVAE(run.config.latent_dim).load_state_dict(state, strict=True)  # proves it loads before writing

@@ -17,6 +17,9 @@ from jaxvae.layers import CONV_IMPLS
 from jaxvae.likelihoods import LIKELIHOODS
 
 SEED_RANGE = (0, 2**32 - 1)  # jax.random.PRNGKey's seed is 32 bits: larger seeds would repeat smaller ones
+# Three 3136 x L layers (the heads and the decoder's input) with Adam's two moments and the gradient: 4096 is
+# ~0.8 GB of training state; 100,000 would be ~20 GB, which the kernel kills mid-compile on a 24 GB machine.
+MAX_LATENT_DIM = 4096
 
 
 def at_least(low: int, note: str = "") -> Callable:
@@ -75,7 +78,7 @@ class RunConfig:
         f"the seed of initialisation, shuffle and noise, in {SEED_RANGE[0]}..{SEED_RANGE[1]}",
         in_range(*SEED_RANGE),
     )
-    latent_dim: int = setting(2, "size of the latent space", at_least(1))
+    latent_dim: int = setting(2, f"size of the latent space, at most {MAX_LATENT_DIM}", in_range(1, MAX_LATENT_DIM))
     reconstruction_weight: float = setting(
         1.0, "the loss is weight * reconstruction + KL", finite(0.0, False, "a finite number >= 0")
     )

@@ -89,7 +89,10 @@ class MetricsLog:
             return
         kept = []
         for line in self.path.read_text().splitlines():
-            record = json.loads(line)
+            try:
+                record = json.loads(line)
+            except ValueError:  # the torn last line of a run that was killed mid-write
+                continue
             if (record.get("split") == "test" and record["epoch"] <= epoch) or (
                 "split" not in record and record["step"] <= step
             ):

@@ -20,7 +20,7 @@ from jaxvae.data import Dataset, Split, binarize, load_dataset
 from jaxvae.devices import to_host
 from jaxvae.errors import UserError
 from jaxvae.run import files
-from jaxvae.run.checkpoint import Checkpoints
+from jaxvae.run.checkpoint import Checkpoints, latest_epoch
 from jaxvae.run.config import (
     RunConfig,
     check_batch_fits,
@@ -40,14 +40,28 @@ class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+UNFINISHED_RUN_FILES = {files.CONFIG, files.METRICS, files.CHECKPOINTS}
+
+
+def unfinished_run(out: Path) -> bool:
+    """Whether ``out`` holds a run whose first epoch never finished (interrupted, killed, or stopped by a
+    non-finite loss): its settings and step records, but no checkpoint and nothing else. Such a run is started
+    afresh by the same ``train`` command, and from epoch 1 by ``--resume``."""
+    names = {p.name.removesuffix(".tmp") for p in out.iterdir()}
+    no_checkpoint = latest_epoch(out / files.CHECKPOINTS) is None
+    return (out / files.CONFIG).is_file() and names <= UNFINISHED_RUN_FILES and no_checkpoint
+
+
 def _check_out_dir(out: Path, resume: bool) -> None:
+    """Refuse an ``--out`` that cannot be written, or that holds another run (unless resuming it)."""
+    files.check_writable(out, "--out", folder=True)
     if resume:
         if not (out / files.CONFIG).exists():
             raise UserError(f"--resume: {out} holds no run to resume (no {files.CONFIG}); drop --resume to start one")
         return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and any(out.iterdir()) and not unfinished_run(out):
         raise UserError(
-            f"--out {out} already holds files (another run?); pass --resume to continue it or choose a new --out"
+            f"--out {out} already holds a run (or other files); pass --resume to continue it or choose a new --out"
         )
 
 
@@ -75,11 +89,13 @@ def _starting_state(
 ) -> tuple[TrainState, int]:
     """Fresh, from ``initial_params``, or the last checkpoint of ``out``, replicated on the run's devices; and
     the epochs already done."""
-    if not resume:
-        return setup.fresh_state(keys.init, initial_params), 0
-    saved = RunConfig.from_json(files.read_json(out / files.CONFIG, "start a new --out"))
-    check_resumable(saved, setup.config)
-    return checkpoints.restore_latest(setup.config.latent_dim, setup.state_target())
+    if resume:
+        saved = RunConfig.from_json(files.read_json(out / files.CONFIG, "start a new --out"))
+        check_resumable(saved, setup.config)
+        if checkpoints.latest_epoch() is not None:
+            return checkpoints.restore_latest(setup.config.latent_dim, setup.state_target())
+        _log(f"--resume: {out} has no checkpoint (its first epoch never finished); starting it from epoch 1")
+    return setup.fresh_state(keys.init, initial_params), 0
 
 
 def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
@@ -92,7 +108,7 @@ def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict
 
 
 def _train_epoch(
-    trainer: Trainer, state, epoch_data, keys, epoch, log: files.MetricsLog, out: Path
+    trainer: Trainer, state, epoch_data, keys, epoch, log: files.MetricsLog, last_good: str
 ) -> tuple[TrainState, float]:
     """One epoch of chunks over ``epoch_data`` (``Trainer.epoch_data``); returns the state and the seconds spent
     in steps."""
@@ -110,8 +126,7 @@ def _train_epoch(
             if bad.size:
                 raise NonFiniteLoss(
                     f"the loss became non-finite at step {step0 + first + 1 + bad[0]} (epoch {epoch}); stopped. "
-                    "The last good "
-                    f"checkpoint is in {out / files.CHECKPOINTS}; try a smaller --lr"
+                    f"{last_good}; try a smaller --lr"
                 )
             if progress:
                 progress.update(metrics[:, 0])
@@ -146,8 +161,7 @@ def _open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done
     if is_primary():
         out.mkdir(parents=True, exist_ok=True)
         files.write_json(out / files.CONFIG, config.to_json())
-        if resume:
-            log.truncate_after(step, done)
+        log.truncate_after(step, done)  # a fresh start (step 0) over an unfinished run keeps none of its records
     return log
 
 
@@ -176,6 +190,11 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
     check_batch_splits(config, setup.mesh.size)
     with Checkpoints(out / files.CHECKPOINTS) as checkpoints:
         state, done = _starting_state(setup, out, checkpoints, resume, initial_params, keys)
+        if resume and done >= config.epochs:
+            raise UserError(
+                f"--resume: {out} has trained {done} epochs already (--epochs {config.epochs}); pass "
+                f"--epochs above {done} to train it further (nothing was changed)"
+            )
         dataset = prepare_data(config)
         check_batch_fits(config, len(dataset.train))
         _log(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
@@ -193,7 +212,12 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
         train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
         for epoch in range(done + 1, config.epochs + 1):
             epoch_data = trainer.epoch_data(train_images, keys.data, epoch)
-            state, seconds = _train_epoch(trainer, state, epoch_data, keys, epoch, log, out)
+            last_good = (
+                f"The last good checkpoint (epoch {epoch - 1}) is in {out / files.CHECKPOINTS}"
+                if epoch > 1
+                else "No epoch had finished, so there is no checkpoint; the same command starts the run afresh"
+            )
+            state, seconds = _train_epoch(trainer, state, epoch_data, keys, epoch, log, last_good)
             train_seconds += seconds
             trained_images += trainer.steps_per_epoch * config.batch_size
             if evaluates_after(config, epoch):

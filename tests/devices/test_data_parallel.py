@@ -76,12 +76,13 @@ def _losses(out):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """The same 2-epoch run (--seed, --batch-size) on 1, 2 and 4 devices: folder and summary of each."""
+    """The same 2-epoch run (--seed, --batch-size) on 1 and 4 devices: folder and summary of each (2 devices: the
+    gradient and evaluation tests above, and the run on two processes in tests/test_devices.py)."""
     folder = tmp_path_factory.mktemp("devices")
-    return {d: (folder / f"d{d}", train(RunConfig(devices=d, **SMALL), folder / f"d{d}")) for d in (1, 2, 4)}
+    return {d: (folder / f"d{d}", train(RunConfig(devices=d, **SMALL), folder / f"d{d}")) for d in (1, 4)}
 
 
-def test_training_on_one_two_and_four_devices(runs):
+def test_training_on_one_and_four_devices(runs):
     """The first step's loss to float32 rounding of its sums (2e-6, the parity bound of one loss), every later
     one within 1e-3 (Adam amplifies the rounding of the reordered sums; measured <= 1.6e-7 over these 16 steps);
     devices in summary.json."""
@@ -90,9 +91,8 @@ def test_training_on_one_two_and_four_devices(runs):
         assert summary["devices"]["count"] == devices and summary["devices"]["mesh_shape"] == {"data": devices}
         assert summary["devices"]["processes"] == 1 and summary["traces"] == {"train_chunk": 1, "evaluate": 1}
         losses[devices] = _losses(out)
-    for devices in (2, 4):
-        assert abs(losses[devices][0] - losses[1][0]) <= 2e-6 * losses[1][0]
-        np.testing.assert_allclose(losses[devices], losses[1], rtol=1e-3)
+    assert abs(losses[4][0] - losses[1][0]) <= 2e-6 * losses[1][0]
+    np.testing.assert_allclose(losses[4], losses[1], rtol=1e-3)
 
 
 def test_resume_on_four_devices_is_bit_exact(runs, tmp_path):
