@@ -1,6 +1,7 @@
 """``jaxvae`` end to end on a small slice of the embedded data: outputs, resume, commands, bad input."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -246,3 +247,16 @@ def test_non_finite_loss_in_the_first_epoch_names_no_checkpoint(tmp_path, monkey
     from jaxvae.run.training import unfinished_run
 
     assert unfinished_run(out)
+
+
+def test_commands_that_need_torch_say_so_where_it_is_missing(trained, tmp_path):
+    """torch hidden from the process (as on a machine with ``pip install -e .`` alone): one line, exit 2."""
+    (tmp_path / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    for args in (["export", "--run", trained, "--to", tmp_path / "w.pt"], ["parity", "--batch-size", "2"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "jaxvae.cli", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+        )
+        assert result.returncode == 2 and "needs torch, which is not installed" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "w.pt").exists()
