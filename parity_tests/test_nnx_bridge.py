@@ -40,5 +40,5 @@ def test_nnx_module_is_the_linen_module_and_torch_ref(real_digits):
     with torch.no_grad():
         features = reference.encoder(torch.from_numpy(real_digits.transpose(0, 3, 1, 2).copy()))
         np.testing.assert_allclose(z_mean, reference.z_mean(features).numpy(), atol=1e-5, rtol=0)
-        decoded = reference.decoder(torch.from_numpy(np.asarray(z_mean))).numpy().transpose(0, 2, 3, 1)
+        decoded = reference.decoder(torch.from_numpy(np.array(z_mean))).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(model.decode(z_mean), decoded, atol=1e-5, rtol=0)

@@ -240,7 +240,7 @@ def test_non_finite_loss_in_the_first_epoch_names_no_checkpoint(tmp_path, monkey
 
     monkeypatch.setattr(Trainer, "run_chunk", poisoned)
     out = tmp_path / "nan"
-    config = RunConfig(epochs=1, batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)
+    config = RunConfig(epochs=1, batch_size=32, train_examples=64, test_examples=100, chunk_steps=2)
     with pytest.raises(Exception, match="non-finite at step 1 .epoch 1.*no checkpoint; the same command starts"):
         train(config, out)
     assert not (out / "checkpoints").exists() or checkpoint.latest_epoch(out / "checkpoints") is None
