@@ -84,8 +84,3 @@ LAYERS = (*ENCODER, *HEADS, DECODER_INPUT, *DECODER)
 
 # Each LeakyReLU's torch name -> the layer whose output (its pre-activation) feeds it.
 KINKS = {layer.activation: layer.name for layer in LAYERS if layer.leaky}
-
-
-def layer(name: str) -> Layer:
-    """The layer of this torch module name."""
-    return next(entry for entry in LAYERS if entry.name == name)

@@ -15,7 +15,7 @@ puts on its devices only the rows those devices train on, and reads replicated r
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import jax
 import numpy as np
@@ -51,9 +51,6 @@ class Backend:
     micro_batch: int
     concurrent: int
     eval_batch: int
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def choose_backend(conv_impl: str = "auto", micro_batch: int = 0, platform: str | None = None) -> Backend:

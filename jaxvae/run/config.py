@@ -9,7 +9,7 @@ import argparse
 import math
 import typing
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 
 from jaxvae.data.binarize import BINARIZE_MODES
 from jaxvae.errors import UserError
@@ -170,13 +170,6 @@ def check_flags(config: RunConfig) -> None:
     """Reject bad flag values before anything is loaded or written."""
     for f in fields(RunConfig):
         check_value(f.name, getattr(config, f.name))
-
-
-def default(name: str):
-    """A field's default value."""
-    value = _field(name).default
-    assert value is not MISSING
-    return value
 
 
 # Settings that decide the trajectory: a resumed run must use the first part's values.
