@@ -52,9 +52,13 @@ def init_state(model: VAE, optimizer, key) -> TrainState:
     return jax.jit(_fresh_state, static_argnums=(0, 1))(model, optimizer, key)
 
 
-def abstract_state(model: VAE, optimizer) -> TrainState:
-    """The structure, shapes and dtypes of ``init_state``'s result, computed without running it (a restore target)."""
-    return jax.eval_shape(partial(_fresh_state, model, optimizer), jax.random.PRNGKey(0))
+def abstract_state(model: VAE, optimizer, sharding=None) -> TrainState:
+    """The structure, shapes and dtypes of ``init_state``'s result, computed without running it (a restore
+    target); every leaf placed with ``sharding`` when one is given."""
+    shapes = jax.eval_shape(partial(_fresh_state, model, optimizer), jax.random.PRNGKey(0))
+    if sharding is None:
+        return shapes
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), shapes)
 
 
 def decoder_output(likelihood: str):

@@ -89,11 +89,7 @@ class RunSetup:
 
     def state_target(self) -> TrainState:
         """The run's state as shapes and shardings (replicated), for a restore: nothing is computed."""
-        sharding = replicated(self.mesh)
-        return jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
-            abstract_state(self.model, self.optimizer),
-        )
+        return abstract_state(self.model, self.optimizer, replicated(self.mesh))
 
     def train_step(self) -> Callable:
         cfg, backend = self.config, self.backend
@@ -152,6 +148,14 @@ def _counted(traces: dict, name: str, fn: Callable) -> Callable:
     return traced
 
 
+def _epoch_batches(order: Callable, gather: Callable | None, mesh: Mesh, train_images, data_key, epoch: int):
+    """Epoch ``epoch``'s batches ``(steps, B, 28, 28, 1)``, gathered on the devices (``gather``) or on the host."""
+    rows = order(data_key, epoch)
+    if gather is not None:
+        return gather(train_images, rows)
+    return put_rows(train_images, np.asarray(rows), mesh, axis=1)
+
+
 @dataclass(frozen=True)
 class Trainer:
     """The compiled functions of one run; ``traces`` counts how often each was traced (once is right)."""
@@ -185,8 +189,7 @@ class Trainer:
         chunk = jax.jit(
             _counted(traces, "train_chunk", make_train_chunk(setup.train_step(), chunk_steps)), donate_argnums=0
         )
-        rows = order(keys.data, 1)
-        epoch = gather(train_images, rows) if gather else put_rows(train_images, np.asarray(rows), mesh, axis=1)
+        epoch = _epoch_batches(order, gather, mesh, train_images, keys.data, 1)
         compiled_chunk = chunk.lower(state, epoch, 0, keys.train).compile()
         evaluate = jax.jit(_counted(traces, "evaluate", setup.evaluation()), static_argnums=3)
         compiled_evaluate = evaluate.lower(state.params, test.images, keys.eval, test.count).compile()
@@ -195,10 +198,7 @@ class Trainer:
 
     def epoch_data(self, train_images, data_key, epoch: int) -> jax.Array:
         """The epoch's batches ``(steps, B, 28, 28, 1)``, each device holding its rows of every batch."""
-        rows = self.epoch_order(data_key, epoch)
-        if self.gather is not None:
-            return self.gather(train_images, rows)
-        return put_rows(train_images, np.asarray(rows), self.setup.mesh, axis=1)
+        return _epoch_batches(self.epoch_order, self.gather, self.setup.mesh, train_images, data_key, epoch)
 
     def run_chunk(self, state: TrainState, epoch, first: int, train_key):
         return self.train_chunk(state, epoch, jnp.int32(first), train_key)
