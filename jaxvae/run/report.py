@@ -110,6 +110,7 @@ class FinishedRun:
     dataset: Dataset
     model: VAE
     state: TrainState
+    records: list[dict]  # metrics.jsonl's, as the run ended
     last_epoch: int
     final_test: dict  # loss terms of the test split after the last epoch
     timing: dict  # compile_seconds, train_seconds, eval_seconds, trained_images, traces
@@ -120,7 +121,7 @@ class FinishedRun:
     plot_key: Any
 
 
-def summarize(run: FinishedRun, records: list[dict]) -> dict:
+def summarize(run: FinishedRun) -> dict:
     """``summary.json``'s content."""
     timing, seconds = run.timing, run.timing["train_seconds"]
     return {
@@ -132,7 +133,7 @@ def summarize(run: FinishedRun, records: list[dict]) -> dict:
         },
         "epochs_completed": run.last_epoch,
         "steps": int(to_host(run.state.step)),
-        "final_train": epoch_train_means(records).get(run.last_epoch),
+        "final_train": epoch_train_means(run.records).get(run.last_epoch),
         "final_test": run.final_test,
         "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
         "train_seconds": seconds,
@@ -149,10 +150,11 @@ def summarize(run: FinishedRun, records: list[dict]) -> dict:
 
 def finish_run(out: Path, run: FinishedRun) -> dict:
     """Plots and ``summary.json`` (process 0 writes them); returns the summary."""
-    records = files.MetricsLog(out / files.METRICS).read()
-    summary = summarize(run, records)
+    summary = summarize(run)
     if is_primary():
         params = to_host(run.state.params)
-        summary["plots"] = write_plots(out, run.model, params, run.dataset, records, run.steps_per_epoch, run.plot_key)
+        summary["plots"] = write_plots(
+            out, run.model, params, run.dataset, run.records, run.steps_per_epoch, run.plot_key
+        )
         files.write_json(out / files.SUMMARY, summary)
     return summary

@@ -165,9 +165,9 @@ def _open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done
     return log
 
 
-def _final_test(trainer: Trainer, state, test: PlacedSplit, keys, log: files.MetricsLog) -> tuple[int, dict]:
-    """The last epoch and its test metrics: its record, or (nothing trained in this invocation and no record) now."""
-    records = files.MetricsLog(log.path).read()
+def _final_test(trainer: Trainer, state, test: PlacedSplit, keys, records: list[dict]) -> tuple[int, dict]:
+    """The last epoch of ``records`` and its test metrics: its record, or (nothing trained in this invocation and
+    no record) now."""
     last_epoch = max((r["epoch"] for r in records), default=0)
     logged = [r for r in records if r.get("split") == "test" and r["epoch"] == last_epoch]
     if logged:
@@ -228,7 +228,8 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
             checkpoints.save(epoch, state, {"epoch": epoch, "step": step, "latent_dim": config.latent_dim})
 
     barrier("jaxvae: training done")  # process 0 has written every record the others now read
-    last_epoch, final_test = _final_test(trainer, state, test, keys, log)
+    records = log.read()  # every process reads the records process 0 wrote
+    last_epoch, final_test = _final_test(trainer, state, test, keys, records)
     timing = {
         "compile_seconds": trainer.compile_seconds,
         "train_seconds": train_seconds,
@@ -241,6 +242,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
         dataset,
         setup.model,
         state,
+        records,
         last_epoch,
         final_test,
         timing,
