@@ -69,6 +69,7 @@ def _add_run_commands(sub) -> None:
 
 
 def _add_torch_commands(sub) -> None:
+    from jaxvae.layers import CONV_IMPLS
     from jaxvae.run.config import add_config_flags
 
     p = sub.add_parser("parity", help="compare jaxvae with torch_ref layer by layer, loss and gradients")
@@ -83,7 +84,7 @@ def _add_torch_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, digits and noise (default: 0)")
     p.add_argument(
         "--conv-impl",
-        choices=["all", "xla", "matmul"],
+        choices=["all", *CONV_IMPLS],
         default="all",
         help="the implementations compared (default: all)",
     )
@@ -105,7 +106,7 @@ def _add_torch_commands(sub) -> None:
     p.add_argument(
         "--repeats", type=int, default=5, help="timed repetitions of each framework, alternating (default: 5)"
     )
-    add_config_flags(p, ["dataset", "data_dir", "conv_impl", "micro_batch", "devices"])
+    add_config_flags(p, ["dataset", "data_dir", "conv_impl", "compute_dtype", "micro_batch", "chunk_steps", "devices"])
     p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -146,9 +147,10 @@ def _train(args) -> int:
 
 
 def _parity(args) -> int:
+    from jaxvae.layers import CONV_IMPLS
     from jaxvae.parity.check import parity_check
 
-    impls = ["xla", "matmul"] if args.conv_impl == "all" else [args.conv_impl]
+    impls = list(CONV_IMPLS) if args.conv_impl == "all" else [args.conv_impl]
     text, ok = parity_check(
         args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json, args.likelihood
     )

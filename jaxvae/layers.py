@@ -8,12 +8,23 @@ U(-1/sqrt(fan_in), ...); both are U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with torch
 ``weight.size(1) * k * k``: ``in * k * k`` for Conv2d, ``in`` for Linear, ``out * k * k`` for ConvTranspose2d
 (weight ``(in, out, k, k)``).
 
-Each convolution has two implementations that compute the same function (the parity suite checks both):
+Each convolution has three implementations that compute the same function (the parity suite checks each):
 - ``"xla"``: ``lax.conv_general_dilated`` (a transposed conv is a conv over the stride-dilated input with the
-  flipped kernel and pads ``k-1-p``). Fast where cuDNN runs it; on XLA:CPU its weight gradient is slow.
+  flipped kernel and pads ``k-1-p``, i.e. ``lhs_dilation``). Fast where cuDNN runs it; on XLA:CPU its weight
+  gradient is slow.
 - ``"matmul"``: im2col for ``Conv2d`` (shifted views, one matmul); for ``ConvTranspose2d`` a flipped-kernel
   im2col or col2im by output phase, chosen by shape (see ``conv_transpose2d_matmul``). Their gradients are
   matmuls, slices and pads too, which XLA:CPU runs several times faster than a window-dilated convolution.
+- ``"pad"``: a transposed conv as an explicit pad (``lax.pad`` with ``stride - 1`` zeros between pixels and
+  ``k-1-p`` at the edges) followed by a stride-1 convolution with the flipped kernel, so that neither it nor its
+  gradient holds a dilated convolution (the gradient of the pad is a strided slice); ``Conv2d`` is ``"xla"``'s,
+  whose gradients are the convolution backward passes that cuDNN has kernels for.
+
+**Compute dtype.** ``"float32"`` (the default) computes as above. ``"bfloat16"`` casts each layer's input and
+kernel to bfloat16 and computes its convolution or matmul with float32 accumulation and a float32 result; the
+bias, the activations between layers, the loss, the parameters and their gradients stay float32. The gradient
+(``bfloat16_operands``) takes the cotangent in bfloat16 too, so that the backward convolutions and matmuls run
+on bfloat16 inputs as well; their results are rounded to bfloat16, as the cotangent of a bfloat16 cast is.
 """
 
 from __future__ import annotations
@@ -25,7 +36,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-CONV_IMPLS = ("xla", "matmul")
+CONV_IMPLS = ("xla", "matmul", "pad")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
@@ -44,13 +56,16 @@ def torch_uniform(fan_in: int):
     return init
 
 
-def conv2d_xla(x, kernel, stride: int, padding: int, precision=None):
+def conv2d_xla(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
     """torch ``conv2d`` through XLA's convolution."""
     pads = [(padding, padding)] * 2
-    return lax.conv_general_dilated(x, kernel, (stride, stride), pads, dimension_numbers=_DIMS, precision=precision)
+    strides = (stride, stride)
+    return lax.conv_general_dilated(
+        x, kernel, strides, pads, dimension_numbers=_DIMS, precision=precision, preferred_element_type=out_dtype
+    )
 
 
-def conv2d_matmul(x, kernel, stride: int, padding: int, precision=None):
+def conv2d_matmul(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
     """torch ``conv2d`` as im2col: the k*k shifted, strided views of x side by side, times the kernel."""
     k = kernel.shape[0]
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
@@ -63,20 +78,38 @@ def conv2d_matmul(x, kernel, stride: int, padding: int, precision=None):
     ]  # k*k of (B, out_h, out_w, in)
     patches = jnp.concatenate(taps, axis=-1)  # (B, out_h, out_w, k*k*in)
     flat_kernel = kernel.reshape(-1, kernel.shape[-1])  # (k*k*in, out)
-    return jnp.dot(patches, flat_kernel, precision=precision)  # (B, out_h, out_w, out)
+    return jnp.dot(patches, flat_kernel, precision=precision, preferred_element_type=out_dtype)  # (B, oh, ow, out)
 
 
-def conv_transpose2d_xla(x, kernel, stride: int, padding: int, precision=None):
+def conv_transpose2d_xla(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
     """torch ``conv_transpose2d``: a conv over the stride-dilated input with the flipped kernel."""
     k = kernel.shape[0]
     pads = [(k - 1 - padding, k - 1 - padding)] * 2
     flipped = kernel[::-1, ::-1]  # (k, k, in, out)
     return lax.conv_general_dilated(
-        x, flipped, (1, 1), pads, lhs_dilation=(stride, stride), dimension_numbers=_DIMS, precision=precision
+        x,
+        flipped,
+        (1, 1),
+        pads,
+        lhs_dilation=(stride, stride),
+        dimension_numbers=_DIMS,
+        precision=precision,
+        preferred_element_type=out_dtype,
     )
 
 
-def _phase_col2im(x, kernel, stride: int, padding: int, precision=None):
+def conv_transpose2d_pad(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
+    """torch ``conv_transpose2d`` as ``lax.pad`` (interior ``stride - 1``, edges ``k-1-p``), then a stride-1 conv
+    with the flipped kernel: the ``"xla"`` form with its dilation written out as data."""
+    k = kernel.shape[0]
+    edge = k - 1 - padding
+    no_pad = (0, 0, 0)
+    spread = lax.pad(x, jnp.zeros((), x.dtype), (no_pad, (edge, edge, stride - 1), (edge, edge, stride - 1), no_pad))
+    # (B, s*(h-1) + 1 + 2*edge, s*(w-1) + 1 + 2*edge, in)
+    return conv2d_xla(spread, kernel[::-1, ::-1], 1, 0, precision, out_dtype)  # (B, s*(h-1) + k - 2p, ..., out)
+
+
+def _phase_col2im(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
     """Transposed conv as col2im by output phase: one exact-FLOP matmul, then unit-stride shifts and adds.
 
     ``cols = x @ kernel`` gives every tap ``x[h, w] @ kernel[i, j]``; it lands on uncropped output
@@ -88,7 +121,7 @@ def _phase_col2im(x, kernel, stride: int, padding: int, precision=None):
     full_h, full_w = stride * (h - 1) + k, stride * (w - 1) + k
     grid_h, grid_w = -(-full_h // stride), -(-full_w // stride)  # each phase's size; grid_h >= h + (k - 1) // s
     flat_kernel = kernel.transpose(2, 0, 1, 3).reshape(c_in, k * k * c_out)  # (in, k*k*out)
-    cols = jnp.dot(x, flat_kernel, precision=precision)  # (B, h, w, k*k*out)
+    cols = jnp.dot(x, flat_kernel, precision=precision, preferred_element_type=out_dtype)  # (B, h, w, k*k*out)
     taps = jnp.split(cols, k * k, axis=-1)  # k*k of (B, h, w, out): tap i*k + j; its gradient is one concatenate
     phases = [[None] * stride for _ in range(stride)]
     for i in range(k):
@@ -98,13 +131,13 @@ def _phase_col2im(x, kernel, stride: int, padding: int, precision=None):
             tap = jnp.pad(taps[i * k + j], pads)  # (B, grid_h, grid_w, out)
             r, c = i % stride, j % stride
             phases[r][c] = tap if phases[r][c] is None else phases[r][c] + tap
-    zeros = jnp.zeros((b, grid_h, grid_w, c_out), x.dtype)  # a phase no tap reaches (stride > k)
+    zeros = jnp.zeros((b, grid_h, grid_w, c_out), cols.dtype)  # a phase no tap reaches (stride > k)
     grid = jnp.stack([jnp.stack([p if p is not None else zeros for p in row], axis=3) for row in phases], axis=2)
     y = grid.reshape(b, grid_h * stride, grid_w * stride, c_out)  # (B, grid_h, s, grid_w, s, out) -> interleaved
     return y[:, padding : full_h - padding, padding : full_w - padding, :]
 
 
-def conv_transpose2d_matmul(x, kernel, stride: int, padding: int, precision=None):
+def conv_transpose2d_matmul(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
     """torch ``conv_transpose2d`` through matmuls, in the form XLA:CPU runs fastest for its shape.
 
     - stride 1, several output channels: a conv with the flipped kernel, as im2col;
@@ -112,12 +145,51 @@ def conv_transpose2d_matmul(x, kernel, stride: int, padding: int, precision=None
     """
     k, _, _, c_out = kernel.shape
     if stride == 1 and c_out >= 8:
-        return conv2d_matmul(x, kernel[::-1, ::-1], 1, k - 1 - padding, precision)
-    return _phase_col2im(x, kernel, stride, padding, precision)
+        return conv2d_matmul(x, kernel[::-1, ::-1], 1, k - 1 - padding, precision, out_dtype)
+    return _phase_col2im(x, kernel, stride, padding, precision, out_dtype)
 
 
-_CONV = {"xla": conv2d_xla, "matmul": conv2d_matmul}
-_CONV_TRANSPOSE = {"xla": conv_transpose2d_xla, "matmul": conv_transpose2d_matmul}
+_CONV = {"xla": conv2d_xla, "matmul": conv2d_matmul, "pad": conv2d_xla}
+_CONV_TRANSPOSE = {"xla": conv_transpose2d_xla, "matmul": conv_transpose2d_matmul, "pad": conv_transpose2d_pad}
+
+
+def dense(x, kernel, precision=None, out_dtype=None):
+    """torch ``linear`` without its bias: ``x @ kernel``."""
+    return jnp.dot(x, kernel, precision=precision, preferred_element_type=out_dtype)
+
+
+def bfloat16_operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
+    """``op(x, kernel, out_dtype)`` (linear in each of ``x`` and ``kernel``) as the bfloat16 compute dtype runs it:
+    both operands cast to bfloat16, float32 accumulation and result. Its gradient casts the float32 cotangent to
+    bfloat16 and differentiates ``op`` at bfloat16 (its convolutions and matmuls accumulate in float32 inside and
+    round their results to bfloat16), then returns the operands' gradients in ``x_dtype`` and ``kernel_dtype``."""
+
+    @jax.custom_vjp
+    def apply(x, kernel):
+        return op(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), jnp.float32)
+
+    def forward(x, kernel):
+        x16, kernel16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+        return op(x16, kernel16, jnp.float32), (x16, kernel16)
+
+    def backward(saved, cotangent):
+        x16, kernel16 = saved
+        _, pullback = jax.vjp(lambda a, b: op(a, b, None), x16, kernel16)
+        dx, dkernel = pullback(cotangent.astype(jnp.bfloat16))
+        return dx.astype(x_dtype), dkernel.astype(kernel_dtype)
+
+    apply.defvjp(forward, backward)
+    return apply
+
+
+def in_compute_dtype(op, x, kernel, compute_dtype: str):
+    """``op(x, kernel)`` in ``compute_dtype``: as written for ``"float32"``, through ``bfloat16_operands`` for
+    ``"bfloat16"``. ``op`` takes an optional third argument, the result's dtype (``preferred_element_type``)."""
+    if compute_dtype == "float32":
+        return op(x, kernel)
+    if compute_dtype == "bfloat16":
+        return bfloat16_operands(op, x.dtype, kernel.dtype)(x, kernel)
+    raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
 
 
 def leaky_relu(x, negative_slope: float):
@@ -135,13 +207,17 @@ class Dense(nn.Module):
 
     features: int
     precision: lax.Precision | None = lax.Precision.HIGHEST
+    compute_dtype: str = "float32"
+
+    def multiply(self, x, kernel, *out_dtype):
+        return dense(x, kernel, self.precision, *out_dtype)
 
     @nn.compact
     def __call__(self, x):
         fan_in = x.shape[-1]
         kernel = self.param("kernel", torch_uniform(fan_in), (fan_in, self.features))
         bias = self.param("bias", torch_uniform(fan_in), (self.features,))
-        return jnp.dot(x, kernel, precision=self.precision) + bias
+        return in_compute_dtype(self.multiply, x, kernel, self.compute_dtype) + bias
 
 
 class _TorchConv(nn.Module):
@@ -153,11 +229,12 @@ class _TorchConv(nn.Module):
     padding: int = 0
     impl: str = "xla"
     precision: lax.Precision | None = lax.Precision.HIGHEST
+    compute_dtype: str = "float32"
 
     def fan_in(self, c_in: int) -> int:
         raise NotImplementedError
 
-    def convolve(self, x, kernel):
+    def convolve(self, x, kernel, *out_dtype):
         raise NotImplementedError
 
     @nn.compact
@@ -166,7 +243,7 @@ class _TorchConv(nn.Module):
         init = torch_uniform(self.fan_in(c_in))
         kernel = self.param("kernel", init, (k, k, c_in, self.features))
         bias = self.param("bias", init, (self.features,))
-        return self.convolve(x, kernel) + bias
+        return in_compute_dtype(self.convolve, x, kernel, self.compute_dtype) + bias
 
 
 class Conv2d(_TorchConv):
@@ -175,8 +252,8 @@ class Conv2d(_TorchConv):
     def fan_in(self, c_in: int) -> int:
         return c_in * self.kernel_size**2
 
-    def convolve(self, x, kernel):
-        return _CONV[self.impl](x, kernel, self.stride, self.padding, self.precision)
+    def convolve(self, x, kernel, *out_dtype):
+        return _CONV[self.impl](x, kernel, self.stride, self.padding, self.precision, *out_dtype)
 
 
 class ConvTranspose2d(_TorchConv):
@@ -185,5 +262,5 @@ class ConvTranspose2d(_TorchConv):
     def fan_in(self, c_in: int) -> int:
         return self.features * self.kernel_size**2  # torch: weight (in, out, k, k).size(1) * k * k
 
-    def convolve(self, x, kernel):
-        return _CONV_TRANSPOSE[self.impl](x, kernel, self.stride, self.padding, self.precision)
+    def convolve(self, x, kernel, *out_dtype):
+        return _CONV_TRANSPOSE[self.impl](x, kernel, self.stride, self.padding, self.precision, *out_dtype)

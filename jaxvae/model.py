@@ -53,12 +53,14 @@ class VAE(nn.Module):
     """``VAE(latent_dim).apply(variables, x, key) -> (encoded, z_mean, z_log_var, decoded)``.
 
     ``x``: ``(B, 28, 28, 1)`` float32 in [0, 1]. ``conv_impl`` picks the convolution implementation
-    (``"auto"``, ``"xla"`` or ``"matmul"``; see ``jaxvae.layers``); all compute the same function.
+    (``"auto"``, ``"xla"``, ``"matmul"`` or ``"pad"``; see ``jaxvae.layers``); all compute the same function.
+    ``compute_dtype`` is that of the convolutions' and matmuls' operands (``"float32"`` or ``"bfloat16"``).
     """
 
     latent_dim: int = 2
     conv_impl: str = "auto"
     precision: lax.Precision | None = lax.Precision.HIGHEST
+    compute_dtype: str = "float32"
 
     def setup(self):
         impl = resolve_conv_impl(self.conv_impl)
@@ -72,13 +74,14 @@ class VAE(nn.Module):
                 layer.padding,
                 impl,
                 self.precision,
+                self.compute_dtype,
                 name=layer.flax_name,
             )
 
         self.encoder_convs = [conv(layer) for layer in arch.ENCODER]
-        self.z_mean = Dense(self.latent_dim, self.precision)
-        self.z_log_var = Dense(self.latent_dim, self.precision)
-        self.decoder_0 = Dense(arch.FLAT, self.precision)
+        self.z_mean = Dense(self.latent_dim, self.precision, self.compute_dtype)
+        self.z_log_var = Dense(self.latent_dim, self.precision, self.compute_dtype)
+        self.decoder_0 = Dense(arch.FLAT, self.precision, self.compute_dtype)
         self.decoder_convs = [conv(layer) for layer in arch.DECODER]
 
     def _record(self, name: str, value):

@@ -6,8 +6,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="parity tests need torch: pip install -e '.[dev]'")
 
 from jaxvae.data import load_mnist5k  # noqa: E402
+from jaxvae.layers import CONV_IMPLS  # noqa: E402
 
-IMPLS = ["xla", "matmul"]
+IMPLS = list(CONV_IMPLS)
 
 
 @pytest.fixture(scope="session")

@@ -44,13 +44,13 @@ def run_both(jax_fn, torch_fn, x_nhwc, kernel_jax, kernel_torch):
     return (y, yt.permute(0, 2, 3, 1)), (dx, xt.grad.permute(0, 2, 3, 1)), (dk, wt.grad)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("impl", sorted({layers._CONV[i].__name__: i for i in IMPLS}.values()))  # distinct ones
 @pytest.mark.parametrize("c_in, c_out, size, stride, padding", CONVS)
 def test_conv2d(impl, c_in, c_out, size, stride, padding):
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, c_in), np.float32)
     w = (rng.standard_normal((c_out, c_in, 3, 3)) * 0.2).astype(np.float32)  # torch (out, in, kh, kw)
-    fn = {"xla": layers.conv2d_xla, "matmul": layers.conv2d_matmul}[impl]
+    fn = layers._CONV[impl]
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
         lambda x, k: fn(x, k, stride, padding, HIGHEST),
         lambda x, w: F.conv2d(x, w, stride=stride, padding=padding),
@@ -71,7 +71,7 @@ def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, c_in), np.float32)
     w = (rng.standard_normal((c_in, c_out, 3, 3)) * 0.2).astype(np.float32)  # torch (in, out, kh, kw)
-    fn = {"xla": layers.conv_transpose2d_xla, "matmul": layers.conv_transpose2d_matmul}[impl]
+    fn = layers._CONV_TRANSPOSE[impl]
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
         lambda x, k: fn(x, k, stride, padding, HIGHEST),
         lambda x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding),

@@ -133,7 +133,7 @@ def main() -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", type=Path, default=None, help="folder for summary.json")
     args = p.parse_args()
-    args.conv_impl, args.micro_batch = "auto", 0
+    args.conv_impl, args.compute_dtype, args.micro_batch, args.chunk_steps, args.devices = "auto", "float32", 0, 0, 0
     try:
         report(args)
     except UserError as exc:

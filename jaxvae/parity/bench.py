@@ -79,8 +79,10 @@ def jax_runner(batch_size: int, args, dataset) -> JaxRun:
         dataset=args.dataset,
         batch_size=batch_size,
         conv_impl=args.conv_impl,
+        compute_dtype=args.compute_dtype,
         micro_batch=args.micro_batch,
         devices=args.devices,
+        chunk_steps=args.chunk_steps,
     )
     setup = RunSetup.build(config)
     check_batch_splits(config, setup.mesh.size)
@@ -192,7 +194,13 @@ def checked_inputs(args) -> tuple[list[int], Any]:
     if not sizes or min(sizes) < 1 or args.repeats < 1 or args.images < 1:
         raise UserError("--batch-sizes, --repeats and --images must be positive")
     check_flags(
-        RunConfig(dataset=args.dataset, conv_impl=args.conv_impl, micro_batch=args.micro_batch, devices=args.devices)
+        RunConfig(
+            dataset=args.dataset,
+            conv_impl=args.conv_impl,
+            compute_dtype=args.compute_dtype,
+            micro_batch=args.micro_batch,
+            devices=args.devices,
+        )
     )
     dataset = load_dataset(args.dataset, args.data_dir)
     if max(sizes) > len(dataset.train):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from jaxvae.data.binarize import BINARIZE_MODES
 from jaxvae.errors import UserError
-from jaxvae.layers import CONV_IMPLS
+from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS
 from jaxvae.likelihoods import LIKELIHOODS
 
 SEED_RANGE = (0, 2**32 - 1)  # jax.random.PRNGKey's seed is 32 bits: larger seeds would repeat smaller ones
@@ -83,7 +83,15 @@ class RunConfig:
         1.0, "the loss is weight * reconstruction + KL", finite(0.0, False, "a finite number >= 0")
     )
     conv_impl: str = setting(
-        "auto", "auto (matmul on CPU, xla elsewhere), xla or matmul: see jaxvae/layers.py", one_of("auto", *CONV_IMPLS)
+        "auto",
+        "auto (matmul on CPU, xla elsewhere), xla, matmul or pad: see jaxvae/layers.py",
+        one_of("auto", *CONV_IMPLS),
+    )
+    compute_dtype: str = setting(
+        "float32",
+        "float32, or bfloat16: convolutions and matmuls on bfloat16 operands with float32 accumulation "
+        "(parameters, gradients and Adam's state stay float32)",
+        one_of(*COMPUTE_DTYPES),
     )
     train_examples: int | None = setting(None, "train on the first N training images only", at_least(1), "all")
     test_examples: int | None = setting(None, "evaluate on the first N test images only", at_least(1), "all")
@@ -182,6 +190,7 @@ TRAJECTORY_KEYS = (
     "reconstruction_weight",
     "train_examples",
     "conv_impl",
+    "compute_dtype",
     "micro_batch",
     "likelihood",
     "binarize",

@@ -29,7 +29,7 @@ def open_run(run_dir: Path) -> SavedRun:
     if not run_dir.is_dir():
         raise UserError(f"--run {run_dir} is not a folder; give a run folder written by jaxvae train")
     config = RunConfig.from_json(files.read_json(run_dir / files.CONFIG, "give a run folder written by jaxvae train"))
-    model = VAE(config.latent_dim, conv_impl=config.conv_impl)
+    model = VAE(config.latent_dim, conv_impl=config.conv_impl, compute_dtype=config.compute_dtype)
     like = abstract_state(model, make_optimizer(config.lr), SingleDeviceSharding(jax.local_devices()[0]))
     with Checkpoints(run_dir / files.CHECKPOINTS) as checkpoints:
         state, epoch = checkpoints.restore_latest(config.latent_dim, like)

@@ -74,9 +74,8 @@ class RunSetup:
     def build(cls, config: RunConfig) -> RunSetup:
         backend = choose_backend(config.conv_impl, config.micro_batch)
         mesh = make_mesh(config.devices)
-        return cls(
-            config, backend, mesh, VAE(config.latent_dim, conv_impl=backend.conv_impl), make_optimizer(config.lr)
-        )
+        model = VAE(config.latent_dim, conv_impl=backend.conv_impl, compute_dtype=config.compute_dtype)
+        return cls(config, backend, mesh, model, make_optimizer(config.lr))
 
     def fresh_state(self, key, initial_params=None) -> TrainState:
         """A new run's state (``initial_params`` instead of torch's initialisation, if given), on every device."""
@@ -134,6 +133,7 @@ class RunSetup:
         return {
             "platform": self.backend.platform,
             "conv_impl": self.backend.conv_impl,
+            "compute_dtype": self.config.compute_dtype,
             "micro_batch": micro,
             "concurrent_micro_batches": width,
             "eval_batch": self.backend.eval_batch,
