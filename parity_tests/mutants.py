@@ -113,7 +113,7 @@ def jax_flatten_nhwc(mp):
 def jax_transpose_padding(mp):
     """Every transposed conv padded (k-p, k-2-p) instead of (k-1-p, k-1-p): same sizes, shifted a pixel."""
 
-    def conv_transpose(x, kernel, stride, padding, precision=None):
+    def conv_transpose(x, kernel, stride, padding, precision=None, out_dtype=None):
         k = kernel.shape[0]
         pads = [(k - padding, k - 2 - padding)] * 2
         return lax.conv_general_dilated(
@@ -124,6 +124,7 @@ def jax_transpose_padding(mp):
             lhs_dilation=(stride, stride),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
             precision=precision,
+            preferred_element_type=out_dtype,
         )
 
     for impl in jaxvae.layers.CONV_IMPLS:
@@ -132,6 +133,65 @@ def jax_transpose_padding(mp):
 
 def jax_kl_without_half(mp):
     mp.setattr(jaxvae.likelihoods, "kl_divergence", lambda m, lv: -jnp.sum(1.0 + lv - m**2 - jnp.exp(lv), axis=-1))
+
+
+def jax_pad_form_shifted(mp):
+    """The pad form's edges one zero more before and one fewer after: the same sizes, shifted a pixel."""
+
+    def conv_transpose(x, kernel, stride, padding, precision=None, out_dtype=None):
+        edge, gap = kernel.shape[0] - 1 - padding, stride - 1
+        pads = ((0, 0, 0), (edge + 1, edge - 1, gap), (edge + 1, edge - 1, gap), (0, 0, 0))
+        spread = lax.pad(x, jnp.zeros((), x.dtype), pads)
+        return jaxvae.layers.conv2d_xla(spread, kernel[::-1, ::-1], 1, 0, precision, out_dtype)
+
+    mp.setitem(jaxvae.layers._CONV_TRANSPOSE, "pad", conv_transpose)
+
+
+# ---- jaxvae's bfloat16 compute dtype: what a careless mixed-precision port does --------------------------------
+
+
+def bfloat16_accumulation(mp):
+    """Results rounded to bfloat16 (no float32 accumulation or result): ``out_dtype`` dropped."""
+    original = jaxvae.layers.bfloat16_operands
+
+    def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
+        return original(lambda a, b, out_dtype=None: op(a, b).astype(jnp.float32), x_dtype, kernel_dtype)
+
+    mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
+
+
+def bfloat16_kernel_only(mp):
+    """The kernel cast to bfloat16 and the input left float32."""
+
+    def in_compute_dtype(op, x, kernel, compute_dtype):
+        if compute_dtype == "float32":
+            return op(x, kernel)
+        return op(x, kernel.astype(jnp.bfloat16).astype(x.dtype))
+
+    mp.setattr(jaxvae.layers, "in_compute_dtype", in_compute_dtype)
+
+
+def bfloat16_bias_too(mp):
+    """The bias rounded to bfloat16 as well: a bias is added in float32."""
+    original = jaxvae.layers.in_compute_dtype
+
+    def in_compute_dtype(op, x, kernel, compute_dtype):
+        y = original(op, x, kernel, compute_dtype)
+        return y if compute_dtype == "float32" else y.astype(jnp.bfloat16).astype(y.dtype)
+
+    mp.setattr(jaxvae.layers, "in_compute_dtype", in_compute_dtype)
+
+
+def bfloat16_input_gradient_dropped(mp):
+    """The cast input held out of the gradient (as a port that thinks only weights need one would): every layer
+    before the last gets a zero gradient."""
+    original = jaxvae.layers.bfloat16_operands
+
+    def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
+        apply = original(op, x_dtype, kernel_dtype)
+        return lambda x, kernel: apply(lax.stop_gradient(x), kernel)
+
+    mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
 
 
 TORCH_MUTANTS = [
@@ -151,4 +211,6 @@ JAX_MUTANTS = [
     jax_flatten_nhwc,
     jax_transpose_padding,
     jax_kl_without_half,
+    jax_pad_form_shifted,
 ]
+BFLOAT16_MUTANTS = [bfloat16_accumulation, bfloat16_kernel_only, bfloat16_bias_too, bfloat16_input_gradient_dropped]

@@ -41,8 +41,8 @@ def test_defaults_pass_with_both_verdicts():
     result = run()
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "[xla]" in out and "[matmul]" in out and out.rstrip().endswith("all passed")
-    assert all(column in out for column in ("f64 exact", "f32 jaxvae", "f32 torch", "near", "flips"))
+    assert "[xla]" in out and "[matmul]" in out and "[pad]" in out and out.rstrip().endswith("all passed")
+    assert all(column in out for column in ("f64 exact", "f32 jaxvae", "bf16 jaxvae", "f32 torch", "near", "flips"))
     assert "within float32 rounding" in out and "grad decoder.8.bias" in out and "decoder.6" in out
 
 
@@ -68,7 +68,7 @@ def test_a_mutated_torch_ref_fails_with_exit_1(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
     result = run("--batch-size", "8", "--seed", "4", "--conv-impl", "matmul", env=env)  # test_mutants.py's case
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "SOME FAILED" in result.stdout and "FAIL (f64 exact, f32 jaxvae)" in result.stdout
+    assert "SOME FAILED" in result.stdout and "FAIL (f64 exact, f32 jaxvae, bf16 jaxvae)" in result.stdout
     assert "Traceback" not in result.stderr
 
 

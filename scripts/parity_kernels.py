@@ -20,6 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the checkout's jaxvae, installed or not
+
+from jaxvae.layers import CONV_IMPLS  # noqa: E402
+
 # name -> (environment, torch switches applied in the worker before comparing)
 SETTINGS = {
     "default": ({}, {}),
@@ -45,7 +49,7 @@ SETTINGS = {
 }
 
 
-def worker(cases: list[tuple[int, int, int]], torch_switches: dict) -> None:
+def worker(cases: list[tuple[int, int, int]], torch_switches: dict, impls: list[str]) -> None:
     """Run ``run_parity`` for each (latent, batch, seed) and print one JSON line per case."""
     import torch
 
@@ -60,7 +64,7 @@ def worker(cases: list[tuple[int, int, int]], torch_switches: dict) -> None:
     for latent, batch, seed in cases:
         state = parity_weights(None, latent, seed)
         x, eps = parity_inputs(batch, latent, seed)
-        report = run_parity(state, x, eps)
+        report = run_parity(state, x, eps, impls)
         record = report_json({"latent_dim": latent, "batch_size": batch, "seed": seed}, report)
         record["fingerprint"] = _fingerprint(report)
         record["aten_capability"] = torch.backends.cpu.get_cpu_capability()
@@ -69,15 +73,15 @@ def worker(cases: list[tuple[int, int, int]], torch_switches: dict) -> None:
 
 def _fingerprint(report) -> str:
     """A hash of every compared run's relative errors: equal exactly when the same kernels computed the same sums."""
-    verdicts = [report.torch_float32] + [v for vs in report.by_impl.values() for v in vs]
+    verdicts = report.verdicts()
     rels = [f"{r.rel:.6e}" for v in verdicts for r in v.rows]
     return hashlib.sha1(",".join(rels).encode()).hexdigest()[:8]
 
 
-def run_setting(name: str, cases, timeout: int) -> list[dict]:
+def run_setting(name: str, cases, timeout: int, impls: list[str]) -> list[dict]:
     env_vars, switches = SETTINGS[name]
     env = {**os.environ, **env_vars}
-    command = [sys.executable, __file__, "--worker", json.dumps(cases), json.dumps(switches)]
+    command = [sys.executable, __file__, "--worker", json.dumps(cases), json.dumps(switches), json.dumps(impls)]
     done = subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent
     )
@@ -131,6 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--latents", default="2,16")
     p.add_argument("--batches", default="1,32")
     p.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names from SETTINGS")
+    p.add_argument("--impls", default=",".join(CONV_IMPLS), help="conv implementations compared (default: all)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per setting")
     p.add_argument("--out", type=Path, default=None, help="folder for summary.json")
     args = p.parse_args(argv)
@@ -146,7 +151,7 @@ def main(argv=None) -> int:
     ]
     summaries, started = [], time.perf_counter()
     for name in names:
-        summaries.append(summarise(name, run_setting(name, cases, args.timeout)))
+        summaries.append(summarise(name, run_setting(name, cases, args.timeout, args.impls.split(","))))
         print(
             f"{name}: {summaries[-1]['passed']}/{summaries[-1]['cases']} passed "
             f"({time.perf_counter() - started:.0f} s)",
@@ -162,8 +167,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        worker([tuple(c) for c in json.loads(sys.argv[2])], json.loads(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
+        worker([tuple(c) for c in json.loads(sys.argv[2])], json.loads(sys.argv[3]), json.loads(sys.argv[4]))
     else:
         sys.exit(main())

@@ -13,7 +13,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jaxvae import architecture as arch
 from jaxvae.architecture import KINKS  # each LeakyReLU's torch name -> the layer output it takes
+
+IMAGES, LATENT_SAMPLE = "x", "z"  # a capture's extra activations: the input images and the decoder's input
+
+
+def _input_of(layer: arch.Layer) -> str:
+    """The activation a layer with parameters takes: the previous ``nn.Sequential`` child's, the flatten's for
+    the heads, the latent sample for the decoder's first layer, the images for the encoder's."""
+    if layer in arch.HEADS:
+        return arch.FLATTEN
+    if layer == arch.DECODER_INPUT:
+        return LATENT_SAMPLE
+    prefix, index = layer.name.rsplit(".", 1)
+    return IMAGES if prefix == "encoder" and index == "0" else f"{prefix}.{int(index) - 1}"
+
+
+LAYER_INPUTS = {layer.name: _input_of(layer) for layer in arch.LAYERS}  # torch module name -> its input's name
 
 
 @dataclass

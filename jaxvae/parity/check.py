@@ -34,12 +34,12 @@ def load_torch_weights(path: Path) -> dict:
     return state
 
 
-def parity_inputs(batch_size: int, latent_dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``batch_size`` real test digits of mnist5k drawn by ``seed``, and standard-normal noise from
-    ``PRNGKey(seed)``."""
+def parity_inputs(batch_size: int, latent_dim: int, seed: int, test=None) -> tuple[np.ndarray, np.ndarray]:
+    """``batch_size`` real test digits drawn by ``seed`` (from mnist5k's test images, or from ``test``), and
+    standard-normal noise from ``PRNGKey(seed)``."""
     from jaxvae.data import load_mnist5k
 
-    test = load_mnist5k().test.images
+    test = load_mnist5k().test.images if test is None else test
     if not 1 <= batch_size <= len(test):
         raise UserError(f"--batch-size must be between 1 and {len(test)} (the test digits), got {batch_size}")
     x = test[np.sort(np.random.default_rng(seed).choice(len(test), batch_size, replace=False))]
@@ -76,8 +76,10 @@ def parity_check(
     conv_impls: list[str],
     as_json: bool = False,
     likelihood: str = "gaussian",
+    test_images=None,
 ) -> tuple[str, bool]:
-    """Both verdicts per tensor for each implementation (a table, or JSON); and whether the port passed."""
+    """Every verdict per tensor for each implementation (a table, or JSON); and whether the port passed. The
+    digits are mnist5k's test images, or ``test_images``."""
     import json
 
     from jaxvae.convert import infer_latent_dim
@@ -86,7 +88,7 @@ def parity_check(
 
     state = parity_weights(torch_weights, latent_dim, seed)
     latent_dim = infer_latent_dim(state)
-    x, eps = parity_inputs(batch_size, latent_dim, seed)
+    x, eps = parity_inputs(batch_size, latent_dim, seed, test_images)
     report = run_parity(state, x, eps, conv_impls, likelihood)
     weights = f"from {torch_weights}" if torch_weights else f"random (torch_ref's initialisation, seed {seed})"
     if as_json:
@@ -106,18 +108,29 @@ def parity_check(
     return format_report(header, report), report.passed
 
 
-def sweep_case(latent_dim: int, batch_size: int, seeds, likelihood: str = "gaussian", binary: bool = False) -> dict:
+def sweep_case(
+    latent_dim: int,
+    batch_size: int,
+    seeds,
+    likelihood: str = "gaussian",
+    binary: bool = False,
+    conv_impls=None,
+) -> dict:
     """The harness at each seed (weights, digits and noise all drawn from it), for a no-false-alarm sweep: the
-    verdicts that failed, the worst relative error of each compared run, the kink flips, and the rows of each."""
+    verdicts that failed, the worst relative error of each compared run, the kink flips, and the rows of each.
+    ``conv_impls``: the implementations compared (default: every one)."""
     from jaxvae.data import binarize
+    from jaxvae.layers import CONV_IMPLS
     from jaxvae.parity.method import run_parity
 
     failed, worst, flips, rows = [], {}, {}, set()
     for seed in seeds:
         x, eps = parity_inputs(batch_size, latent_dim, seed)
         x = binarize.threshold(x) if binary else x
-        report = run_parity(parity_weights(None, latent_dim, seed), x, eps, likelihood=likelihood)
-        for verdict in [report.torch_float32] + [v for vs in report.by_impl.values() for v in vs]:
+        report = run_parity(
+            parity_weights(None, latent_dim, seed), x, eps, conv_impls or CONV_IMPLS, likelihood=likelihood
+        )
+        for verdict in report.verdicts():
             if not verdict.passed:
                 failed.append((seed, verdict.label, verdict.error, [r.name for r in verdict.rows if not r.passed]))
             worst[verdict.label] = max([worst.get(verdict.label, 0.0)] + [r.rel for r in verdict.rows])

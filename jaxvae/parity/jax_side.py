@@ -15,15 +15,16 @@ import numpy as np
 
 from jaxvae.convert import params_from_torch, params_to_torch
 from jaxvae.model import VAE, shift_and_scale
-from jaxvae.parity.capture import Capture
+from jaxvae.parity.capture import IMAGES, LATENT_SAMPLE, Capture
 from jaxvae.train_step import make_loss_fn
 
 
 @contextlib.contextmanager
-def _precision(dtype):
-    """float64 on the CPU with x64 enabled; float32 on the default device at full matmul precision."""
+def _precision(dtype, float64_device: str = "cpu"):
+    """float64 with x64 enabled, on the CPU (or ``float64_device``); float32 on the default device at full matmul
+    precision."""
     if np.dtype(dtype) == np.float64:
-        with jax.enable_x64(True), jax.default_device(jax.devices("cpu")[0]):
+        with jax.enable_x64(True), jax.default_device(jax.devices(float64_device)[0]):
             yield
     else:
         with jax.default_matmul_precision("highest"):
@@ -31,23 +32,37 @@ def _precision(dtype):
 
 
 def _activations(model: VAE, variables, x, eps) -> dict[str, np.ndarray]:
+    """Every sown activation, and the images and latent sample that the first encoder and decoder layers take."""
+
     def forward(module, x, eps):
         z_mean, z_log_var = module.encode(x)
-        return module.decode(shift_and_scale(eps, z_mean, z_log_var))
+        z = shift_and_scale(eps, z_mean, z_log_var)
+        module.decode(z)
+        return z
 
-    _, state = model.apply(variables, x, eps, method=forward, mutable=["intermediates"])
-    return {k: np.asarray(v[0], np.float64) for k, v in state["intermediates"].items()}
+    z, state = model.apply(variables, x, eps, method=forward, mutable=["intermediates"])
+    activations = {k: np.asarray(v[0], np.float64) for k, v in state["intermediates"].items()}
+    return {**activations, IMAGES: np.asarray(x, np.float64), LATENT_SAMPLE: np.asarray(z, np.float64)}
 
 
 def jax_capture(
-    state_dict, x_nhwc, eps, dtype, conv_impl: str, reconstruction_weight: float = 1.0, likelihood: str = "gaussian"
+    state_dict,
+    x_nhwc,
+    eps,
+    dtype,
+    conv_impl: str,
+    reconstruction_weight: float = 1.0,
+    likelihood: str = "gaussian",
+    compute_dtype: str = "float32",
+    float64_device: str = "cpu",
 ) -> Capture:
-    """Activations, loss and gradients (torch keys and layout) of jaxvae from ``state_dict``, in ``dtype``."""
-    with _precision(dtype):
+    """Activations, loss and gradients (torch keys and layout) of jaxvae from ``state_dict``: parameters and data
+    in ``dtype``, convolutions and matmuls in ``compute_dtype`` (see ``jaxvae.layers``)."""
+    with _precision(dtype, float64_device):
         variables = jax.tree_util.tree_map(jnp.asarray, params_from_torch(state_dict, dtype=dtype))
         x = jnp.asarray(np.asarray(x_nhwc, dtype))
         noise = jnp.asarray(np.asarray(eps, dtype))
-        model = VAE(int(noise.shape[-1]), conv_impl=conv_impl)
+        model = VAE(int(noise.shape[-1]), conv_impl=conv_impl, compute_dtype=compute_dtype)
         activations = _activations(model, variables, x, noise)
         loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
         (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"], x, noise)

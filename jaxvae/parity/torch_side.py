@@ -8,6 +8,13 @@ Given ``follow`` (another run's branches) and a zone half-width ``zone``, each L
 wherever its own input lies within ``zone * max|input|`` of the kink and the two runs disagree; elsewhere it
 computes as it always does. That is how the float64 reference is matched to a float32 run whose rounding put a
 pre-activation on the other side of 0 (see ``jaxvae.parity.method``).
+
+With ``bfloat16_operands``, the reference computes what jaxvae's bfloat16 compute dtype computes, in exact
+arithmetic: every convolution's and linear layer's weight and input rounded to bfloat16 (biases not), the rest
+float64. Where its own input lies within ``zone`` of the followed run's (``follow.activations``, whose inputs it
+names by ``jaxvae.parity.capture.LAYER_INPUTS``), it takes that run's rounding, since a value within rounding of a
+bfloat16 tie may round either way; the count of elements where the two roundings differ is reported. Gradients
+pass the rounding unchanged (the derivative of a cast), so they are exact math at the rounded operands.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import contextlib
 
 import numpy as np
 
-from jaxvae.parity.capture import KINKS, Capture, KinkStats, to_nchw, to_nhwc
+from jaxvae.parity.capture import KINKS, LAYER_INPUTS, Capture, KinkStats, to_nchw, to_nhwc
 
 
 def torch_device() -> str:
@@ -95,6 +102,53 @@ def _hooks(model, captured: dict, follow_positive, zone: float, stats: KinkStats
     return hooks
 
 
+def round_to_bfloat16(x):
+    """``x`` (a torch tensor) rounded to the nearest bfloat16, to nearest even, in its own dtype."""
+    import torch
+
+    return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
+
+
+def _rounding_hook(follow_inputs: dict, zone: float, name: str, stats: KinkStats):
+    """A forward pre-hook that rounds a layer's input to bfloat16, taking the followed run's rounding within
+    ``zone * max|input|`` of its own input; the gradient passes unchanged (straight through)."""
+    import torch
+
+    def hook(_, inputs):
+        x = inputs[0]
+        rounded = round_to_bfloat16(x)
+        theirs = follow_inputs.get(name)
+        if theirs is not None and tuple(theirs.shape) == tuple(x.shape):
+            theirs = torch.from_numpy(np.ascontiguousarray(theirs)).to(device=x.device, dtype=x.dtype)
+            near = (x - theirs).abs() <= zone * x.abs().max()
+            their_rounding = round_to_bfloat16(theirs)
+            stats.flips[f"{name} input"] = int((near & (their_rounding != rounded)).sum())
+            rounded = torch.where(near, their_rounding, rounded)
+        return (x + (rounded - x).detach(),)
+
+    return hook
+
+
+def _bfloat16_operands(model, follow: Capture | None, zone: float, stats: KinkStats) -> list:
+    """Round every parameterised layer's weight (in place) and input (by hook) to bfloat16; the hooks."""
+    import torch
+
+    follow_inputs = {}
+    if follow is not None:
+        follow_inputs = {
+            layer: to_nchw(follow.activations[source])
+            for layer, source in LAYER_INPUTS.items()
+            if source in follow.activations
+        }
+    hooks = []
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if name in LAYER_INPUTS:
+                module.weight.copy_(round_to_bfloat16(module.weight))
+                hooks.append(module.register_forward_pre_hook(_rounding_hook(follow_inputs, zone, name, stats)))
+    return hooks
+
+
 def _gradient(parameter) -> np.ndarray:
     """A parameter's gradient as float64 numpy; zeros where the loss does not depend on it (``grad`` is None)."""
     if parameter.grad is None:
@@ -112,11 +166,14 @@ def torch_capture(
     zone: float = 0.0,
     reconstruction_weight: float = 1.0,
     likelihood: str = "gaussian",
+    bfloat16_operands: bool = False,
 ) -> Capture:
     """Activations, loss and gradients of ``torch_ref.VAE`` loaded with ``state_dict``, in ``dtype`` on ``device``.
 
     With ``follow``, the LeakyReLUs take ``follow``'s branches inside the kink zone (``zone`` relative to the
-    largest |pre-activation|); the returned capture's ``kinks`` counts the zone and the flips.
+    largest |pre-activation|); the returned capture's ``kinks`` counts the zone and the flips. With
+    ``bfloat16_operands``, the layers' operands are rounded as jaxvae's bfloat16 compute dtype rounds them, and
+    ``kinks.flips`` also counts, per layer input, the elements rounded as ``follow`` rounded them.
     """
     import torch
 
@@ -130,6 +187,8 @@ def torch_capture(
     follow_positive = {k: to_nchw(v) for k, v in follow.positive().items()} if follow is not None else {}
     captured, stats = {}, KinkStats()
     hooks = _hooks(model, captured, follow_positive, zone, stats)
+    if bfloat16_operands:
+        hooks += _bfloat16_operands(model, follow, zone, stats)
     try:
         x = torch.from_numpy(np.ascontiguousarray(to_nchw(np.asarray(x_nhwc)))).to(device=device, dtype=dtype)
         noise = torch.from_numpy(np.array(eps)).to(device=device, dtype=dtype)
