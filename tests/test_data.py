@@ -1,12 +1,12 @@
 """Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets."""
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jaxvae.data import tfds_source
+from jaxvae.data import idx, tfds_source
+from jaxvae.data.idx import idx_bytes
 from jaxvae.data.load import load_dataset, load_idx
 from jaxvae.data.mnist5k import stratified_split
 from jaxvae.errors import UserError
@@ -14,28 +14,11 @@ from jaxvae.errors import UserError
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (installed by .ci/run)
 
 
-def idx_bytes(array: np.ndarray, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
 def write_idx_dir(folder: Path, mnist5k, n_train=300, n_test=100, gz=False) -> Path:
     """The four IDX files from real digits (scaled back to 0..255)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = {
-        "train-images-idx3-ubyte": (mnist5k.train.images[:n_train], 0x803),
-        "train-labels-idx1-ubyte": (mnist5k.train.labels[:n_train], 0x801),
-        "t10k-images-idx3-ubyte": (mnist5k.test.images[:n_test], 0x803),
-        "t10k-labels-idx1-ubyte": (mnist5k.test.labels[:n_test], 0x801),
-    }
-    for name, (array, magic) in parts.items():
-        if magic == 0x803:
-            array = np.rint(array[..., 0] * 255)
-        data = idx_bytes(np.asarray(array), magic)
-        if gz:
-            (folder / (name + ".gz")).write_bytes(gzip.compress(data))
-        else:
-            (folder / name).write_bytes(data)
+    for split, n in (("train", n_train), ("test", n_test)):
+        part = getattr(mnist5k, split)
+        idx.write_split(folder, split, np.rint(part.images[:n, ..., 0] * 255), part.labels[:n], gz)
     return folder
 
 

