@@ -151,11 +151,13 @@ def jax_pad_form_shifted(mp):
 
 
 def bfloat16_accumulation(mp):
-    """Results rounded to bfloat16 (no float32 accumulation or result): ``out_dtype`` dropped."""
+    """Results in bfloat16 (as ``preferred_element_type`` left at the operands' dtype gives): every convolution's
+    and matmul's result rounded to bfloat16 before the float32 bias."""
     original = jaxvae.layers.bfloat16_operands
 
     def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
-        return original(lambda a, b, out_dtype=None: op(a, b).astype(jnp.float32), x_dtype, kernel_dtype)
+        apply = original(op, x_dtype, kernel_dtype)
+        return lambda x, kernel: apply(x, kernel).astype(jnp.bfloat16).astype(jnp.float32)
 
     mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
 
@@ -171,15 +173,20 @@ def bfloat16_kernel_only(mp):
     mp.setattr(jaxvae.layers, "in_compute_dtype", in_compute_dtype)
 
 
-def bfloat16_bias_too(mp):
-    """The bias rounded to bfloat16 as well: a bias is added in float32."""
-    original = jaxvae.layers.in_compute_dtype
+def bfloat16_truncated(mp):
+    """Operands cut to bfloat16 by dropping their low 16 bits (truncation toward zero), not rounded to nearest."""
 
-    def in_compute_dtype(op, x, kernel, compute_dtype):
-        y = original(op, x, kernel, compute_dtype)
-        return y if compute_dtype == "float32" else y.astype(jnp.bfloat16).astype(y.dtype)
+    def truncate(a):
+        bits = lax.bitcast_convert_type(a.astype(jnp.float32), jnp.uint32)
+        return lax.bitcast_convert_type(bits & jnp.uint32(0xFFFF0000), jnp.float32)
 
-    mp.setattr(jaxvae.layers, "in_compute_dtype", in_compute_dtype)
+    original = jaxvae.layers.bfloat16_operands
+
+    def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
+        apply = original(op, x_dtype, kernel_dtype)
+        return lambda x, kernel: apply(truncate(x), truncate(kernel))
+
+    mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
 
 
 def bfloat16_input_gradient_dropped(mp):
@@ -213,4 +220,4 @@ JAX_MUTANTS = [
     jax_kl_without_half,
     jax_pad_form_shifted,
 ]
-BFLOAT16_MUTANTS = [bfloat16_accumulation, bfloat16_kernel_only, bfloat16_bias_too, bfloat16_input_gradient_dropped]
+BFLOAT16_MUTANTS = [bfloat16_accumulation, bfloat16_kernel_only, bfloat16_truncated, bfloat16_input_gradient_dropped]

@@ -70,13 +70,17 @@ def test_the_unmutated_case_passes():
 
 
 @pytest.mark.parametrize(
-    "mutant", [_mean_over_pixels, _sigmoid_twice, _targets_and_logits_swapped], ids=lambda m: m.__name__
+    "mutant, impl",
+    [(_mean_over_pixels, "xla"), (_sigmoid_twice, "matmul"), (_targets_and_logits_swapped, "pad")],
+    ids=lambda m: getattr(m, "__name__", m),
 )
-def test_wrong_bernoulli_losses_fail(mutant, monkeypatch):
+def test_wrong_bernoulli_losses_fail(mutant, impl, monkeypatch):
+    """A loss is no implementation's code: each mutant runs on one implementation (a mutated capture compiles
+    afresh), the three in turn."""
     x, eps = parity_inputs(8, 2, 4)
     state = parity_weights(None, 2, 4)  # this case passes unmutated: test_the_unmutated_case_passes
     mutant(monkeypatch)
-    report = run_parity(state, x, eps, likelihood="bernoulli")
+    report = run_parity(state, x, eps, [impl], likelihood="bernoulli")
     for impl, runs in report.by_impl.items():
         worst = max((r.rel for r in runs["float64"].rows), default=np.inf)
         assert worst > 1e3 * EXACT_RTOL, (impl, worst)

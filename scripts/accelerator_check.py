@@ -397,6 +397,8 @@ def main(argv=None) -> int:
     parser.add_argument("--prepare", type=Path, help="write a copy of the embedded digits into this folder, and stop")
     parser.add_argument("--dry-run", action="store_true", help="every part at small sizes (for a CPU)")
     parser.add_argument("--budget-seconds", type=float, default=420, help="start no part after this (default: 420)")
+    parser.add_argument("--impls", help="conv forms timed and compared (default: all; the dry run's: pad)")
+    parser.add_argument("--batch-sizes", help="batch sizes timed (default: 32,256; the dry run's: 8)")
     args = parser.parse_args(argv)
     if args.prepare:
         return prepare(args.prepare)
@@ -404,7 +406,13 @@ def main(argv=None) -> int:
         parser.error("--out must name a folder that does not exist yet")
     from jaxvae.data.mnist5k import load_mnist5k
 
-    budget, sizes = Budget(args.budget_seconds), DRY if args.dry_run else FULL
+    budget, sizes = Budget(args.budget_seconds), SimpleNamespace(**vars(DRY if args.dry_run else FULL))
+    if args.impls:
+        sizes.impls = sizes.parity_impls = tuple(args.impls.split(","))
+        if not set(sizes.impls) <= set(CONV_IMPLS):
+            parser.error(f"--impls takes names from {', '.join(CONV_IMPLS)}")
+    if args.batch_sizes:
+        sizes.batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     dataset = load_mnist5k(args.mnist5k)
     args.out.mkdir(parents=True)
     report = {"command": " ".join(["python", *sys.argv]), "dry_run": args.dry_run}

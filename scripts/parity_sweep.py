@@ -3,8 +3,8 @@
     python scripts/parity_sweep.py --seeds 20 --out runs/parity_sweep
 
 Each case (latent size, batch, loss, continuous or thresholded digits) runs ``jaxvae.parity.check.sweep_case``
-at seeds 0 .. N-1: torch_ref's initial weights, real test digits and noise all drawn from the seed, both
-convolution implementations, float64 and float32 verdicts. Prints, per case, the seeds passed, the worst
+at seeds 0 .. N-1: torch_ref's initial weights, real test digits and noise all drawn from the seed, the three
+convolution implementations, the float64, float32 and bfloat16 verdicts. Prints, per case, the seeds passed, the worst
 relative error of each compared run, and the kink flips the float64 reference followed; writes
 ``--out``/summary.json. The suite runs the first seeds of the same cases (``parity_tests/test_model_parity.py``,
 ``parity_tests/test_bernoulli_parity.py``); docs/parity.md records this sweep's results.
@@ -29,7 +29,6 @@ CASES = [
     ("bernoulli latent 2 batch 32", 2, 32, "bernoulli", False),
     ("bernoulli latent 16 batch 8 thresholded", 16, 8, "bernoulli", True),
 ]
-LABELS = ("jaxvae float64", "jaxvae float32", "torch float32")
 
 
 def main() -> int:
@@ -38,7 +37,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     results, started = {}, time.perf_counter()
-    print(f"{'case':<42} {'passed':>7} {'f64 exact':>10} {'f32 jaxvae':>11} {'f32 torch':>10} {'flips j/t':>10}")
+    print(
+        f"{'case':<42} {'passed':>7} {'f64 exact':>10} {'f32 jaxvae':>11} {'bf16 jaxvae':>11} {'f32 torch':>10} "
+        f"{'flips j/t':>10}"
+    )
     for name, latent, batch, likelihood, binary in CASES:
         result = sweep_case(latent, batch, range(args.seeds), likelihood, binary)
         results[name] = result
@@ -46,7 +48,8 @@ def main() -> int:
         worst, flips = result["worst"], result["flips"]
         print(
             f"{name:<42} {passed:>3}/{args.seeds:<3} {worst['jaxvae float64']:10.1e} {worst['jaxvae float32']:11.1e} "
-            f"{worst['torch float32']:10.1e} {flips['jaxvae float32']:>5}/{flips['torch float32']:<4}",
+            f"{worst['jaxvae bfloat16']:11.1e} {worst['torch float32']:10.1e} "
+            f"{flips['jaxvae float32']:>5}/{flips['torch float32']:<4}",
             flush=True,
         )
     print(f"{time.perf_counter() - started:.0f} s")

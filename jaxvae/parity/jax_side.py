@@ -1,8 +1,10 @@
 """The jaxvae side of the parity harness: ``jaxvae.model.VAE`` forward and backward, captured layer by layer.
 
-The gradients are those of ``make_loss_fn``, the loss the training step differentiates. Computations run op by
-op (not jitted), so that whatever ``jaxvae`` is at call time is what runs. float64 runs on the CPU under
-``jax.enable_x64``: float64 is the arbiter, and the CPU computes it natively on every machine (TPUs do not).
+The gradients are those of ``make_loss_fn``, the loss the training step differentiates. Each capture traces
+and compiles afresh (a new ``jax.jit`` per call), so that whatever ``jaxvae`` is at call time is what runs, a
+monkeypatched mutant included, and it runs compiled, as training does; a program compiled before (same code,
+same shapes) comes from JAX's compilation cache. float64 runs on the CPU under ``jax.enable_x64``: float64 is
+the arbiter, and the CPU computes it natively on every machine (TPUs do not).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _precision(dtype, float64_device: str = "cpu"):
             yield
 
 
-def _activations(model: VAE, variables, x, eps) -> dict[str, np.ndarray]:
+def _activations(model: VAE, variables, x, eps) -> dict:
     """Every sown activation, and the images and latent sample that the first encoder and decoder layers take."""
 
     def forward(module, x, eps):
@@ -41,8 +43,7 @@ def _activations(model: VAE, variables, x, eps) -> dict[str, np.ndarray]:
         return z
 
     z, state = model.apply(variables, x, eps, method=forward, mutable=["intermediates"])
-    activations = {k: np.asarray(v[0], np.float64) for k, v in state["intermediates"].items()}
-    return {**activations, IMAGES: np.asarray(x, np.float64), LATENT_SAMPLE: np.asarray(z, np.float64)}
+    return {**{k: v[0] for k, v in state["intermediates"].items()}, IMAGES: x, LATENT_SAMPLE: z}
 
 
 def jax_capture(
@@ -63,8 +64,13 @@ def jax_capture(
         x = jnp.asarray(np.asarray(x_nhwc, dtype))
         noise = jnp.asarray(np.asarray(eps, dtype))
         model = VAE(int(noise.shape[-1]), conv_impl=conv_impl, compute_dtype=compute_dtype)
-        activations = _activations(model, variables, x, noise)
         loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"], x, noise)
+
+        def forward_and_backward(params, x, noise):
+            (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, noise)
+            return _activations(model, {"params": params}, x, noise), loss, grads
+
+        activations, loss, grads = jax.jit(forward_and_backward)(variables["params"], x, noise)
+        activations = {k: np.asarray(v, np.float64) for k, v in activations.items()}
         grads = {k: np.asarray(v, np.float64) for k, v in params_to_torch(grads).items()}
         return Capture(activations, float(loss), grads)
