@@ -27,10 +27,9 @@ ROWS = 8 + 10 + 2 + 1 + 22  # activations up to the logits (torch computes no Si
 
 
 def test_no_false_alarms_on_thresholded_digits():
-    """Binary digits at the mutants' shapes (latent 2, batch 8: the harness compiles op by op, and these ops are
-    compiled already), seed 0, one implementation; the unmutated case below, with continuous digits, compares all
-    three. scripts/parity_sweep.py runs
-    docs/parity.md's two Bernoulli cases (latent 2 batch 32, latent 16 batch 8 thresholded) at 20 seeds."""
+    """Binary digits at the mutants' shapes (latent 2, batch 8), seed 0, one implementation; the unmutated case
+    below, with continuous digits, compares all three. scripts/parity_sweep.py runs docs/parity.md's two
+    Bernoulli cases (latent 2 batch 32, latent 16 batch 8 thresholded) at 20 seeds."""
     result = sweep_case(2, 8, range(1), "bernoulli", binary=True, conv_impls=["pad"])  # all three: below
     assert result["rows"] == [ROWS]
     assert not result["failed"], result

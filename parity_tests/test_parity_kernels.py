@@ -28,7 +28,7 @@ def test_all_alternative_kernels_pass(tmp_path):
         "--settings",
         "all alternatives",
         "--impls",
-        "pad",  # XLA's convolutions and dots, the cheapest to compile op by op; the script's default is all three
+        "pad",  # XLA's convolutions and dots, the cheapest to compile; the script's default is all three
         "--out",
         str(tmp_path),
     ]
