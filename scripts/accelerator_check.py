@@ -54,6 +54,7 @@ FULL = SimpleNamespace(
     epoch_images=60000,
     epoch_test=10000,
     epoch_batch=256,
+    epochs=2,  # their seconds averaged
     torch_compile_backend="inductor",
 )
 DRY = SimpleNamespace(
@@ -67,6 +68,7 @@ DRY = SimpleNamespace(
     epoch_images=512,
     epoch_test=128,
     epoch_batch=64,
+    epochs=1,
     torch_compile_backend="eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
 )
 
@@ -298,9 +300,11 @@ def full_epoch(dataset, sizes, out: Path) -> dict:
     data = repeated_digits(dataset, out / "epoch_data", sizes.epoch_images, sizes.epoch_test)
     rows = {}
     for dtype in COMPUTE_DTYPES:
-        config = RunConfig(dataset=data, epochs=2, batch_size=sizes.epoch_batch, compute_dtype=dtype, devices=1)
+        config = RunConfig(
+            dataset=data, epochs=sizes.epochs, batch_size=sizes.epoch_batch, compute_dtype=dtype, devices=1
+        )
         summary = train(config, out / f"epoch_run_{dtype}")
-        train_s, eval_s = summary["train_seconds"] / 2, summary["eval_seconds"] / 2
+        train_s, eval_s = summary["train_seconds"] / sizes.epochs, summary["eval_seconds"] / sizes.epochs
         rows[dtype] = {
             "conv_impl": summary["conv_impl"],
             "train_images": sizes.epoch_images,
