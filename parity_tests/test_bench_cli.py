@@ -14,7 +14,7 @@ def run(*args):
 
 
 def test_json_report():
-    result = run("--batch-sizes", "32,256", "--images", "256", "--repeats", "2", "--json")
+    result = run("--batch-sizes", "32,256", "--images", "256", "--repeats", "2", "--chunk-steps", "2", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert "torch" in report["environment"]["versions"] and report["environment"]["jax_device"]
