@@ -66,7 +66,9 @@ def test_mutant_fails(mutant, case, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "mutant, impl", zip(BFLOAT16_MUTANTS, ["xla", "matmul", "pad", "xla"]), ids=lambda v: getattr(v, "__name__", v)
+    "mutant, impl",
+    list(zip(BFLOAT16_MUTANTS, ["xla", "matmul", "pad", "xla"])),
+    ids=lambda v: getattr(v, "__name__", v),
 )
 def test_bfloat16_mutant_fails(mutant, impl, case, monkeypatch):
     """The compute dtype wraps every implementation alike: each mutant on one, the three in turn."""
