@@ -46,6 +46,12 @@ CASES = [
     ("micro-batch", ["train", "--micro-batch", "-1"], 2, TRAIN + "--micro-batch must be >= 0"),
     ("devices", ["train", "--devices", "-1"], 2, TRAIN + "--devices must be >= 0"),
     ("conv impl", ["train", "--conv-impl", "cudnn"], 2, TRAIN + "--conv-impl must be one of auto, xla, matmul, pad"),
+    (
+        "compute dtype",
+        ["train", "--compute-dtype", "float16"],
+        2,
+        TRAIN + "--compute-dtype must be one of float32, bfloat16",
+    ),
     ("likelihood", ["train", "--likelihood", "poisson"], 2, TRAIN + "--likelihood must be one of gaussian, bernoulli"),
     ("dataset", ["train", "--dataset", "cifar10"], 2, TRAIN + "unknown dataset 'cifar10'"),
     ("out under /proc", ["train", "--out", "/proc/jaxvae-run"], 2, TRAIN + "--out /proc/jaxvae-run cannot be written"),
