@@ -164,13 +164,13 @@ def bfloat16_operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
     bfloat16 and differentiates ``op`` at bfloat16 (its convolutions and matmuls accumulate in float32 inside and
     round their results to bfloat16), then returns the operands' gradients in ``x_dtype`` and ``kernel_dtype``."""
 
-    @jax.custom_vjp
-    def apply(x, kernel):
-        return op(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), jnp.float32)
-
     def forward(x, kernel):
         x16, kernel16 = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
         return op(x16, kernel16, jnp.float32), (x16, kernel16)
+
+    @jax.custom_vjp
+    def apply(x, kernel):
+        return forward(x, kernel)[0]
 
     def backward(saved, cotangent):
         x16, kernel16 = saved

@@ -203,7 +203,7 @@ def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes) -> dict:
     }
 
 
-def torch_step(mode: str, sizes):
+def torch_step(mode: str):
     """A torch_ref training step for ``mode``: eager, bfloat16 autocast, or the model through torch.compile."""
     import torch
 
@@ -236,7 +236,7 @@ def torch_throughput(batch: int, mode: str, dataset, sizes) -> dict:
     steps = max(1, sizes.images // batch)
     order = np.random.default_rng(0).integers(0, len(data), (steps, batch))
     rows = [torch.from_numpy(r).to(device) for r in order]
-    step = torch_step(mode, sizes)
+    step = torch_step(mode)
 
     def run():
         for r in rows:
