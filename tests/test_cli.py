@@ -179,6 +179,23 @@ def test_refuses_to_overwrite_another_run(trained):
     assert snapshot(trained) == before
 
 
+@pytest.mark.parametrize("primary", [True, False], ids=["process 0", "process 1"])
+def test_out_is_read_by_every_process_before_process_0_probes_it(tmp_path, monkeypatch, primary):
+    """Over several processes a probe file or a folder made by process 0 while another reads ``--out`` would look
+    like another run there; so every process reads, then a barrier, then process 0 alone probes, then a barrier."""
+    from jaxvae.run import training
+
+    events = []
+    monkeypatch.setattr(training, "is_primary", lambda: primary)
+    monkeypatch.setattr(training, "barrier", lambda name: events.append("barrier"))
+    real_probe = run_files.check_writable
+    monkeypatch.setattr(run_files, "check_writable", lambda *a, **k: (events.append("probe"), real_probe(*a, **k)))
+    out = tmp_path / "new"
+    training._check_out_dir(out, resume=False)
+    assert events == (["barrier", "probe", "barrier"] if primary else ["barrier", "barrier"])
+    assert not out.exists()  # the probe leaves nothing behind
+
+
 def test_resume_errors(trained, tmp_path):
     before = snapshot(trained)
     result = run_cli("train", "--out", trained, "--resume", "--latent-dim", "16", *SMALL)

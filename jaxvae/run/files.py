@@ -27,15 +27,22 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
     return candidate
 
 
+def refuse_file_on_path(path: Path, flag: str, folder: bool) -> None:
+    """Refuse, in one line and without writing anything, an output path below a regular file (or, for
+    ``folder``, a path that is itself a file)."""
+    target = path if folder else path.parent
+    existing = next((p for p in (target, *target.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise UserError(f"{flag} {path}: {existing} is a file, not a folder; choose another {flag}")
+
+
 def check_writable(path: Path, flag: str, folder: bool) -> None:
     """Refuse, in one line, an output path that cannot be written: ``path`` is the folder to fill (``folder``) or
     the file to write. Probes by creating what is missing and a scratch file, then removes all it created, so
     nothing is left behind either way (``/proc``, read-only file systems and paths below a regular file fail
     here, before any data is loaded or anything compiled)."""
     target = path if folder else path.parent
-    existing = next((p for p in (target, *target.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise UserError(f"{flag} {path}: {existing} is a file, not a folder; choose another {flag}")
+    refuse_file_on_path(path, flag, folder)
     created = [p for p in (target, *target.parents) if not p.exists()]
     try:
         target.mkdir(parents=True, exist_ok=True)

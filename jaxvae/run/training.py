@@ -52,9 +52,10 @@ def unfinished_run(out: Path) -> bool:
     return (out / files.CONFIG).is_file() and names <= UNFINISHED_RUN_FILES and no_checkpoint
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
-    """Refuse an ``--out`` that cannot be written, or that holds another run (unless resuming it)."""
-    files.check_writable(out, "--out", folder=True)
+def _check_out_contents(out: Path, resume: bool) -> None:
+    """Refuse, reading only, an ``--out`` that is a file, that holds another run (unless resuming it), or that
+    holds no run to resume."""
+    files.refuse_file_on_path(out, "--out", folder=True)
     if resume:
         if not (out / files.CONFIG).exists():
             raise UserError(f"--resume: {out} holds no run to resume (no {files.CONFIG}); drop --resume to start one")
@@ -63,6 +64,17 @@ def _check_out_dir(out: Path, resume: bool) -> None:
         raise UserError(
             f"--out {out} already holds a run (or other files); pass --resume to continue it or choose a new --out"
         )
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    """Refuse an ``--out`` that holds the wrong things or cannot be written. Every process reads it before any
+    writes; then process 0, the one that writes the run's files, probes it (a probe or a folder made and removed
+    by one process while another looked would read as "already holds files" or "cannot be written")."""
+    _check_out_contents(out, resume)
+    barrier("jaxvae: every process read --out")
+    if is_primary():
+        files.check_writable(out, "--out", folder=True)
+    barrier("jaxvae: process 0 can write --out")  # before process 0 writes into it
 
 
 def prepare_data(config: RunConfig) -> Dataset:
@@ -184,7 +196,6 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
     """
     check_flags(config)
     _check_out_dir(out, resume)
-    barrier("jaxvae: every process checked --out")  # before process 0 writes into it
     keys = RunKeys.from_seed(config.seed)
     setup = RunSetup.build(config)
     check_batch_splits(config, setup.mesh.size)
