@@ -23,8 +23,12 @@ class _Parser(argparse.ArgumentParser):
 def _add_train(sub) -> None:
     from jaxvae.run.config import add_config_flags
 
-    p = sub.add_parser("train", help="train the VAE (the seed notebook's settings by default)")
-    add_config_flags(p)
+    p = sub.add_parser(
+        "train",
+        help="train the VAE (the seed notebook's settings by default), or an ensemble: lists for --seed, --lr, "
+        "--reconstruction-weight train every combination side by side in one jitted step",
+    )
+    add_config_flags(p, lists=True)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a new folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g = p.add_argument_group("several processes (jax.distributed; every process gets the same flags but --process-id)")
@@ -122,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args) -> int:
     from jaxvae.run import distributed
-    from jaxvae.run.config import config_from_args
-    from jaxvae.run.files import new_run_dir
+    from jaxvae.run.config import PER_MEMBER, config_from_args
+    from jaxvae.run.files import ENSEMBLE, new_run_dir
+    from jaxvae.run.members import member_grid
 
-    config = config_from_args(args)
+    lists = {name: getattr(args, name) for name in PER_MEMBER}
+    members = member_grid(config_from_args(args, **{name: values[0] for name, values in lists.items()}), lists)
     if args.resume and args.out is None:
         raise UserError("--resume needs --out: the run folder to continue")
     several = distributed.check_flags(args.coordinator, args.num_processes, args.process_id)
@@ -134,14 +140,31 @@ def _train(args) -> int:
     if several:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     out = args.out or new_run_dir()
+    if len(members) > 1 or (args.resume and (out / ENSEMBLE).is_file()):
+        return _train_ensemble(members, lists, out, args.resume)
     from jaxvae.run.training import train
 
-    summary = train(config, out, resume=args.resume)
+    summary = train(members[0].config, out, resume=args.resume)
     if distributed.is_primary():
         test = summary["final_test"]
         print(
             f"done: {out} (test loss {test['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s); "
             f"plots in {out / 'plots'}"
+        )
+    return 0
+
+
+def _train_ensemble(members, lists, out: Path, resume: bool) -> int:
+    from jaxvae.run import distributed
+    from jaxvae.run.ensemble_training import train_ensemble
+
+    summary = train_ensemble(members, lists, out, resume=resume)
+    if distributed.is_primary():
+        for member in summary["members"]:
+            print(f"{member['name']}: test loss {member['final_test']['loss']:.4f}")
+        print(
+            f"done: {out} ({len(members)} members, {summary['member_images_per_second'] or 0:.0f} member-images/s); "
+            f"plots in {out / 'plots'}, each member's run in {out / 'members'}"
         )
     return 0
 

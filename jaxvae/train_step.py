@@ -162,6 +162,29 @@ def make_train_step(
     return train_step
 
 
+def make_member_step(
+    model: VAE,
+    micro_batch: int = 0,
+    concurrent: int = 1,
+    mesh=None,
+    likelihood: str = "gaussian",
+    binarize: str = "none",
+) -> Callable:
+    """``member_step(state, batch, (train_key, lr, reconstruction_weight)) -> (state, metrics (3,))``: the step of
+    ``make_train_step`` with the learning rate and the reconstruction weight as arguments (float32 scalars), so
+    that ``jax.vmap`` over all three trains the members of an ensemble side by side, each its own run."""
+
+    def member_step(state: TrainState, batch, member):
+        train_key, lr, reconstruction_weight = member
+        optimizer = make_optimizer(lr)  # Adam's state does not depend on lr: the same state as the member's own run
+        step = make_train_step(
+            model, optimizer, reconstruction_weight, micro_batch, concurrent, mesh, likelihood, binarize
+        )
+        return step(state, batch, train_key)
+
+    return member_step
+
+
 def epoch_batches(data_key, epoch, num_examples: int, batch_size: int):
     """The epoch's shuffled example indices ``(steps, B)``; the last partial batch is dropped."""
     steps = num_examples // batch_size

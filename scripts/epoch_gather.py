@@ -47,7 +47,7 @@ def run_epoch(run: dict, epoch: int) -> None:
     start = time.perf_counter()
     state = run["state"]
     for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
-        state, metrics = trainer.run_chunk(state, batches, first, keys.train)
+        state, metrics = trainer.run_chunk(state, batches, first, keys)
     jax.block_until_ready(metrics)
     run["state"] = state
     run["train"].append(time.perf_counter() - start)

@@ -191,7 +191,7 @@ def test_out_is_read_by_every_process_before_process_0_probes_it(tmp_path, monke
     real_probe = run_files.check_writable
     monkeypatch.setattr(run_files, "check_writable", lambda *a, **k: (events.append("probe"), real_probe(*a, **k)))
     out = tmp_path / "new"
-    training._check_out_dir(out, resume=False)
+    training.check_out_dir(out, resume=False)
     assert events == (["barrier", "probe", "barrier"] if primary else ["barrier", "barrier"])
     assert not out.exists()  # the probe leaves nothing behind
 

@@ -98,7 +98,7 @@ def jax_runner(batch_size: int, args, dataset) -> JaxRun:
     def run():
         nonlocal state
         for c in range(chunks):
-            state, metrics = trainer.run_chunk(state, epoch, c * trainer.chunk_steps, keys.train)
+            state, metrics = trainer.run_chunk(state, epoch, c * trainer.chunk_steps, keys)
         jax.block_until_ready(metrics)
 
     run()  # warm-up

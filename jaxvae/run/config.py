@@ -58,9 +58,10 @@ def in_range(low: int, high: int) -> Callable:
     return check
 
 
-def setting(default, help: str, check: Callable | None = None, shown: str | None = None):
-    """A ``RunConfig`` field: its default, its ``--help`` text, its check, and how ``--help`` shows the default."""
-    return field(default=default, metadata={"help": help, "check": check, "shown": shown})
+def setting(default, help: str, check: Callable | None = None, shown: str | None = None, per_member: bool = False):
+    """A ``RunConfig`` field: its default, its ``--help`` text, its check, how ``--help`` shows the default, and
+    whether the members of an ensemble may each have their own value (``jaxvae train`` then takes a list)."""
+    return field(default=default, metadata={"help": help, "check": check, "shown": shown, "per_member": per_member})
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,16 @@ class RunConfig:
     )
     epochs: int = setting(20, "epochs to train (with --resume: the run's total)", at_least(1))
     batch_size: int = setting(32, "images per step (over every device together)", at_least(1))
-    lr: float = setting(5e-4, "Adam's learning rate", finite(0.0, True, "a finite positive number"))
+    lr: float = setting(5e-4, "Adam's learning rate", finite(0.0, True, "a finite positive number"), per_member=True)
     seed: int = setting(
         123,
         f"the seed of initialisation, shuffle and noise, in {SEED_RANGE[0]}..{SEED_RANGE[1]}",
         in_range(*SEED_RANGE),
+        per_member=True,
     )
     latent_dim: int = setting(2, f"size of the latent space, at most {MAX_LATENT_DIM}", in_range(1, MAX_LATENT_DIM))
     reconstruction_weight: float = setting(
-        1.0, "the loss is weight * reconstruction + KL", finite(0.0, False, "a finite number >= 0")
+        1.0, "the loss is weight * reconstruction + KL", finite(0.0, False, "a finite number >= 0"), per_member=True
     )
     conv_impl: str = setting(
         "auto",
@@ -146,17 +148,60 @@ def _value_type(name: str) -> type:
     return options[0]
 
 
-def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
-    """One flag per ``RunConfig`` field (or per field in ``names``), its help ending in its default."""
+PER_MEMBER = tuple(f.name for f in fields(RunConfig) if f.metadata["per_member"])
+LIST_HINT = "a comma-separated list trains an ensemble, one member per combination"
+
+
+def value_list(name: str) -> Callable:
+    """The argparse type of a per-member flag: one value or a comma-separated list of distinct values, as a tuple."""
+    convert, flag = _value_type(name), flag_name(name)
+
+    def parse(text: str) -> tuple:
+        items = [item.strip() for item in text.split(",")]
+        if "" in items:
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give values like 1,2,3 (no spaces needed)")
+        try:
+            values = tuple(convert(item) for item in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a list of {convert.__name__} values") from None
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{text!r} gives {repeated[0]} twice; each value once")
+        return values  # each value is checked as the member's setting (check_flags)
+
+    parse.__name__ = f"{flag} list"
+    return parse
+
+
+def single_value(name: str) -> Callable:
+    """The argparse type of a flag every member of an ensemble shares: a list is refused in one line."""
+    convert = _value_type(name)
+
+    def parse(text: str):
+        if "," in text:
+            varying = ", ".join(flag_name(n) for n in PER_MEMBER)
+            raise argparse.ArgumentTypeError(
+                f"takes one value, got {text!r}: every member of an ensemble shares it (only {varying} take lists)"
+            )
+        return convert(text)
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | None = None, lists: bool = False) -> None:
+    """One flag per ``RunConfig`` field (or per field in ``names``), its help ending in its default; with
+    ``lists``, the per-member flags take comma-separated lists (tuples, see ``value_list``)."""
     for f in fields(RunConfig):
         if names is not None and f.name not in names:
             continue
         shown = f.metadata["shown"] or f.default
+        listed = lists and f.metadata["per_member"]
         parser.add_argument(
             flag_name(f.name),
-            type=_value_type(f.name),
-            default=f.default,
-            help=f"{f.metadata['help']} (default: {shown})",
+            type=value_list(f.name) if listed else single_value(f.name) if lists else _value_type(f.name),
+            default=(f.default,) if listed else f.default,
+            help=f"{f.metadata['help']}{'; ' + LIST_HINT if listed else ''} (default: {shown})",
         )
 
 

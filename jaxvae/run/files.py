@@ -15,6 +15,8 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
+ENSEMBLE = "ensemble.json"  # marks an ensemble's folder: its members and the lists they came from
+MEMBERS = "members"  # the members' run folders, inside an ensemble's
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:

@@ -119,3 +119,51 @@ def manifold(grid: np.ndarray, path: Path) -> Path:
     ax.set_title("decoded latent manifold (z at the normal's 5%..95% quantiles)")
     ax.axis("off")
     return _save(fig, path)
+
+
+def _band(ax, x, curves: np.ndarray, label: str, color, **line) -> None:
+    """The mean of ``curves`` ``(seeds, points)`` as a line, and mean ± one standard deviation as a band."""
+    mean = curves.mean(axis=0)
+    ax.plot(x, mean, color=color, label=label, **line)
+    if len(curves) > 1:
+        sd = curves.std(axis=0, ddof=1)
+        ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
+
+
+def ensemble_losses(settings: dict[str, tuple[np.ndarray, np.ndarray]], steps_per_epoch: int, path: Path) -> Path:
+    """Per setting (label -> (training losses (seeds, steps), test losses (seeds, epochs))): the running average
+    of the training loss and the test loss after each epoch, each as the mean over seeds with a ± 1 sd band."""
+    fig, (train_ax, test_ax) = _subplots(1, 2, figsize=(13, 4.5))
+    window = max(1, min(100, steps_per_epoch))
+    cmap = matplotlib.colormaps["tab10"]
+    top = []
+    for i, (label, (train, test)) in enumerate(settings.items()):
+        smooth = np.stack([running_average(np.asarray(row, np.float64), window) for row in train])
+        _band(train_ax, np.arange(1, smooth.shape[1] + 1), smooth, label, cmap(i % 10), lw=1.5)
+        _band(test_ax, np.arange(1, test.shape[1] + 1), np.asarray(test, np.float64), label, cmap(i % 10), marker="o")
+        top.append(np.nanpercentile(smooth, 99.5))
+    seeds = max(len(train) for train, _ in settings.values())
+    spread = f"mean ± 1 sd over {seeds} seeds" if seeds > 1 else "one seed each"
+    train_ax.set(xlabel="iteration", ylabel="loss", title=f"training loss, running average of {window} ({spread})")
+    train_ax.set_ylim(0, max(top) * 1.1)
+    test_ax.set(xlabel="epoch", ylabel="loss", title=f"test loss after each evaluated epoch ({spread})")
+    for ax in (train_ax, test_ax):
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def rate_distortion(points: list[tuple[float, float, float]], path: Path) -> Path:
+    """One point per member (reconstruction weight, KL, reconstruction error) at the end of training: the rate
+    (KL, nats) against the distortion, coloured by the weight."""
+    fig, ax = _subplots(figsize=(7, 5.5))
+    weights = sorted({w for w, _, _ in points})
+    cmap = matplotlib.colormaps["viridis"]
+    for i, weight in enumerate(weights):
+        chosen = [(kl, rec) for w, kl, rec in points if w == weight]
+        colour = cmap(i / max(1, len(weights) - 1))
+        ax.scatter(*zip(*chosen), color=colour, s=30, label=f"weight {weight:g}", edgecolor="black", lw=0.4)
+    ax.set_xlabel("rate: KL(q(z|x) || p(z)) per test image (nats)")
+    ax.set_ylabel("distortion: reconstruction error per test image")
+    ax.set_title("rate against distortion, one point per member, after the last epoch")
+    ax.legend(title="reconstruction weight", fontsize=8)
+    return _save(fig, path)

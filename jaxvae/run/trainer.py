@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import jax
@@ -51,6 +51,17 @@ class RunKeys:
     @classmethod
     def from_seed(cls, seed: int) -> RunKeys:
         return cls(*jax.random.split(jax.random.PRNGKey(seed), 4))
+
+    @classmethod
+    def stack(cls, keys: list[RunKeys]) -> RunKeys:
+        """The keys of an ensemble's members, each field ``(K, 2)``: member k's as ``keys[k]``'s."""
+        return cls(*(jnp.stack([getattr(k, f.name) for k in keys]) for f in fields(cls)))
+
+    def eval_key(self, epoch: int) -> jax.Array:
+        """The test split's noise key after ``epoch``: ``fold_in(eval, epoch)`` (for each member, when stacked)."""
+        if self.eval.ndim > 1:
+            return jax.vmap(lambda key: jax.random.fold_in(key, epoch))(self.eval)
+        return jax.random.fold_in(self.eval, epoch)
 
 
 class PlacedSplit(NamedTuple):
@@ -89,6 +100,20 @@ class RunSetup:
     def state_target(self) -> TrainState:
         """The run's state as shapes and shardings (replicated), for a restore: nothing is computed."""
         return abstract_state(self.model, self.optimizer, replicated(self.mesh))
+
+    batch_axis = 1  # of the epoch's batches (steps, B, 28, 28, 1): the axis split over the devices
+
+    def train_chunk(self, chunk_steps: int) -> Callable:
+        """``(state, epoch batches, first step, step_constants) -> (state, metrics (chunk, 3))``."""
+        return make_train_chunk(self.train_step(), chunk_steps)
+
+    def step_constants(self, keys: RunKeys):
+        """What ``train_chunk`` takes besides the state and the batches: the train key."""
+        return keys.train
+
+    def epoch_order(self, num_train: int) -> Callable:
+        """``(data key, epoch) -> example indices (steps, B)``."""
+        return lambda key, epoch: epoch_batches(key, epoch, num_train, self.config.batch_size)
 
     def train_step(self) -> Callable:
         cfg, backend = self.config, self.backend
@@ -148,12 +173,13 @@ def _counted(traces: dict, name: str, fn: Callable) -> Callable:
     return traced
 
 
-def _epoch_batches(order: Callable, gather: Callable | None, mesh: Mesh, train_images, data_key, epoch: int):
-    """Epoch ``epoch``'s batches ``(steps, B, 28, 28, 1)``, gathered on the devices (``gather``) or on the host."""
+def _epoch_batches(order: Callable, gather: Callable | None, mesh: Mesh, axis: int, train_images, data_key, epoch):
+    """Epoch ``epoch``'s batches ``(steps, B, 28, 28, 1)`` (``(K, steps, B, ...)`` for K members), gathered on the
+    devices (``gather``) or on the host, ``axis`` split over the devices."""
     rows = order(data_key, epoch)
     if gather is not None:
         return gather(train_images, rows)
-    return put_rows(train_images, np.asarray(rows), mesh, axis=1)
+    return put_rows(train_images, np.asarray(rows), mesh, axis=axis)
 
 
 @dataclass(frozen=True)
@@ -163,7 +189,7 @@ class Trainer:
     setup: RunSetup
     steps_per_epoch: int
     chunk_steps: int
-    train_chunk: Callable  # (state, epoch batches, first step, train key) -> (state, metrics (chunk, 3))
+    train_chunk: Callable  # (state, epoch batches, first step, step constants) -> (state, metrics)
     evaluate: Callable  # (params, placed test images, key) -> metrics (3,)
     epoch_order: Callable  # (data key, epoch) -> example indices (steps, B)
     gather: Callable | None  # (placed train images, order) -> epoch batches on the devices; None: on the host
@@ -181,16 +207,13 @@ class Trainer:
         traces = {"train_chunk": 0, "evaluate": 0}
         on_host = isinstance(train_images, np.ndarray)  # several processes: each gathers its own rows
         order_sharding = SingleDeviceSharding(jax.local_devices()[0]) if on_host else replicated(mesh)
-        order = jax.jit(
-            lambda key, epoch: epoch_batches(key, epoch, num_train, cfg.batch_size), out_shardings=order_sharding
-        )
-        gather = None if on_host else jax.jit(lambda images, rows: images[rows], out_shardings=sharded(mesh, axis=1))
+        order = jax.jit(setup.epoch_order(num_train), out_shardings=order_sharding)
+        batches = sharded(mesh, axis=setup.batch_axis)
+        gather = None if on_host else jax.jit(lambda images, rows: images[rows], out_shardings=batches)
         start = time.perf_counter()
-        chunk = jax.jit(
-            _counted(traces, "train_chunk", make_train_chunk(setup.train_step(), chunk_steps)), donate_argnums=0
-        )
-        epoch = _epoch_batches(order, gather, mesh, train_images, keys.data, 1)
-        compiled_chunk = chunk.lower(state, epoch, 0, keys.train).compile()
+        chunk = jax.jit(_counted(traces, "train_chunk", setup.train_chunk(chunk_steps)), donate_argnums=0)
+        epoch = _epoch_batches(order, gather, mesh, setup.batch_axis, train_images, keys.data, 1)
+        compiled_chunk = chunk.lower(state, epoch, 0, setup.step_constants(keys)).compile()
         evaluate = jax.jit(_counted(traces, "evaluate", setup.evaluation()), static_argnums=3)
         compiled_evaluate = evaluate.lower(state.params, test.images, keys.eval, test.count).compile()
         seconds = time.perf_counter() - start
@@ -198,10 +221,13 @@ class Trainer:
 
     def epoch_data(self, train_images, data_key, epoch: int) -> jax.Array:
         """The epoch's batches ``(steps, B, 28, 28, 1)``, each device holding its rows of every batch."""
-        return _epoch_batches(self.epoch_order, self.gather, self.setup.mesh, train_images, data_key, epoch)
+        setup = self.setup
+        return _epoch_batches(
+            self.epoch_order, self.gather, setup.mesh, setup.batch_axis, train_images, data_key, epoch
+        )
 
-    def run_chunk(self, state: TrainState, epoch, first: int, train_key):
-        return self.train_chunk(state, epoch, jnp.int32(first), train_key)
+    def run_chunk(self, state: TrainState, epoch, first: int, keys: RunKeys):
+        return self.train_chunk(state, epoch, jnp.int32(first), self.setup.step_constants(keys))
 
     def evaluate_split(self, params, test: PlacedSplit, key) -> np.ndarray:
         """Metrics (3,) of the placed test split: loss, reconstruction, KL."""

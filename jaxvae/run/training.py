@@ -52,13 +52,14 @@ def unfinished_run(out: Path) -> bool:
     return (out / files.CONFIG).is_file() and names <= UNFINISHED_RUN_FILES and no_checkpoint
 
 
-def _check_out_contents(out: Path, resume: bool) -> None:
+def _check_out_contents(out: Path, resume: bool, marker: str) -> None:
     """Refuse, reading only, an ``--out`` that is a file, that holds another run (unless resuming it), or that
-    holds no run to resume."""
+    holds no run to resume (no ``marker``: ``config.json``, or an ensemble's ``ensemble.json``)."""
     files.refuse_file_on_path(out, "--out", folder=True)
     if resume:
-        if not (out / files.CONFIG).exists():
-            raise UserError(f"--resume: {out} holds no run to resume (no {files.CONFIG}); drop --resume to start one")
+        if not (out / marker).exists():
+            what = "ensemble" if marker == files.ENSEMBLE else "run"
+            raise UserError(f"--resume: {out} holds no {what} to resume (no {marker}); drop --resume to start one")
         return
     if out.exists() and any(out.iterdir()) and not unfinished_run(out):
         raise UserError(
@@ -66,11 +67,11 @@ def _check_out_contents(out: Path, resume: bool) -> None:
         )
 
 
-def _check_out_dir(out: Path, resume: bool) -> None:
+def check_out_dir(out: Path, resume: bool, marker: str = files.CONFIG) -> None:
     """Refuse an ``--out`` that holds the wrong things or cannot be written. Every process reads it before any
     writes; then process 0, the one that writes the run's files, probes it (a probe or a folder made and removed
     by one process while another looked would read as "already holds files" or "cannot be written")."""
-    _check_out_contents(out, resume)
+    _check_out_contents(out, resume, marker)
     barrier("jaxvae: every process read --out")
     if is_primary():
         files.check_writable(out, "--out", folder=True)
@@ -91,7 +92,7 @@ def prepare_data(config: RunConfig) -> Dataset:
     return Dataset(dataset.name, f"{dataset.source}, binarised ({config.binarize})", train, test)
 
 
-def _log(message: str) -> None:
+def log_line(message: str) -> None:
     if is_primary():
         print(message, file=sys.stderr, flush=True)
 
@@ -106,11 +107,11 @@ def _starting_state(
         check_resumable(saved, setup.config)
         if checkpoints.latest_epoch() is not None:
             return checkpoints.restore_latest(setup.config.latent_dim, setup.state_target())
-        _log(f"--resume: {out} has no checkpoint (its first epoch never finished); starting it from epoch 1")
+        log_line(f"--resume: {out} has no checkpoint (its first epoch never finished); starting it from epoch 1")
     return setup.fresh_state(keys.init, initial_params), 0
 
 
-def _step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
+def step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
     records = []
     for i, row in enumerate(metrics):
         record = {"step": first_step + i, "epoch": epoch}
@@ -130,11 +131,11 @@ def _train_epoch(
     try:
         for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
             start = time.perf_counter()
-            state, metrics = trainer.run_chunk(state, epoch_data, first, keys.train)
+            state, metrics = trainer.run_chunk(state, epoch_data, first, keys)
             metrics = to_host(metrics)  # (chunk, 3): the only host sync of the chunk
             seconds += time.perf_counter() - start
             bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
-            log.append(_step_records(metrics[: bad[0] + 1] if bad.size else metrics, step0 + first + 1, epoch))
+            log.append(step_records(metrics[: bad[0] + 1] if bad.size else metrics, step0 + first + 1, epoch))
             if bad.size:
                 raise NonFiniteLoss(
                     f"the loss became non-finite at step {step0 + first + 1 + bad[0]} (epoch {epoch}); stopped. "
@@ -151,7 +152,7 @@ def _train_epoch(
 def evaluate_epoch(evaluate: Callable, params, test: PlacedSplit, keys: RunKeys, epoch: int) -> np.ndarray:
     """Test metrics after ``epoch`` with the noise of ``fold_in(eval_key, epoch)``; ``evaluate`` as
     ``Trainer.evaluate_split``."""
-    return evaluate(params, test, jax.random.fold_in(keys.eval, epoch))
+    return evaluate(params, test, keys.eval_key(epoch))
 
 
 def _test_epoch(trainer: Trainer, state, test: PlacedSplit, keys, epoch: int, log: files.MetricsLog) -> dict:
@@ -160,14 +161,14 @@ def _test_epoch(trainer: Trainer, state, test: PlacedSplit, keys, epoch: int, lo
     step = int(to_host(state.step))
     record = {k: files.finite_or_none(v) for k, v in zip(METRIC_NAMES, metrics)}
     log.append([{"split": "test", "epoch": epoch, "step": step, **record}])
-    _log(
+    log_line(
         f"epoch {epoch}/{trainer.setup.config.epochs}: test loss {metrics[0]:.4f} (reconstruction {metrics[1]:.4f}, "
         f"KL {metrics[2]:.4f})"
     )
     return record
 
 
-def _open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done: int) -> files.MetricsLog:
+def open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done: int) -> files.MetricsLog:
     """``config.json`` and the metrics log, written by process 0 only (the others get a log that drops records)."""
     log = files.MetricsLog(out / files.METRICS, enabled=is_primary())
     if is_primary():
@@ -195,7 +196,7 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
     initialisation of a new run. Over several processes every process calls this with the same arguments.
     """
     check_flags(config)
-    _check_out_dir(out, resume)
+    check_out_dir(out, resume)
     keys = RunKeys.from_seed(config.seed)
     setup = RunSetup.build(config)
     check_batch_splits(config, setup.mesh.size)
@@ -208,13 +209,13 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
             )
         dataset = prepare_data(config)
         check_batch_fits(config, len(dataset.train))
-        _log(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
+        log_line(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
         if resume:
-            _log(f"resuming {out} after epoch {done} (step {int(to_host(state.step))})")
-        log = _open_run_folder(out, config, resume, int(to_host(state.step)), done)
+            log_line(f"resuming {out} after epoch {done} (step {int(to_host(state.step))})")
+        log = open_run_folder(out, config, resume, int(to_host(state.step)), done)
         train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
         trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
-        _log(
+        log_line(
             f"compiled the training step and the evaluation in {trainer.compile_seconds:.1f} s ({trainer.chunk_steps} "
             f"steps per dispatch, {setup.mesh.size} x {jax.devices()[0].device_kind} over "
             f"{jax.process_count()} process(es))"
