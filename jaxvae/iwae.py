@@ -62,34 +62,48 @@ def iwae_log_px(encode: Callable, log_px_given_z: Callable, x, key, samples: int
     return total - math.log(samples)
 
 
-def make_log_px(model: VAE, likelihood: str, reconstruction_weight: float, samples: int, chunk: int = IW_CHUNK):
-    """``log_px(params, images (B, 28, 28, 1), key) -> (B,)``: the IWAE estimate with ``samples`` draws, jitted.
-
-    ``log p(x | z)`` is ``likelihood``'s (``jaxvae.likelihoods``): for the Gaussian loss, the density of
-    N(decoded, 1 / (2 * reconstruction_weight)) per pixel."""
+def _log_px_function(model: VAE, likelihood: str, samples: int, chunk: int) -> Callable:
+    """``log_px(params, images, key, reconstruction_weight) -> (B,)``, unjitted."""
     decoder = get_likelihood(likelihood)
 
     def encode(params, x):
         return model.apply({"params": params}, x, method=VAE.encode)
 
-    def log_px_given_z(params, x, z):
+    def log_px_given_z(params, weight, x, z):
         output = model.apply({"params": params}, z, method=getattr(VAE, decoder.decoder_output))
-        return decoder.log_prob(x, output, reconstruction_weight)
+        return decoder.log_prob(x, output, weight)
 
-    @jax.jit
-    def log_px(params, images, key):
+    def log_px(params, images, key, weight):
         return iwae_log_px(
-            partial(encode, params), partial(log_px_given_z, params), images, key, samples, min(chunk, samples)
+            partial(encode, params), partial(log_px_given_z, params, weight), images, key, samples, min(chunk, samples)
         )
 
     return log_px
 
 
+def make_log_px(model: VAE, likelihood: str, reconstruction_weight: float, samples: int, chunk: int = IW_CHUNK):
+    """``log_px(params, images (B, 28, 28, 1), key) -> (B,)``: the IWAE estimate with ``samples`` draws, jitted.
+
+    ``log p(x | z)`` is ``likelihood``'s (``jaxvae.likelihoods``): for the Gaussian loss, the density of
+    N(decoded, 1 / (2 * reconstruction_weight)) per pixel."""
+    log_px = _log_px_function(model, likelihood, samples, chunk)
+    return jax.jit(lambda params, images, key: log_px(params, images, key, reconstruction_weight))
+
+
+def make_members_log_px(model: VAE, likelihood: str, weights, samples: int, chunk: int = IW_CHUNK):
+    """``make_log_px`` of an ensemble: ``log_px(params (K, ...), images (B, ...), key) -> (K, B)``, member k with
+    ``weights[k]``, every member with the same draws (so each member's figure is its own run's)."""
+    log_px = jax.vmap(_log_px_function(model, likelihood, samples, chunk), in_axes=(0, None, None, 0))
+    weights = jnp.asarray(weights, jnp.float32)
+    return jax.jit(lambda params, images, key: log_px(params, images, key, weights))
+
+
 def estimate_log_px(
     log_px, params, images: np.ndarray, key, batch: int = IW_IMAGES, show_progress: bool = True
 ) -> np.ndarray:
-    """``log_px`` (``make_log_px``'s) of every image ``(N,)``, ``batch`` images at a time (the last batch padded);
-    batch i's draws from ``fold_in(key, i)``, so the estimate of an image depends on the key and its position only."""
+    """``log_px`` (``make_log_px``'s) of every image ``(N,)`` (``(K, N)`` with ``make_members_log_px``'s), ``batch``
+    images at a time (the last batch padded); batch i's draws from ``fold_in(key, i)``, so the estimate of an image
+    depends on the key and its position only."""
     from jaxvae.run.progress import CountProgress
 
     n = len(images)
@@ -102,4 +116,4 @@ def estimate_log_px(
             progress.update(batch)
     if progress:
         progress.close()
-    return np.concatenate(parts)[:n]
+    return np.concatenate(parts, axis=-1)[..., :n]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -112,7 +113,10 @@ class Bernoulli(Likelihood):
 
 
 def gaussian_constant(pixels: int, reconstruction_weight: float) -> float:
-    """``-(D / 2) * log(pi / weight)``: the part of the Gaussian decoder's log p(x | z) that the loss leaves out."""
+    """``-(D / 2) * log(pi / weight)``: the part of the Gaussian decoder's log p(x | z) that the loss leaves out
+    (in float64 for a number; in float32 for an array, such as an ensemble's per-member weights)."""
+    if isinstance(reconstruction_weight, jax.Array):
+        return -0.5 * pixels * (math.log(math.pi) - jnp.log(reconstruction_weight))
     return -0.5 * pixels * math.log(math.pi / reconstruction_weight)
 
 
