@@ -1,6 +1,9 @@
 """Shared fixtures for jaxvae's own tests."""
 
+import fcntl
 import os
+import shutil
+from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
 
@@ -26,15 +29,36 @@ def digits(mnist5k):
 
 
 SMALL_RUN = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
+# An ensemble of small_run's flags: its member seed123_lr0.0005_rw1 is small_run itself
+ENSEMBLE_LISTS = ["--seed", "123,7", "--reconstruction-weight", "1,0.5"]
+
+
+def trained_once(tmp_path_factory, name: str, flags: list[str]) -> Path:
+    """``jaxvae train --out FOLDER *flags``, trained once per test session and shared by every xdist worker: the
+    first to ask trains it under a lock (a half-built folder from a failed attempt is removed first), the others
+    wait for it. Tests only read it, copying it before they change anything."""
+    from jaxvae.cli import main
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    out, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            assert main(["train", "--out", str(out), *flags]) == 0
+            done.touch()
+    return out
 
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """A 2-epoch ``jaxvae train`` of 256 images on one device, trained once for every test that reads it
-    (its files, resume, evaluate/sample/export, and the runs on several processes that must follow it).
-    Tests copy it before they change anything in it."""
-    from jaxvae.cli import main
+    """A 2-epoch ``jaxvae train`` of 256 images on one device, for every test that reads it (its files, resume,
+    evaluate/sample/export, the ensemble member that must follow it, and the runs on several processes)."""
+    return trained_once(tmp_path_factory, "two_epochs", ["--epochs", "2", *SMALL_RUN])
 
-    out = tmp_path_factory.mktemp("runs") / "two_epochs"
-    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL_RUN]) == 0
-    return out
+
+@pytest.fixture(scope="session")
+def ensemble_run(tmp_path_factory):
+    """small_run's flags as an ensemble of 4 (seeds 123 and 7, reconstruction weights 1 and 0.5), 2 epochs."""
+    return trained_once(tmp_path_factory, "ensemble", ["--epochs", "2", *SMALL_RUN, *ENSEMBLE_LISTS])

@@ -73,13 +73,13 @@ class RunConfig:
     )
     epochs: int = setting(20, "epochs to train (with --resume: the run's total)", at_least(1))
     batch_size: int = setting(32, "images per step (over every device together)", at_least(1))
-    lr: float = setting(5e-4, "Adam's learning rate", finite(0.0, True, "a finite positive number"), per_member=True)
     seed: int = setting(
         123,
         f"the seed of initialisation, shuffle and noise, in {SEED_RANGE[0]}..{SEED_RANGE[1]}",
         in_range(*SEED_RANGE),
         per_member=True,
     )
+    lr: float = setting(5e-4, "Adam's learning rate", finite(0.0, True, "a finite positive number"), per_member=True)
     latent_dim: int = setting(2, f"size of the latent space, at most {MAX_LATENT_DIM}", in_range(1, MAX_LATENT_DIM))
     reconstruction_weight: float = setting(
         1.0, "the loss is weight * reconstruction + KL", finite(0.0, False, "a finite number >= 0"), per_member=True

@@ -80,8 +80,9 @@ class EnsembleSetup:
         return jnp.asarray([getattr(m.config, name) for m in self.members], jnp.float32)
 
     def fresh_state(self, keys: RunKeys) -> TrainState:
-        """Each member's fresh state (``RunSetup.fresh_state`` with its own init key), stacked, on every device."""
-        states = [setup.fresh_state(keys.init[k]) for k, setup in enumerate(self.setups)]
+        """Each member's fresh state (``RunSetup.fresh_state`` with its own init key), stacked, on every device. One
+        setup initialises all (Adam's initial state does not depend on lr), so the initialisation compiles once."""
+        states = [self.setups[0].fresh_state(keys.init[k]) for k in range(self.size)]
         return self.place_states(states)
 
     def place_states(self, states: list[TrainState]) -> TrainState:

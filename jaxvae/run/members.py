@@ -53,4 +53,5 @@ def member_grid(base: RunConfig, lists: dict[str, tuple]) -> list[Member]:
 
 def describe_lists(lists: dict[str, tuple]) -> str:
     """The flags as given, for messages: ``--seed 1,2 --lr 0.0005``."""
-    return " ".join(f"{flag_name(name)} {','.join(number(v) for v in values)}" for name, values in lists.items())
+    shown = [name for name in PER_MEMBER if name in lists]
+    return " ".join(f"{flag_name(name)} {','.join(number(v) for v in lists[name])}" for name in shown)
