@@ -99,6 +99,20 @@ def test_two_processes_follow_one_through_a_resume(tmp_path, small_run):
     assert checkpoint.latest_epoch(two / "checkpoints") == 2 and (two / "plots" / "training_loss.png").is_file()
 
 
+def test_two_processes_train_an_ensemble(tmp_path, ensemble_run):
+    """Two of the suite ensemble's members (seeds 123 and 7, weight 1) as an ensemble over two processes, one epoch:
+    each member's losses follow the same member on one process and device, bounds as above."""
+    out = tmp_path / "ensemble"
+    for code, err in _finish(_processes(out, "--epochs", "1", "--seed", "123,7")):
+        assert code == 0, err[-3000:]
+    for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
+        got, want = _losses(out / "members" / name), _losses(ensemble_run / "members" / name)[:9]
+        assert len(got) == 9 and abs(got[0] - want[0]) <= 2e-6 * want[0]  # 8 steps and the epoch's test loss
+        np.testing.assert_allclose(got, want, rtol=1e-3)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["devices"]["processes"] == 2 and len(summary["members"]) == 2
+
+
 def test_a_lost_process_stops_the_run_and_keeps_the_last_checkpoint(tmp_path):
     out = tmp_path / "lost"
     first, second = _processes(out, "--epochs", "50")
