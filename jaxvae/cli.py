@@ -112,6 +112,12 @@ def _add_torch_commands(sub) -> None:
     )
     add_config_flags(p, ["dataset", "data_dir", "conv_impl", "compute_dtype", "micro_batch", "chunk_steps", "devices"])
     p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
+    p.add_argument(
+        "--members",
+        default=None,
+        help="comma-separated ensemble sizes K (e.g. 1,4,16): time K members in one vmapped step against K single "
+        "runs, torch.func's ensemble of K and K eager torch_ref runs, in member-images per second (default: off)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 

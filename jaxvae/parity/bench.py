@@ -64,18 +64,15 @@ class JaxRun:
     trainer: Any
     steps: int
     batches: np.ndarray  # (steps, B) example indices, the ones ``run`` trains on
-    start_weights: dict  # the torch state dict of the starting parameters
+    start_weights: Any  # the torch state dict of the starting parameters (a list of them for an ensemble)
     compile_seconds: float
 
 
-def jax_runner(batch_size: int, args, dataset) -> JaxRun:
-    """jaxvae as ``jaxvae train`` runs it, warmed up: about ``args.images`` images per call of ``run``."""
-    from jaxvae.convert import params_to_torch
-    from jaxvae.devices import to_host
-    from jaxvae.run.config import RunConfig, check_batch_splits
-    from jaxvae.run.trainer import RunKeys, RunSetup, Trainer
+def bench_config(batch_size: int, args):
+    """The ``RunConfig`` a benchmark's flags ask for, at ``batch_size``."""
+    from jaxvae.run.config import RunConfig
 
-    config = RunConfig(
+    return RunConfig(
         dataset=args.dataset,
         batch_size=batch_size,
         conv_impl=args.conv_impl,
@@ -84,11 +81,28 @@ def jax_runner(batch_size: int, args, dataset) -> JaxRun:
         devices=args.devices,
         chunk_steps=args.chunk_steps,
     )
-    setup = RunSetup.build(config)
-    check_batch_splits(config, setup.mesh.size)
+
+
+def jax_runner(batch_size: int, args, dataset) -> JaxRun:
+    """jaxvae as ``jaxvae train`` runs it, warmed up: about ``args.images`` images per call of ``run``."""
+    from jaxvae.convert import params_to_torch
+    from jaxvae.devices import to_host
+    from jaxvae.run.trainer import RunKeys, RunSetup
+
+    setup = RunSetup.build(bench_config(batch_size, args))
     keys = RunKeys.from_seed(0)
     state = setup.fresh_state(keys.init)
-    start_weights = params_to_torch(to_host(state.params))
+    return compiled_runner(setup, keys, state, params_to_torch(to_host(state.params)), args, dataset)
+
+
+def compiled_runner(setup, keys, state, start_weights, args, dataset) -> JaxRun:
+    """``Trainer.compile`` of ``setup`` (a run's or an ensemble's) from ``state``, warmed up: about
+    ``args.images`` images (per member) per call of ``run``."""
+    from jaxvae.run.config import check_batch_splits
+    from jaxvae.run.trainer import Trainer
+
+    batch_size = setup.config.batch_size
+    check_batch_splits(setup.config, setup.mesh.size)
     train_images = setup.place_train(dataset.train.images)
     test = setup.place_test(dataset.test.images[:1])  # the evaluation is compiled with the chunk; not timed here
     trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
@@ -103,7 +117,7 @@ def jax_runner(batch_size: int, args, dataset) -> JaxRun:
 
     run()  # warm-up
     steps = chunks * trainer.chunk_steps
-    batches = np.asarray(trainer.epoch_order(keys.data, 1))[:steps]
+    batches = np.asarray(trainer.epoch_order(keys.data, 1))[..., :steps, :]  # (steps, B), (K, steps, B) for K members
     return JaxRun(run, trainer, steps, batches, start_weights, trainer.compile_seconds)
 
 
@@ -209,6 +223,10 @@ def checked_inputs(args) -> tuple[list[int], Any]:
 
 
 def run_from_args(args) -> int:
+    if args.members:
+        from jaxvae.parity.bench_ensemble import run_members_from_args
+
+        return run_members_from_args(args)
     sizes, dataset = checked_inputs(args)
     env = environment()
     results = []
