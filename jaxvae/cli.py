@@ -31,6 +31,13 @@ def _add_train(sub) -> None:
     add_config_flags(p, lists=True)
     p.add_argument("--out", type=Path, default=None, help="run folder (default: a new folder under runs/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument(
+        "--member-group",
+        type=int,
+        default=0,
+        help="an ensemble's members vmapped together, the groups one after another in the same jitted step "
+        "(default: 0, the backend's choice: 1 on CPU, all members elsewhere)",
+    )
     g = p.add_argument_group("several processes (jax.distributed; every process gets the same flags but --process-id)")
     g.add_argument(
         "--coordinator",
@@ -118,6 +125,12 @@ def _add_torch_commands(sub) -> None:
         help="comma-separated ensemble sizes K (e.g. 1,4,16): time K members in one vmapped step against K single "
         "runs, torch.func's ensemble of K and K eager torch_ref runs, in member-images per second (default: off)",
     )
+    p.add_argument(
+        "--member-group",
+        type=int,
+        default=0,
+        help="with --members: members vmapped together, as jaxvae train takes it (default: 0, the backend's choice)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -147,7 +160,7 @@ def _train(args) -> int:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     out = args.out or new_run_dir()
     if len(members) > 1 or (args.resume and (out / ENSEMBLE).is_file()):
-        return _train_ensemble(members, lists, out, args.resume)
+        return _train_ensemble(members, lists, out, args.resume, args.member_group)
     from jaxvae.run.training import train
 
     summary = train(members[0].config, out, resume=args.resume)
@@ -160,11 +173,11 @@ def _train(args) -> int:
     return 0
 
 
-def _train_ensemble(members, lists, out: Path, resume: bool) -> int:
+def _train_ensemble(members, lists, out: Path, resume: bool, member_group: int) -> int:
     from jaxvae.run import distributed
     from jaxvae.run.ensemble_training import train_ensemble
 
-    summary = train_ensemble(members, lists, out, resume=resume)
+    summary = train_ensemble(members, lists, out, resume, member_group)
     if distributed.is_primary():
         for member in summary["members"]:
             print(f"{member['name']}: test loss {member['final_test']['loss']:.4f}")

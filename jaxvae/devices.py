@@ -30,6 +30,9 @@ VIRTUAL_CPU_HINT = "on a CPU, start with XLA_FLAGS=--xla_force_host_platform_dev
 CPU_MICRO_BATCH = 16  # best measured on 2-core x86 CPUs, taken two at a time (docs/benchmarks.md)
 CPU_CONCURRENT_MICRO_BATCHES = 2  # XLA:CPU overlaps one micro-batch's copies with the other's matmuls
 ACCELERATOR_EVAL_BATCH = 500
+# An ensemble's members one after another inside its jitted step: vmapped side by side, K members' working set
+# overflows a CPU's caches, and measured 0.72-0.85x a single run's images per second (docs/benchmarks.md)
+CPU_MEMBER_GROUP = 1
 
 
 def resolve_conv_impl(conv_impl: str, platform: str | None = None) -> str:
@@ -44,16 +47,20 @@ def resolve_conv_impl(conv_impl: str, platform: str | None = None) -> str:
 @dataclass(frozen=True)
 class Backend:
     """What a run does differently on this backend: ``conv_impl`` (never ``"auto"``), ``micro_batch`` (0: whole
-    batches), ``concurrent`` micro-batches side by side, and ``eval_batch`` images per evaluation batch."""
+    batches), ``concurrent`` micro-batches side by side, ``eval_batch`` images per evaluation batch, and
+    ``member_group``, an ensemble's members vmapped together (0: all of them; see ``over_members``)."""
 
     platform: str
     conv_impl: str
     micro_batch: int
     concurrent: int
     eval_batch: int
+    member_group: int = 0
 
 
-def choose_backend(conv_impl: str = "auto", micro_batch: int = 0, platform: str | None = None) -> Backend:
+def choose_backend(
+    conv_impl: str = "auto", micro_batch: int = 0, platform: str | None = None, member_group: int = 0
+) -> Backend:
     """The backend choices for the default backend (or ``platform``), with the user's explicit ones kept."""
     platform = platform or jax.default_backend()
     cpu = platform == "cpu"
@@ -64,7 +71,29 @@ def choose_backend(conv_impl: str = "auto", micro_batch: int = 0, platform: str 
         micro,
         CPU_CONCURRENT_MICRO_BATCHES if cpu else 1,
         CPU_MICRO_BATCH if cpu else ACCELERATOR_EVAL_BATCH,
+        member_group or (CPU_MEMBER_GROUP if cpu else 0),
     )
+
+
+def over_members(fn: Callable, group: int, in_axes: tuple) -> Callable:
+    """``fn`` for every member of an ensemble: the arguments ``in_axes`` marks 0 carry a leading member axis, those
+    it marks None are shared. Members are vmapped in groups of ``group``, the groups one after another in the same
+    program (``lax.map``); all at once (``jax.vmap``) when ``group`` is 0 or covers them. With ``group`` 1 each
+    member runs ``fn`` unbatched, the very operations of its own run."""
+
+    def mapped(*args):
+        per_member = [a for a, axis in zip(args, in_axes) if axis == 0]
+        count = jax.tree_util.tree_leaves(per_member)[0].shape[0]
+        if group == 0 or group >= count:
+            return jax.vmap(fn, in_axes=in_axes)(*args)
+
+        def one(member_args):
+            given = iter(member_args)
+            return fn(*[next(given) if axis == 0 else a for a, axis in zip(args, in_axes)])
+
+        return jax.lax.map(one, per_member, batch_size=None if group == 1 else group)
+
+    return mapped
 
 
 def make_mesh(devices: int = 0) -> Mesh:

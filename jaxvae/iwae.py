@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.devices import over_members
 from jaxvae.likelihoods import get_likelihood
 from jaxvae.model import VAE, shift_and_scale
 from jaxvae.train_step import padding_index
@@ -90,10 +91,13 @@ def make_log_px(model: VAE, likelihood: str, reconstruction_weight: float, sampl
     return jax.jit(lambda params, images, key: log_px(params, images, key, reconstruction_weight))
 
 
-def make_members_log_px(model: VAE, likelihood: str, weights, samples: int, chunk: int = IW_CHUNK):
+def make_members_log_px(
+    model: VAE, likelihood: str, weights, samples: int, member_group: int = 0, chunk: int = IW_CHUNK
+):
     """``make_log_px`` of an ensemble: ``log_px(params (K, ...), images (B, ...), key) -> (K, B)``, member k with
-    ``weights[k]``, every member with the same draws (so each member's figure is its own run's)."""
-    log_px = jax.vmap(_log_px_function(model, likelihood, samples, chunk), in_axes=(0, None, None, 0))
+    ``weights[k]``, every member with the same draws (so each member's figure is its own run's); members vmapped
+    in groups of ``member_group`` (``jaxvae.devices.over_members``)."""
+    log_px = over_members(_log_px_function(model, likelihood, samples, chunk), member_group, (0, None, None, 0))
     weights = jnp.asarray(weights, jnp.float32)
     return jax.jit(lambda params, images, key: log_px(params, images, key, weights))
 

@@ -46,6 +46,9 @@ def test_dry_run_without_mlxtend_or_tfds(tmp_path):
     # we measured at 0.01 %; 3 % is far below what a wrong gradient or loss does in 8 steps (tens of percent).
     f32, bf16 = epoch["float32"]["final_test_loss"], epoch["bfloat16"]["final_test_loss"]
     assert abs(bf16 - f32) <= 0.03 * f32, (f32, bf16)
+    (ensemble,) = report["ensembles"]["rows"]  # the dry run's: K = 2 at batch 8
+    assert ensemble["members"] == 2 and ensemble["batch_size"] == 8
+    assert all(ensemble[f"{n}_member_images_per_s"] > 0 for n in ("jax_ensemble", "jax_single", "torch_func"))
     markdown = (out / "report.md").read_text()
-    assert "## Parity" in markdown and "## Throughput" in markdown and "cpu" in markdown
+    assert "## Parity" in markdown and "## Throughput" in markdown and "## Ensembles" in markdown and "cpu" in markdown
     assert not (out / "epoch_data").exists()

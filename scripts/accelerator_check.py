@@ -20,7 +20,9 @@ The parts:
 - training throughput for each conv implementation and compute dtype at batch 32 and 256, against torch_ref
   on the same device: eager, under bfloat16 autocast, and through ``torch.compile``; compile seconds of each;
 - ``jaxvae train`` over a full 60,000-image epoch at batch 256 (the embedded digits repeated), its seconds with
-  and without the per-epoch evaluation, in float32 and bfloat16.
+  and without the per-epoch evaluation, in float32 and bfloat16;
+- ensembles (``jaxvae bench --members``): K = 1, 4, 16 members in one vmapped step against K single runs,
+  torch.func's ensemble of K and K eager torch_ref runs, at batch 32 and 256, in member-images per second.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ FULL = SimpleNamespace(
     epoch_batch=256,
     epochs=2,  # their seconds averaged
     torch_compile_backend="inductor",
+    members=(1, 4, 16),
+    ensemble_images=4096,  # per member
 )
 DRY = SimpleNamespace(
     parity_batch=4,
@@ -70,6 +74,8 @@ DRY = SimpleNamespace(
     epoch_batch=64,
     epochs=1,
     torch_compile_backend="eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
+    members=(2,),
+    ensemble_images=16,
 )
 
 
@@ -320,12 +326,28 @@ def full_epoch(dataset, sizes, out: Path) -> dict:
     return rows
 
 
-def ensembles() -> dict:
-    import importlib.util
+def ensembles(dataset, sizes, budget: Budget) -> dict:
+    """``jaxvae bench --members``'s rows: K members in one vmapped step against K single runs, torch.func's
+    ensemble and eager torch_ref, in member-images per second, at each batch size and K."""
+    from jaxvae.parity.bench_ensemble import bench_members
 
-    if importlib.util.find_spec("jaxvae.run.ensemble") is None:
-        return {"skipped": "this jaxvae trains one model per run: no ensembles to measure"}
-    return {"skipped": "ensembles are not measured by this version of the check"}
+    args = SimpleNamespace(
+        dataset="mnist5k",
+        conv_impl="auto",
+        compute_dtype="float32",
+        micro_batch=0,
+        devices=1,
+        chunk_steps=sizes.chunk_steps,
+        images=sizes.ensemble_images,
+        repeats=sizes.repeats,
+        no_torch=False,
+        member_group=0,
+    )
+    rows = []
+    for batch in sizes.batch_sizes:
+        for members in sizes.members:
+            rows.append(_guarded(budget, bench_members, batch, members, args, dataset))
+    return {"rows": rows}
 
 
 # ---- the report -------------------------------------------------------------------------------------------------
@@ -376,7 +398,22 @@ def markdown(report: dict) -> str:
             )
     if "error" in epoch or "skipped" in epoch:
         lines.append(f"`{epoch.get('error') or epoch.get('skipped')}`")
-    lines += ["", "## Ensembles", "", f"`{json.dumps(report['ensembles'])}`", ""]
+    lines += ["", "## Ensembles (member-images per second; ratios: jaxvae's ensemble over each)", ""]
+    lines += [
+        "| batch | K | ensemble | K single runs | torch.func | K torch eager | /single | /torch.func | /torch |",
+        "| --- " * 9 + "|",
+    ]
+    for r in report["ensembles"].get("rows", []):
+        if "ensemble_over_single" not in r:
+            lines.append(f"| {r.get('args')} | {r.get('error') or r.get('skipped')} |")
+            continue
+        rates = [r[f"{n}_member_images_per_s"] for n in ("jax_ensemble", "jax_single", "torch_func", "torch_eager")]
+        ratios = [r["ensemble_over_single"], r["ensemble_over_torch_func"], r["ensemble_over_torch_eager"]]
+        cells = [f"{v:.0f}" for v in rates] + [f"{v:.2f}" for v in ratios]
+        lines.append(f"| {r['batch_size']} | {r['members']} | " + " | ".join(cells) + " |")
+    if "error" in report["ensembles"] or "skipped" in report["ensembles"]:
+        lines.append(f"`{report['ensembles'].get('error') or report['ensembles'].get('skipped')}`")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -424,7 +461,7 @@ def main(argv=None) -> int:
     part(report, "parity", budget, parity, dataset, sizes)
     part(report, "throughput", budget, throughput, dataset, sizes, budget)
     part(report, "full_epoch", budget, full_epoch, dataset, sizes, args.out)
-    part(report, "ensembles", budget, ensembles)
+    part(report, "ensembles", budget, ensembles, dataset, sizes, budget)
     report["total_seconds"] = budget.elapsed()
     (args.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     (args.out / "report.md").write_text(markdown(report))

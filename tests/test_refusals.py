@@ -84,6 +84,7 @@ CASES = [
     ("list, batch", ["train", "--batch-size", "32,64"], 2, TRAIN + "argument --batch-size: takes one value"),
     ("list, epochs", ["train", "--epochs", "1,2"], 2, TRAIN + "argument --epochs: takes one value"),
     ("list, dataset", ["train", "--dataset", "mnist,fashion_mnist"], 2, TRAIN + "argument --dataset: takes one"),
+    ("member group", ["train", "--seed", "1,2", "--member-group", "-1"], 2, TRAIN + "--member-group must be >= 0"),
     (
         "list, a single run resumed as an ensemble",
         ["train", "--resume", "--epochs", "3", "--seed", "1,2", "--out", "{}/run", *RUN],

@@ -35,7 +35,8 @@ def ensemble_runner(members: int, batch_size: int, args, dataset):
     from jaxvae.run.ensemble import EnsembleSetup, member_slice
     from jaxvae.run.members import member_grid
 
-    setup = EnsembleSetup.build(member_grid(bench_config(batch_size, args), {"seed": tuple(range(members))}))
+    grid = member_grid(bench_config(batch_size, args), {"seed": tuple(range(members))})
+    setup = EnsembleSetup.build(grid, getattr(args, "member_group", 0))
     keys = setup.member_keys()
     state = setup.fresh_state(keys)
     params = to_host(state.params)
@@ -93,6 +94,7 @@ def bench_members(batch_size: int, members: int, args, dataset) -> dict:
     if "torch_func" in rates:
         row["ensemble_over_torch_func"] = rates["jax_ensemble"] / rates["torch_func"]
         row["ensemble_over_torch_eager"] = rates["jax_ensemble"] / rates["torch_eager"]
+    row["member_group"] = ensemble.trainer.setup.describe_backend()["member_group"]
     row["jax_ensemble_compile_s"] = ensemble.compile_seconds
     row["peak_rss_mb"] = _peak_rss_mb()
     return row
@@ -102,7 +104,7 @@ def format_rows(env: dict, rows: list[dict]) -> str:
     lines = [
         f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
         "member-images per second (K single runs: one run's images per second); ratios are jaxvae's ensemble over",
-        f"{'batch':>6} {'K':>3} {'ensemble':>9} {'single':>8} {'torch.func':>11} {'torch':>7} "
+        f"{'batch':>6} {'K':>3} {'group':>5} {'ensemble':>9} {'single':>8} {'torch.func':>11} {'torch':>7} "
         f"{'/single':>8} {'/torch.func':>12} {'/torch':>7}",
     ]
     for r in rows:
@@ -117,8 +119,9 @@ def format_rows(env: dict, rows: list[dict]) -> str:
             else f"{'-':>12} {'-':>7}"
         )
         lines.append(
-            f"{r['batch_size']:>6} {r['members']:>3} {r['jax_ensemble_member_images_per_s']:9.0f} "
-            f"{r['jax_single_member_images_per_s']:8.0f} {torch_side} {r['ensemble_over_single']:8.2f} {ratios}"
+            f"{r['batch_size']:>6} {r['members']:>3} {r['member_group']:>5} "
+            f"{r['jax_ensemble_member_images_per_s']:9.0f} {r['jax_single_member_images_per_s']:8.0f} {torch_side} "
+            f"{r['ensemble_over_single']:8.2f} {ratios}"
         )
     return "\n".join(lines)
 
@@ -135,6 +138,8 @@ def member_counts(text: str) -> list[int]:
 
 def run_members_from_args(args) -> int:
     counts = member_counts(args.members)
+    if args.member_group < 0:
+        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {args.member_group}")
     sizes, dataset = checked_inputs(args)
     env = environment()
     rows = []

@@ -122,7 +122,8 @@ def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None,
     from jaxvae.run.trainer import RunKeys
     from jaxvae.run.training import prepare_data
 
-    names = files.read_json(run_dir / files.ENSEMBLE, "give an ensemble folder written by jaxvae train")["members"]
+    saved = files.read_json(run_dir / files.ENSEMBLE, "give an ensemble folder written by jaxvae train")
+    names = saved["members"]
     runs = [open_run(run_dir / files.MEMBERS / name) for name in names]
     epochs = {run.epoch for run in runs}
     if len(epochs) > 1:
@@ -132,7 +133,7 @@ def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None,
         )
     members = [Member(name, _evaluated_config(run.config, test_examples)) for name, run in zip(names, runs)]
     dataset = prepare_data(members[0].config)
-    setup = EnsembleSetup.build(members)
+    setup = EnsembleSetup.build(members, saved.get("member_group", 0))
     test = setup.place_test(dataset.test.images)
     stacked = stack_trees([run.params for run in runs])
     params = put_replicated(stacked, setup.mesh)
@@ -146,7 +147,7 @@ def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None,
     mean_terms = evaluation(True, RunKeys.stack([RunKeys(*[jax.random.PRNGKey(0)] * 4)] * len(runs)).eval)
     started = time.perf_counter()
     weights = [m.config.reconstruction_weight for m in members]
-    log_px = make_members_log_px(setup.model, setup.config.likelihood, weights, iw_samples)
+    log_px = make_members_log_px(setup.model, setup.config.likelihood, weights, iw_samples, setup.backend.member_group)
     estimates = estimate_log_px(log_px, stacked, dataset.test.images, jax.random.PRNGKey(seed))  # (K, N)
     seconds = time.perf_counter() - started
     records = [

@@ -5,7 +5,8 @@ its own initialisation, shuffle, noise and evaluation noise, derived exactly as 
 learning rate and reconstruction weight. The training chunk and the evaluation are the single run's, under
 ``jax.vmap`` over the members: states, keys and epoch orders carry a leading member axis ``K``, the epoch's
 batches are ``(K, steps, B, 28, 28, 1)`` with ``B`` split over the devices (``batch_axis = 2``), and the
-learning rates and weights are float32 arrays ``(K,)`` (``make_member_step``).
+learning rates and weights are float32 arrays ``(K,)`` (``make_member_step``). How many members are vmapped
+together is the backend's choice (``jaxvae.devices.over_members``; on CPU one at a time, elsewhere all).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.devices import put_replicated, replicated, to_host
+from jaxvae.devices import choose_backend, over_members, put_replicated, replicated, to_host
 from jaxvae.run.config import RunConfig
 from jaxvae.run.members import Member
 from jaxvae.run.trainer import PlacedSplit, RunKeys, RunSetup
@@ -45,8 +46,12 @@ class EnsembleSetup:
     batch_axis = 2  # of the epoch's batches (K, steps, B, 28, 28, 1)
 
     @classmethod
-    def build(cls, members: list[Member]) -> EnsembleSetup:
+    def build(cls, members: list[Member], member_group: int = 0) -> EnsembleSetup:
+        """``member_group``: members vmapped together (0: the backend's choice, ``choose_backend``)."""
         first = RunSetup.build(members[0].config)
+        cfg = first.config
+        backend = choose_backend(cfg.conv_impl, cfg.micro_batch, member_group=member_group)
+        first = dataclasses.replace(first, backend=backend)
         setups = [first] + [
             dataclasses.replace(first, config=m.config, optimizer=make_optimizer(m.config.lr)) for m in members[1:]
         ]
@@ -106,14 +111,14 @@ class EnsembleSetup:
         step = make_member_step(
             self.model, backend.micro_batch, backend.concurrent, self.mesh, cfg.likelihood, cfg.binarize
         )
-        return jax.vmap(make_train_chunk(step, chunk_steps), in_axes=(0, 0, None, 0))
+        return over_members(make_train_chunk(step, chunk_steps), backend.member_group, (0, 0, None, 0))
 
     def step_constants(self, keys: RunKeys):
         return keys.train, self._per_member("lr"), self._per_member("reconstruction_weight")
 
     def epoch_order(self, num_train: int) -> Callable:
         """``(data keys (K, 2), epoch) -> example indices (K, steps, B)``: each member's own shuffle."""
-        return jax.vmap(self.setups[0].epoch_order(num_train), in_axes=(0, None))
+        return over_members(self.setups[0].epoch_order(num_train), 0, (0, None))
 
     def evaluation(self, at_mean: bool = False) -> Callable:
         """``(params (K, ...), images, keys (K, 2), count) -> metrics (K, 3)``: ``RunSetup.evaluation`` of every
@@ -127,7 +132,7 @@ class EnsembleSetup:
                 )
                 return fn(params, images, key, count)
 
-            return jax.vmap(member)(params, keys, weights)
+            return over_members(member, backend.member_group, (0, 0, 0))(params, keys, weights)
 
         return evaluate
 
@@ -138,4 +143,4 @@ class EnsembleSetup:
         return self.setups[0].place_train(images)
 
     def describe_backend(self) -> dict:
-        return self.setups[0].describe_backend()
+        return {**self.setups[0].describe_backend(), "member_group": self.backend.member_group or self.size}

@@ -50,14 +50,19 @@ def _check_members(members: list[Member]) -> None:
         )
 
 
-def _check_lists(out: Path, lists: dict) -> None:
-    """A resumed ensemble continues the saved one: the same lists, hence the same members."""
+def _check_resumable(out: Path, lists: dict, member_group: int) -> None:
+    """A resumed ensemble continues the saved one: the same lists (hence the same members), the same grouping."""
     saved = files.read_json(out / files.ENSEMBLE, "start a new --out")
     saved_lists = {name: tuple(values) for name, values in saved["lists"].items()}
     if saved_lists != lists:
         raise UserError(
             f"--resume: this ensemble was trained with {describe_lists(saved_lists)}, not {describe_lists(lists)}; "
             "pass the same lists or start a new --out"
+        )
+    if saved["member_group"] != member_group:
+        raise UserError(
+            f"--resume: this ensemble was trained with --member-group {saved['member_group']}, not {member_group}; "
+            f"pass --member-group {saved['member_group']} or start a new --out"
         )
 
 
@@ -153,14 +158,17 @@ def _final_tests(records: list[list[dict]]) -> tuple[int, list[dict]]:
     return last, [{k: t[k] for k in METRIC_NAMES} for t in tests]
 
 
-def train_ensemble(members: list[Member], lists: dict, out: Path, resume: bool = False) -> dict:
-    """Train every member of ``members`` (``jaxvae.run.members.member_grid`` of ``lists``) into ``out``; returns
-    the ensemble's summary. Over several processes every process calls this with the same arguments."""
+def train_ensemble(members: list[Member], lists: dict, out: Path, resume: bool = False, member_group: int = 0) -> dict:
+    """Train every member of ``members`` (``jaxvae.run.members.member_grid`` of ``lists``) into ``out``, vmapped in
+    groups of ``member_group`` (0: the backend's choice); returns the ensemble's summary. Over several processes
+    every process calls this with the same arguments."""
     _check_members(members)
+    if member_group < 0:
+        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
     if resume and (out / files.ENSEMBLE).is_file():
-        _check_lists(out, lists)
+        _check_resumable(out, lists, member_group)
     check_out_dir(out, resume, marker=files.ENSEMBLE)
-    setup = EnsembleSetup.build(members)
+    setup = EnsembleSetup.build(members, member_group)
     keys = setup.member_keys()
     cfg = setup.config
     check_batch_splits(cfg, setup.mesh.size)
@@ -181,13 +189,15 @@ def train_ensemble(members: list[Member], lists: dict, out: Path, resume: bool =
             log_line(f"resuming {out} after epoch {done} (step {step})")
         if is_primary():
             out.mkdir(parents=True, exist_ok=True)
-            files.write_json(out / files.ENSEMBLE, {"members": [m.name for m in members], "lists": lists})
+            record = {"members": [m.name for m in members], "lists": lists, "member_group": member_group}
+            files.write_json(out / files.ENSEMBLE, record)
         logs = [open_run_folder(f, m.config, resume, step, done) for f, m in zip(folders, members)]
         train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
         trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
         log_line(
             f"compiled the ensemble's training step and evaluation in {trainer.compile_seconds:.1f} s "
-            f"({len(members)} members side by side, {trainer.chunk_steps} steps per dispatch)"
+            f"({len(members)} members, {setup.describe_backend()['member_group']} side by side; "
+            f"{trainer.chunk_steps} steps per dispatch)"
         )
         train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
         for epoch in range(done + 1, cfg.epochs + 1):
