@@ -22,6 +22,9 @@ _EXPORTS = {
     "make_evaluate": "jaxvae.train_step",
     "RunConfig": "jaxvae.run.config",
     "train": "jaxvae.run.training",
+    "make_member_step": "jaxvae.train_step",
+    "member_grid": "jaxvae.run.members",
+    "train_ensemble": "jaxvae.run.ensemble_training",
     # a trained model
     "encode_means": "jaxvae.inference",
     "decode": "jaxvae.inference",

@@ -26,7 +26,6 @@ from jaxvae.run.config import (
     check_batch_splits,
     check_flags,
     check_resumable,
-    evaluates_after,
 )
 from jaxvae.run.distributed import barrier, is_primary
 from jaxvae.run.ensemble import EnsembleSetup
@@ -35,7 +34,15 @@ from jaxvae.run.members import Member, describe_lists
 from jaxvae.run.progress import EpochProgress
 from jaxvae.run.report import FinishedRun, finish_run
 from jaxvae.run.trainer import RunKeys, Trainer
-from jaxvae.run.training import NonFiniteLoss, check_out_dir, log_line, open_run_folder, prepare_data, step_records
+from jaxvae.run.training import (
+    NonFiniteLoss,
+    check_out_dir,
+    log_line,
+    open_run_folder,
+    prepare_data,
+    run_epochs,
+    step_records,
+)
 from jaxvae.train_step import METRIC_NAMES, TrainState
 
 
@@ -199,35 +206,33 @@ def train_ensemble(members: list[Member], lists: dict, out: Path, resume: bool =
             f"({len(members)} members, {setup.describe_backend()['member_group']} side by side; "
             f"{trainer.chunk_steps} steps per dispatch)"
         )
-        train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
-        for epoch in range(done + 1, cfg.epochs + 1):
-            epoch_data = trainer.epoch_data(train_images, keys.data, epoch)
-            last_good = (
-                f"Every member's last good checkpoint (epoch {epoch - 1}) is in its folder under {out / files.MEMBERS}"
-                if epoch > 1
-                else "No epoch had finished, so there is no checkpoint; --resume starts the ensemble afresh"
-            )
-            state, seconds = _train_epoch(trainer, state, epoch_data, keys, epoch, logs, last_good)
-            train_seconds += seconds
-            trained_images += trainer.steps_per_epoch * cfg.batch_size
-            if evaluates_after(cfg, epoch):
-                start = time.perf_counter()
-                _test_epoch(trainer, state, test, keys, epoch, logs)
-                eval_seconds += time.perf_counter() - start
+
+        def last_good(epoch: int) -> str:
+            if epoch > 1:
+                return (
+                    f"Every member's last good checkpoint (epoch {epoch - 1}) is in its folder in {out / files.MEMBERS}"
+                )
+            return "No epoch had finished, so there is no checkpoint; --resume starts the ensemble afresh"
+
+        def save(epoch: int, state) -> None:
             meta = {"epoch": epoch, "step": int(to_host(state.step)[0]), "latent_dim": cfg.latent_dim}
             for checkpoint, member_state in zip(checkpoints, setup.member_states(state)):
                 checkpoint.save(epoch, member_state, meta)
 
+        state, timing = run_epochs(
+            trainer,
+            state,
+            (train_images, keys, done),
+            lambda state, epoch_data, epoch: _train_epoch(
+                trainer, state, epoch_data, keys, epoch, logs, last_good(epoch)
+            ),
+            lambda state, epoch: _test_epoch(trainer, state, test, keys, epoch, logs),
+            save,
+        )
+
     barrier("jaxvae: training done")  # process 0 has written every record the others now read
     records = [log.read() for log in logs]
     last_epoch, final_tests = _final_tests(records)
-    timing = {
-        "compile_seconds": trainer.compile_seconds,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "trained_images": trained_images,
-        "traces": dict(trainer.traces),
-    }
     summaries = []
     for k, (member, folder, member_state) in enumerate(zip(members, folders, setup.member_states(state))):
         finished = FinishedRun(

@@ -189,6 +189,35 @@ def _final_test(trainer: Trainer, state, test: PlacedSplit, keys, records: list[
     return last_epoch, dict(zip(METRIC_NAMES, metrics.tolist()))
 
 
+def run_epochs(trainer: Trainer, state, place: tuple, train_epoch: Callable, test_epoch: Callable, save: Callable):
+    """The epochs after ``done`` up to ``--epochs``, for a run or an ensemble: each epoch's batches, its chunks
+    (``train_epoch(state, epoch_data, epoch) -> (state, seconds)``), its test evaluation when due
+    (``test_epoch(state, epoch)``) and its checkpoint (``save(epoch, state)``). ``place`` is ``(train images,
+    keys, done)``: where the epochs' batches come from, and the epochs already done. Returns the state and the
+    timing that ``summary.json`` reports."""
+    train_images, keys, done = place
+    cfg = trainer.setup.config
+    train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
+    for epoch in range(done + 1, cfg.epochs + 1):
+        epoch_data = trainer.epoch_data(train_images, keys.data, epoch)
+        state, seconds = train_epoch(state, epoch_data, epoch)
+        train_seconds += seconds
+        trained_images += trainer.steps_per_epoch * cfg.batch_size
+        if evaluates_after(cfg, epoch):
+            start = time.perf_counter()
+            test_epoch(state, epoch)
+            eval_seconds += time.perf_counter() - start
+        save(epoch, state)
+    timing = {
+        "compile_seconds": trainer.compile_seconds,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "trained_images": trained_images,
+        "traces": dict(trainer.traces),
+    }
+    return state, timing
+
+
 def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
     """Train as configured into ``out``; returns the summary written to ``summary.json``.
 
@@ -221,34 +250,29 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
             f"{jax.process_count()} process(es))"
         )
 
-        train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
-        for epoch in range(done + 1, config.epochs + 1):
-            epoch_data = trainer.epoch_data(train_images, keys.data, epoch)
-            last_good = (
-                f"The last good checkpoint (epoch {epoch - 1}) is in {out / files.CHECKPOINTS}"
-                if epoch > 1
-                else "No epoch had finished, so there is no checkpoint; the same command starts the run afresh"
-            )
-            state, seconds = _train_epoch(trainer, state, epoch_data, keys, epoch, log, last_good)
-            train_seconds += seconds
-            trained_images += trainer.steps_per_epoch * config.batch_size
-            if evaluates_after(config, epoch):
-                start = time.perf_counter()
-                _test_epoch(trainer, state, test, keys, epoch, log)
-                eval_seconds += time.perf_counter() - start
+        def last_good(epoch: int) -> str:
+            if epoch > 1:
+                return f"The last good checkpoint (epoch {epoch - 1}) is in {out / files.CHECKPOINTS}"
+            return "No epoch had finished, so there is no checkpoint; the same command starts the run afresh"
+
+        def save(epoch: int, state) -> None:
             step = int(to_host(state.step))
             checkpoints.save(epoch, state, {"epoch": epoch, "step": step, "latent_dim": config.latent_dim})
+
+        state, timing = run_epochs(
+            trainer,
+            state,
+            (train_images, keys, done),
+            lambda state, epoch_data, epoch: _train_epoch(
+                trainer, state, epoch_data, keys, epoch, log, last_good(epoch)
+            ),
+            lambda state, epoch: _test_epoch(trainer, state, test, keys, epoch, log),
+            save,
+        )
 
     barrier("jaxvae: training done")  # process 0 has written every record the others now read
     records = log.read()  # every process reads the records process 0 wrote
     last_epoch, final_test = _final_test(trainer, state, test, keys, records)
-    timing = {
-        "compile_seconds": trainer.compile_seconds,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "trained_images": trained_images,
-        "traces": dict(trainer.traces),
-    }
     finished = FinishedRun(
         config,
         dataset,
