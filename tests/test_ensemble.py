@@ -15,6 +15,7 @@ import pytest
 from conftest import ENSEMBLE_LISTS, SMALL_RUN
 from jaxvae.cli import main
 from jaxvae.errors import UserError
+from jaxvae.run import checkpoint
 from jaxvae.run.config import RunConfig
 from jaxvae.run.ensemble import EnsembleSetup
 from jaxvae.run.members import member_grid, member_name
@@ -186,3 +187,36 @@ def test_binarize_sample_with_several_seeds_is_refused(tmp_path):
     with pytest.raises(UserError, match="--binarize sample draws each member's test split"):
         train_ensemble(members, {"seed": (1, 2)}, tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_member_whose_loss_turns_nan_stops_the_ensemble_and_resume_continues_it(tmp_path, monkeypatch):
+    """Member 2's loss turns NaN in epoch 2: the ensemble stops in one error that names it; every member keeps
+    epoch 1's checkpoint and its records up to that step; --resume (the fault gone) trains epoch 2 again."""
+    from jaxvae.run.ensemble_training import train_ensemble
+    from jaxvae.run.trainer import Trainer
+    from jaxvae.run.training import NonFiniteLoss
+
+    real = Trainer.run_chunk
+
+    def poisoned(self, state, epoch, first, keys):
+        state, metrics = real(self, state, epoch, first, keys)
+        if int(np.asarray(state.step)[0]) > 4:
+            metrics = metrics.at[1].set(np.nan)
+        return state, metrics
+
+    lists = {"seed": (1, 2)}
+    members = member_grid(
+        RunConfig(epochs=2, batch_size=32, train_examples=128, test_examples=50, chunk_steps=4), lists
+    )
+    out = tmp_path / "nan"
+    monkeypatch.setattr(Trainer, "run_chunk", poisoned)
+    with pytest.raises(NonFiniteLoss, match=r"member seed2_lr0.0005_rw1 became non-finite at step 5 \(epoch 2\)"):
+        train_ensemble(members, lists, out)
+    first, second = (_records(out / "members" / m.name) for m in members)
+    assert [r["step"] for r in first] == [r["step"] for r in second] == [1, 2, 3, 4, 5]
+    assert second[-1]["loss"] is None and first[-1]["loss"] is not None
+    assert [checkpoint.latest_epoch(out / "members" / m.name / "checkpoints") for m in members] == [1, 1]
+    monkeypatch.setattr(Trainer, "run_chunk", real)
+    summary = train_ensemble(members, lists, out, resume=True)
+    assert summary["steps"] == 8 and all(np.isfinite(m["final_test"]["loss"]) for m in summary["members"])
+    assert [r["step"] for r in _records(out / "members" / members[1].name)] == list(range(1, 9))
