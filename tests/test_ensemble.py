@@ -93,7 +93,7 @@ def test_the_ensemble_folder(ensemble_run):
     assert json.loads((ensemble_run / "ensemble.json").read_text()) == {
         "members": NAMES,
         "lists": {"seed": [123, 7], "lr": [0.0005], "reconstruction_weight": [1.0, 0.5]},
-        "member_group": 0,
+        "member_group": 1,
     }
     summary = json.loads((ensemble_run / "summary.json").read_text())
     assert [m["name"] for m in summary["members"]] == NAMES and summary["steps"] == 16
@@ -149,15 +149,21 @@ def test_a_member_folder_through_every_command_and_the_ensemble_evaluated_at_onc
 
 
 def test_an_ensemble_resumed_equals_one_never_stopped(ensemble_run, tmp_path):
+    """Two of the suite ensemble's members (weight 0.5), stopped after epoch 1 and resumed: byte for byte those
+    members of the ensemble that was never stopped (with --member-group 1 a member runs its own run's operations,
+    so the other members do not change its trajectory)."""
     out = tmp_path / "resumed"
-    flags = ["train", "--out", str(out), *SMALL_RUN, *ENSEMBLE_LISTS]
+    lists = ["--seed", "123,7", "--reconstruction-weight", "0.5", "--member-group", "1"]
+    flags = ["train", "--out", str(out), *SMALL_RUN, *lists]
     assert main([*flags, "--epochs", "1"]) == 0
     assert main([*flags, "--epochs", "2", "--resume"]) == 0
-    for name in NAMES:
+    names = ["seed123_lr0.0005_rw0.5", "seed7_lr0.0005_rw0.5"]
+    for name in names:
         got, want = out / "members" / name, ensemble_run / "members" / name
         assert (got / "metrics.jsonl").read_text() == (want / "metrics.jsonl").read_text(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["members"] == json.loads((ensemble_run / "summary.json").read_text())["members"]
+    never_stopped = json.loads((ensemble_run / "summary.json").read_text())["members"]
+    assert summary["members"] == [m for m in never_stopped if m["name"] in names]
 
 
 def test_a_resume_with_other_lists_changes_nothing(ensemble_run, tmp_path, capsys):
@@ -165,10 +171,12 @@ def test_a_resume_with_other_lists_changes_nothing(ensemble_run, tmp_path, capsy
     shutil.copytree(ensemble_run, copy)
     before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
     flags = ["train", "--out", str(copy), "--resume", "--epochs", "3", *SMALL_RUN]
-    assert main([*flags, "--seed", "123,8", "--reconstruction-weight", "1,0.5"]) == 2
-    assert main(flags) == 2  # no lists: still this ensemble, with other members
+    assert main([*flags, "--seed", "123,8", "--reconstruction-weight", "1,0.5", "--member-group", "1"]) == 2
+    assert main([*flags, "--member-group", "1"]) == 2  # no lists: still this ensemble, with other members
+    assert main([*flags, *ENSEMBLE_LISTS[:-1], "2"]) == 2  # the same lists, members grouped otherwise
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and all("--resume: this ensemble was trained with --seed 123,7" in line for line in lines)
+    assert len(lines) == 3 and all("--resume: this ensemble was trained with --" in line for line in lines)
+    assert "--seed 123,7" in lines[0] and "--seed 123,7" in lines[1] and "--member-group 1, not 2" in lines[2]
     assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 
 
