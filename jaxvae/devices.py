@@ -79,12 +79,12 @@ def over_members(fn: Callable, group: int, in_axes: tuple) -> Callable:
     """``fn`` for every member of an ensemble: the arguments ``in_axes`` marks 0 carry a leading member axis, those
     it marks None are shared. Members are vmapped in groups of ``group``, the groups one after another in the same
     program (``lax.map``); all at once (``jax.vmap``) when ``group`` is 0 or covers them. With ``group`` 1 each
-    member runs ``fn`` unbatched, the very operations of its own run."""
+    member runs ``fn`` unbatched (even a lone member), the very operations of its own run."""
 
     def mapped(*args):
         per_member = [a for a, axis in zip(args, in_axes) if axis == 0]
         count = jax.tree_util.tree_leaves(per_member)[0].shape[0]
-        if group == 0 or group >= count:
+        if group == 0 or group >= count > 1:
             return jax.vmap(fn, in_axes=in_axes)(*args)
 
         def one(member_args):

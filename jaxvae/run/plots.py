@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure  # figures without pyplot: no global backend is set or used
 
@@ -134,7 +135,7 @@ def ensemble_losses(settings: dict[str, tuple[np.ndarray, np.ndarray]], steps_pe
     """Per setting (label -> (training losses (seeds, steps), test losses (seeds, epochs))): the running average
     of the training loss and the test loss after each epoch, each as the mean over seeds with a ± 1 sd band."""
     fig, (train_ax, test_ax) = _subplots(1, 2, figsize=(13, 4.5))
-    window = max(1, min(100, steps_per_epoch))
+    window = max(1, min(20, steps_per_epoch // 5))  # short: a long window carries the first steps' losses far
     cmap = matplotlib.colormaps["tab10"]
     top = []
     for i, (label, (train, test)) in enumerate(settings.items()):
@@ -147,6 +148,7 @@ def ensemble_losses(settings: dict[str, tuple[np.ndarray, np.ndarray]], steps_pe
     train_ax.set(xlabel="iteration", ylabel="loss", title=f"training loss, running average of {window} ({spread})")
     train_ax.set_ylim(0, max(top) * 1.1)
     test_ax.set(xlabel="epoch", ylabel="loss", title=f"test loss after each evaluated epoch ({spread})")
+    test_ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for ax in (train_ax, test_ax):
         ax.legend(fontsize=8)
     return _save(fig, path)
