@@ -66,7 +66,7 @@ def test_members_follow_their_single_runs(ensemble_run, small_run, seed7_run):
 def test_members_with_their_own_learning_rates_follow_their_single_steps(mnist5k):
     """The ensemble's chunk against each member's own compiled chunk, members differing in seed, lr and weight:
     8 steps from each member's own initialisation and shuffle, within ``_follows``'s first-10 bound, whether the
-    members run one at a time (CPU's default), two vmapped together, or all vmapped (elsewhere's default)."""
+    members run one at a time (CPU's default) or all vmapped (elsewhere's default)."""
     base = RunConfig(batch_size=16, train_examples=128, chunk_steps=8)
     lists = {"seed": (3, 4), "lr": (5e-4, 4e-3), "reconstruction_weight": (1.0, 0.25)}
     chosen = {(3, 5e-4, 1.0), (3, 4e-3, 0.25), (4, 4e-3, 1.0)}
@@ -78,7 +78,7 @@ def test_members_with_their_own_learning_rates_follow_their_single_steps(mnist5k
         single, own = RunSetup.build(member.config), RunKeys.from_seed(member.config.seed)
         batches = images[np.asarray(single.epoch_order(128)(own.data, 1))]  # (8, 16, 28, 28, 1)
         wanted.append(jax.jit(single.train_chunk(8))(single.fresh_state(own.init), batches, 0, own.train)[1])
-    for group in (1, 2, 0):
+    for group in (1, 0):
         ensemble = EnsembleSetup.build(members, member_group=group)
         keys = ensemble.member_keys()
         epoch = images[np.asarray(ensemble.epoch_order(128)(keys.data, 1))]  # (K, 8, 16, 28, 28, 1)
@@ -197,9 +197,9 @@ def test_binarize_sample_with_several_seeds_is_refused(tmp_path):
     assert not (tmp_path / "refused").exists()
 
 
-def test_a_member_whose_loss_turns_nan_stops_the_ensemble_and_resume_continues_it(tmp_path, monkeypatch):
+def test_a_member_whose_loss_turns_nan_stops_the_ensemble(tmp_path, monkeypatch):
     """Member 2's loss turns NaN in epoch 2: the ensemble stops in one error that names it; every member keeps
-    epoch 1's checkpoint and its records up to that step; --resume (the fault gone) trains epoch 2 again."""
+    epoch 1's checkpoint and its records up to that step."""
     from jaxvae.run.ensemble_training import train_ensemble
     from jaxvae.run.trainer import Trainer
     from jaxvae.run.training import NonFiniteLoss
@@ -224,7 +224,3 @@ def test_a_member_whose_loss_turns_nan_stops_the_ensemble_and_resume_continues_i
     assert [r["step"] for r in first] == [r["step"] for r in second] == [1, 2, 3, 4, 5]
     assert second[-1]["loss"] is None and first[-1]["loss"] is not None
     assert [checkpoint.latest_epoch(out / "members" / m.name / "checkpoints") for m in members] == [1, 1]
-    monkeypatch.setattr(Trainer, "run_chunk", real)
-    summary = train_ensemble(members, lists, out, resume=True)
-    assert summary["steps"] == 8 and all(np.isfinite(m["final_test"]["loss"]) for m in summary["members"])
-    assert [r["step"] for r in _records(out / "members" / members[1].name)] == list(range(1, 9))
