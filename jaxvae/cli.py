@@ -228,6 +228,10 @@ def _run_command(args) -> int:
         return 0
     if args.command == "parity":
         return _parity(args)
+    if args.members:
+        from jaxvae.parity.bench_ensemble import run_members_from_args
+
+        return run_members_from_args(args)
     from jaxvae.parity.bench import run_from_args
 
     return run_from_args(args)

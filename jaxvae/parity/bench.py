@@ -223,10 +223,6 @@ def checked_inputs(args) -> tuple[list[int], Any]:
 
 
 def run_from_args(args) -> int:
-    if args.members:
-        from jaxvae.parity.bench_ensemble import run_members_from_args
-
-        return run_members_from_args(args)
     sizes, dataset = checked_inputs(args)
     env = environment()
     results = []
