@@ -94,6 +94,16 @@ class Checkpoints:
                 raise UserError(f"checkpoint {self.directory / str(epoch)} holds non-finite values; start a new --out")
         return TrainState(restored["params"], restored["opt_state"], restored["step"])
 
+    def restore_checked(self, epoch: int, latent_dim: int, like: TrainState) -> TrainState:
+        """The state saved after ``epoch``; checks its latent size first, from its JSON record."""
+        saved = self.read_meta(epoch).get("latent_dim")
+        if saved != latent_dim:
+            raise UserError(
+                f"checkpoint {self.directory / str(epoch)} has latent size {saved}, not {latent_dim}; use a "
+                "run of this latent size"
+            )
+        return self.restore(epoch, like)
+
     def restore_latest(self, latent_dim: int, like: TrainState) -> tuple[TrainState, int]:
         """The state of the last checkpoint and its epoch; checks the latent size first."""
         epoch = self.latest_epoch()
@@ -101,13 +111,7 @@ class Checkpoints:
             raise UserError(
                 f"{self.directory} holds no checkpoint yet; train at least one epoch (without --resume) first"
             )
-        saved = self.read_meta(epoch).get("latent_dim")
-        if saved != latent_dim:
-            raise UserError(
-                f"checkpoint {self.directory / str(epoch)} has latent size {saved}, not {latent_dim}; use a "
-                "run of this latent size"
-            )
-        return self.restore(epoch, like), epoch
+        return self.restore_checked(epoch, latent_dim, like), epoch
 
 
 def latest_epoch(directory: Path) -> int | None:

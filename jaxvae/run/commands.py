@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.errors import UserError
@@ -119,7 +120,6 @@ def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None,
     from jaxvae.run.ensemble import EnsembleSetup, stack_trees
     from jaxvae.run.ensemble_report import summarize_settings
     from jaxvae.run.members import Member
-    from jaxvae.run.trainer import RunKeys
     from jaxvae.run.training import prepare_data
 
     saved = files.read_json(run_dir / files.ENSEMBLE, "give an ensemble folder written by jaxvae train")
@@ -144,7 +144,7 @@ def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None,
 
     epoch = runs[0].epoch
     sampled = evaluation(False, setup.member_keys().eval_key(epoch))
-    mean_terms = evaluation(True, RunKeys.stack([RunKeys(*[jax.random.PRNGKey(0)] * 4)] * len(runs)).eval)
+    mean_terms = evaluation(True, jnp.stack([jax.random.PRNGKey(0)] * len(runs)))  # z = mean: the key is unused
     started = time.perf_counter()
     weights = [m.config.reconstruction_weight for m in members]
     log_px = make_members_log_px(setup.model, setup.config.likelihood, weights, iw_samples, setup.backend.member_group)

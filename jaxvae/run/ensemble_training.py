@@ -94,19 +94,13 @@ def _restore(setup: EnsembleSetup, checkpoints: list[Checkpoints], epoch: int) -
                 f"{checkpoint.directory} no longer holds epoch {epoch}, where the other members stopped; "
                 "start a new --out"
             )
-        latent = checkpoint.read_meta(epoch).get("latent_dim")
-        if latent != setup.config.latent_dim:
-            raise UserError(
-                f"checkpoint {checkpoint.directory / str(epoch)} has latent size {latent}, not "
-                f"{setup.config.latent_dim}; use a run of this latent size"
-            )
-        states.append(checkpoint.restore(epoch, member_setup.state_target()))
+        states.append(checkpoint.restore_checked(epoch, setup.config.latent_dim, member_setup.state_target()))
     return setup.place_states(states)
 
 
-def _append_records(logs, metrics: np.ndarray, first_step: int, epoch: int) -> None:
+def _append_records(logs, metrics: np.ndarray, first_step: int, epoch: int) -> int | None:
     """Each member's step records of one chunk, ``metrics`` ``(K, chunk, 3)``, up to and including the first
-    non-finite step of any member; raises ``NonFiniteLoss`` at that step."""
+    non-finite step of any member; returns that step's index in the chunk (None: every step finite)."""
     bad = np.flatnonzero(~np.all(np.isfinite(metrics[:, :, 0]), axis=0))
     end = bad[0] + 1 if bad.size else metrics.shape[1]
     for log, rows in zip(logs, metrics):
