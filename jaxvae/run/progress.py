@@ -11,7 +11,8 @@ from tqdm import tqdm
 class EpochProgress:
     """Advance by chunks of steps; shows the running mean loss of the epoch."""
 
-    def __init__(self, epoch: int, epochs: int, steps: int, stream=sys.stderr, lines: int = 4):
+    def __init__(self, epoch: int, epochs: int, steps: int, stream=None, lines: int = 4):
+        stream = stream or sys.stderr  # looked up now: a default bound at import outlives a replaced stderr
         self.epoch, self.epochs, self.steps, self.stream = epoch, epochs, steps, stream
         self.done, self.loss_sum, self.started = 0, 0.0, time.perf_counter()
         self.bar = (
@@ -46,7 +47,8 @@ class CountProgress:
     """Progress through ``total`` items: a tqdm bar on a terminal, a plain line every ``lines``-th of the way
     otherwise."""
 
-    def __init__(self, desc: str, total: int, unit: str, stream=sys.stderr, lines: int = 10):
+    def __init__(self, desc: str, total: int, unit: str, stream=None, lines: int = 10):
+        stream = stream or sys.stderr
         self.desc, self.total, self.unit, self.stream = desc, total, unit, stream
         self.done, self.started, self.every = 0, time.perf_counter(), max(1, total // lines)
         self.next_line = self.every
