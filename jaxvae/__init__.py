@@ -24,7 +24,7 @@ _EXPORTS = {
     "train": "jaxvae.run.training",
     "make_member_step": "jaxvae.train_step",
     "member_grid": "jaxvae.run.members",
-    "train_ensemble": "jaxvae.run.ensemble_training",
+    "train_ensemble": "jaxvae.run.training",
     # a trained model
     "encode_means": "jaxvae.inference",
     "decode": "jaxvae.inference",

@@ -12,7 +12,16 @@ import os
 import sys
 from pathlib import Path
 
+import jax
+
 from jaxvae.errors import UserError
+from jaxvae.layers import CONV_IMPLS
+from jaxvae.parity.check import parity_check
+from jaxvae.run import bench, commands, distributed
+from jaxvae.run.config import PER_MEMBER, add_config_flags, config_from_args
+from jaxvae.run.files import ENSEMBLE, new_run_dir
+from jaxvae.run.members import member_grid
+from jaxvae.run.training import train, train_ensemble
 
 
 class _Parser(argparse.ArgumentParser):
@@ -21,8 +30,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_train(sub) -> None:
-    from jaxvae.run.config import add_config_flags
-
     p = sub.add_parser(
         "train",
         help="train the VAE (the seed notebook's settings by default), or an ensemble: lists for --seed, --lr, "
@@ -55,8 +62,6 @@ def _add_train(sub) -> None:
 
 
 def _add_run_commands(sub) -> None:
-    from jaxvae.run.commands import DEFAULT_IW_SAMPLES
-
     p = sub.add_parser(
         "evaluate", help="test-split loss terms, ELBO and IWAE log p(x) of a run's latest checkpoint, as JSON"
     )
@@ -64,8 +69,9 @@ def _add_run_commands(sub) -> None:
     p.add_argument(
         "--iw-samples",
         type=int,
-        default=DEFAULT_IW_SAMPLES,
-        help=f"importance samples per image for log p(x) (default: {DEFAULT_IW_SAMPLES}; the IWAE paper uses 5000)",
+        default=commands.DEFAULT_IW_SAMPLES,
+        help=f"importance samples per image for log p(x) (default: {commands.DEFAULT_IW_SAMPLES}; the IWAE paper uses "
+        "5000)",
     )
     p.add_argument("--test-examples", type=int, default=None, help="the first N test images only (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default: 0)")
@@ -80,9 +86,6 @@ def _add_run_commands(sub) -> None:
 
 
 def _add_torch_commands(sub) -> None:
-    from jaxvae.layers import CONV_IMPLS
-    from jaxvae.run.config import add_config_flags
-
     p = sub.add_parser("parity", help="compare jaxvae with torch_ref layer by layer, loss and gradients")
     p.add_argument(
         "--torch-weights",
@@ -109,28 +112,21 @@ def _add_torch_commands(sub) -> None:
     p = sub.add_parser("bench", help="training throughput of jaxvae against torch_ref, side by side")
     p.add_argument("--batch-sizes", default="32,256", help="comma-separated batch sizes (default: 32,256)")
     p.add_argument(
+        "--members",
+        default="1",
+        help="comma-separated ensemble sizes K (e.g. 1,4,16): K members in one jitted step against K single runs, K "
+        "eager torch_ref runs and torch.func's ensemble of K, in member-images per second (default: 1)",
+    )
+    p.add_argument(
         "--images",
         type=int,
         default=4096,
-        help="training images per timed repetition, in whole chunks, at least one (default: 4096)",
+        help="training images per member per timed repetition, in whole chunks, at least one (default: 4096)",
     )
-    p.add_argument(
-        "--repeats", type=int, default=5, help="timed repetitions of each framework, alternating (default: 5)"
-    )
-    add_config_flags(p, ["dataset", "data_dir", "conv_impl", "compute_dtype", "micro_batch", "chunk_steps", "devices"])
+    p.add_argument("--repeats", type=int, default=5, help="timed repetitions of each runner, alternating (default: 5)")
+    add_config_flags(p, bench.BENCH_FLAGS)
+    p.add_argument("--member-group", type=int, default=0, help="members vmapped together, as jaxvae train takes it")
     p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
-    p.add_argument(
-        "--members",
-        default=None,
-        help="comma-separated ensemble sizes K (e.g. 1,4,16): time K members in one vmapped step against K single "
-        "runs, torch.func's ensemble of K and K eager torch_ref runs, in member-images per second (default: off)",
-    )
-    p.add_argument(
-        "--member-group",
-        type=int,
-        default=0,
-        help="with --members: members vmapped together, as jaxvae train takes it (default: 0, the backend's choice)",
-    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -144,11 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from jaxvae.run import distributed
-    from jaxvae.run.config import PER_MEMBER, config_from_args
-    from jaxvae.run.files import ENSEMBLE, new_run_dir
-    from jaxvae.run.members import member_grid
-
     lists = {name: getattr(args, name) for name in PER_MEMBER}
     members = member_grid(config_from_args(args, **{name: values[0] for name, values in lists.items()}), lists)
     if args.resume and args.out is None:
@@ -159,45 +150,39 @@ def _train(args) -> int:
     if several:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     out = args.out or new_run_dir()
-    if len(members) > 1 or (args.resume and (out / ENSEMBLE).is_file()):
-        return _train_ensemble(members, lists, out, args.resume, args.member_group)
-    from jaxvae.run.training import train
-
-    summary = train(members[0].config, out, resume=args.resume)
+    if len(members) == 1 and not (args.resume and (out / ENSEMBLE).is_file()):
+        summary = train(members[0].config, out, resume=args.resume)
+        done = f"test loss {summary['final_test']['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s"
+    else:
+        summary = train_ensemble(members, lists, out, args.resume, args.member_group)
+        done = f"{len(members)} members, {summary['member_images_per_second'] or 0:.0f} member-images/s"
     if distributed.is_primary():
-        test = summary["final_test"]
-        print(
-            f"done: {out} (test loss {test['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s); "
-            f"plots in {out / 'plots'}"
-        )
-    return 0
-
-
-def _train_ensemble(members, lists, out: Path, resume: bool, member_group: int) -> int:
-    from jaxvae.run import distributed
-    from jaxvae.run.ensemble_training import train_ensemble
-
-    summary = train_ensemble(members, lists, out, resume, member_group)
-    if distributed.is_primary():
-        for member in summary["members"]:
+        for member in summary.get("members", []):
             print(f"{member['name']}: test loss {member['final_test']['loss']:.4f}")
-        print(
-            f"done: {out} ({len(members)} members, {summary['member_images_per_second'] or 0:.0f} member-images/s); "
-            f"plots in {out / 'plots'}, each member's run in {out / 'members'}"
-        )
+        runs = f", each member's run in {out / 'members'}" if "members" in summary else ""
+        print(f"done: {out} ({done}); plots in {out / 'plots'}{runs}")
     return 0
 
 
-def _parity(args) -> int:
-    from jaxvae.layers import CONV_IMPLS
-    from jaxvae.parity.check import parity_check
-
-    impls = list(CONV_IMPLS) if args.conv_impl == "all" else [args.conv_impl]
-    text, ok = parity_check(
-        args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json, args.likelihood
-    )
-    print(text)
-    return 0 if ok else 1
+def _run_command(args) -> int:
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        print(json.dumps(commands.evaluate_run(args.run, args.iw_samples, args.test_examples, args.seed)))
+    elif args.command == "sample":
+        print(commands.sample_run(args.run, args.n, args.out, args.seed))
+    elif args.command == "export":
+        print(commands.export_run(args.run, args.to))
+    elif args.command == "parity":
+        impls = list(CONV_IMPLS) if args.conv_impl == "all" else [args.conv_impl]
+        text, ok = parity_check(
+            args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json, args.likelihood
+        )
+        print(text)
+        return 0 if ok else 1
+    else:
+        return bench.run_from_args(args)
+    return 0
 
 
 def _dispatch(args) -> int:
@@ -212,39 +197,8 @@ def _dispatch(args) -> int:
         ) from None
 
 
-def _run_command(args) -> int:
-    from jaxvae.run import commands
-
-    if args.command == "train":
-        return _train(args)
-    if args.command == "evaluate":
-        print(json.dumps(commands.evaluate_run(args.run, args.iw_samples, args.test_examples, args.seed)))
-        return 0
-    if args.command == "sample":
-        print(commands.sample_run(args.run, args.n, args.out, args.seed))
-        return 0
-    if args.command == "export":
-        print(commands.export_run(args.run, args.to))
-        return 0
-    if args.command == "parity":
-        return _parity(args)
-    if args.members:
-        from jaxvae.parity.bench_ensemble import run_members_from_args
-
-        return run_members_from_args(args)
-    from jaxvae.parity.bench import run_from_args
-
-    return run_from_args(args)
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())  # one line, whatever a library put into the message
-
-
-def _several_processes() -> bool:
-    import jax
-
-    return jax.process_count() > 1
 
 
 def main(argv=None) -> int:
@@ -258,18 +212,17 @@ def main(argv=None) -> int:
         print(f"jaxvae {args.command}: interrupted", file=sys.stderr)
         status = 130
     except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below
-        if not ("jax" in sys.modules and _several_processes()):
+        if not jax.distributed.is_initialized():
             raise
         out = getattr(args, "out", None)
         print(
             f"jaxvae {args.command}: error: process {args.process_id} of {args.num_processes} stopped: another process "
-            f"was lost or failed ({type(exc).__name__}: {_one_line(exc)[:300]}); "
-            f"the last checkpoint in {out}/checkpoints "
-            "is complete, continue with --resume once every process runs",
+            f"was lost or failed ({type(exc).__name__}: {_one_line(exc)[:300]}); the last checkpoint in {out} is "
+            "complete, continue with --resume once every process runs",
             file=sys.stderr,
         )
         status = 1
-    if "jax" in sys.modules and _several_processes():
+    if jax.distributed.is_initialized():
         # JAX's exit waits at a barrier for every process and aborts with a stack trace if one is gone
         sys.stderr.flush()
         os._exit(status)

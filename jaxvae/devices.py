@@ -1,15 +1,17 @@
-"""The devices a run computes on: the choices that depend on the backend, and data parallelism over a mesh.
+"""The devices a run computes on: the choices that depend on the backend, data parallelism over a mesh, and how
+an ensemble's members share the devices.
 
 **Backend choices**, made here and nowhere else (``choose_backend``), recorded in ``summary.json``: the
 convolution implementation (``"auto"``: ``matmul`` on CPU, ``xla`` elsewhere), the gradient's micro-batch
-(16 on CPU, whole batches elsewhere), how many micro-batches each scan iteration takes side by side (2 on CPU)
-and the evaluation's batch (the micro-batch on CPU, 500 elsewhere). The CPU figures were measured on 2-core
-x86 machines (docs/benchmarks.md); the accelerator ones are not tuned.
+(16 on CPU, whole batches elsewhere), how many micro-batches each scan iteration takes side by side (2 on CPU),
+the evaluation's batch (the micro-batch on CPU, 500 elsewhere) and how many of an ensemble's members are vmapped
+together (one at a time on CPU, all elsewhere). The CPU figures were measured on 2-core x86 machines
+(docs/benchmarks.md); the accelerator ones are not tuned.
 
 **Data parallelism**: one mesh axis, ``"data"``: every batch is split over the devices, parameters and optimiser
-state are
-replicated. In a multi-process run (``jaxvae.distributed``) the mesh spans all processes' devices; each process
-puts on its devices only the rows those devices train on, and reads replicated results from its own copy.
+state are replicated. In a multi-process run (``jaxvae.run.distributed``) the mesh spans all processes' devices;
+each process puts on its devices only the rows those devices train on, and reads replicated results from its own
+copy.
 """
 
 from __future__ import annotations
@@ -55,20 +57,19 @@ class Backend:
     micro_batch: int
     concurrent: int
     eval_batch: int
-    member_group: int = 0
+    member_group: int
 
 
 def choose_backend(
-    conv_impl: str = "auto", micro_batch: int = 0, platform: str | None = None, member_group: int = 0
+    conv_impl: str = "auto", micro_batch: int = 0, member_group: int = 0, platform: str | None = None
 ) -> Backend:
     """The backend choices for the default backend (or ``platform``), with the user's explicit ones kept."""
     platform = platform or jax.default_backend()
     cpu = platform == "cpu"
-    micro = micro_batch or (CPU_MICRO_BATCH if cpu else 0)
     return Backend(
         platform,
         resolve_conv_impl(conv_impl, platform),
-        micro,
+        micro_batch or (CPU_MICRO_BATCH if cpu else 0),
         CPU_CONCURRENT_MICRO_BATCHES if cpu else 1,
         CPU_MICRO_BATCH if cpu else ACCELERATOR_EVAL_BATCH,
         member_group or (CPU_MEMBER_GROUP if cpu else 0),
@@ -77,20 +78,24 @@ def choose_backend(
 
 def over_members(fn: Callable, group: int, in_axes: tuple) -> Callable:
     """``fn`` for every member of an ensemble: the arguments ``in_axes`` marks 0 carry a leading member axis, those
-    it marks None are shared. Members are vmapped in groups of ``group``, the groups one after another in the same
-    program (``lax.map``); all at once (``jax.vmap``) when ``group`` is 0 or covers them. With ``group`` 1 each
-    member runs ``fn`` unbatched (even a lone member), the very operations of its own run."""
+    it marks None are shared; so do the results. A lone member runs ``fn`` unbatched, the very operations of a
+    single run; more are vmapped in groups of ``group``, the groups one after another in the same program
+    (``lax.map``), or all at once (``jax.vmap``) when ``group`` is 0 or covers them. The members' results are the
+    same functions of their own arguments either way, up to the order of float32 sums in vmapped groups."""
 
     def mapped(*args):
         per_member = [a for a, axis in zip(args, in_axes) if axis == 0]
         count = jax.tree_util.tree_leaves(per_member)[0].shape[0]
-        if group == 0 or group >= count > 1:
+        if count > 1 and (group == 0 or group >= count):
             return jax.vmap(fn, in_axes=in_axes)(*args)
 
         def one(member_args):
             given = iter(member_args)
             return fn(*[next(given) if axis == 0 else a for a, axis in zip(args, in_axes)])
 
+        if count == 1:
+            first = jax.tree_util.tree_map(lambda a: a[0], per_member)
+            return jax.tree_util.tree_map(lambda a: a[None], one(first))
         return jax.lax.map(one, per_member, batch_size=None if group == 1 else group)
 
     return mapped
@@ -121,7 +126,8 @@ def sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
 
 
 def put_replicated(tree, mesh: Mesh):
-    """A copy of ``tree`` on every device of the mesh (each process supplies its own, identical copy)."""
+    """Host data (numpy, Python numbers) copied to every device of the mesh; each process supplies its own,
+    identical copy. Arrays already on the devices are computed into their shardings instead (``jax.jit``)."""
     return jax.device_put(jax.tree_util.tree_map(np.asarray, tree), replicated(mesh))
 
 
@@ -135,10 +141,11 @@ def put_rows(images: np.ndarray, rows: np.ndarray, mesh: Mesh, axis: int) -> jax
 
 
 def to_host(tree):
-    """Replicated (or single-device) arrays as numpy, read from this process's own copy."""
+    """Replicated (or single-device) arrays as numpy, copied explicitly (``jax.device_get``) from this process's
+    own copy."""
 
     def fetch(a):
-        return np.asarray(a.addressable_data(0)) if isinstance(a, jax.Array) else np.asarray(a)
+        return jax.device_get(a.addressable_data(0)) if isinstance(a, jax.Array) else np.asarray(a)
 
     return jax.tree_util.tree_map(fetch, tree)
 

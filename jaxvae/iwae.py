@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.devices import over_members
 from jaxvae.likelihoods import get_likelihood
 from jaxvae.model import VAE, shift_and_scale
 from jaxvae.train_step import padding_index
@@ -63,7 +62,7 @@ def iwae_log_px(encode: Callable, log_px_given_z: Callable, x, key, samples: int
     return total - math.log(samples)
 
 
-def _log_px_function(model: VAE, likelihood: str, samples: int, chunk: int) -> Callable:
+def log_px_function(model: VAE, likelihood: str, samples: int, chunk: int) -> Callable:
     """``log_px(params, images, key, reconstruction_weight) -> (B,)``, unjitted."""
     decoder = get_likelihood(likelihood)
 
@@ -87,37 +86,21 @@ def make_log_px(model: VAE, likelihood: str, reconstruction_weight: float, sampl
 
     ``log p(x | z)`` is ``likelihood``'s (``jaxvae.likelihoods``): for the Gaussian loss, the density of
     N(decoded, 1 / (2 * reconstruction_weight)) per pixel."""
-    log_px = _log_px_function(model, likelihood, samples, chunk)
+    log_px = log_px_function(model, likelihood, samples, chunk)
     return jax.jit(lambda params, images, key: log_px(params, images, key, reconstruction_weight))
 
 
-def make_members_log_px(
-    model: VAE, likelihood: str, weights, samples: int, member_group: int = 0, chunk: int = IW_CHUNK
-):
-    """``make_log_px`` of an ensemble: ``log_px(params (K, ...), images (B, ...), key) -> (K, B)``, member k with
-    ``weights[k]``, every member with the same draws (so each member's figure is its own run's); members vmapped
-    in groups of ``member_group`` (``jaxvae.devices.over_members``)."""
-    log_px = over_members(_log_px_function(model, likelihood, samples, chunk), member_group, (0, None, None, 0))
-    weights = jnp.asarray(weights, jnp.float32)
-    return jax.jit(lambda params, images, key: log_px(params, images, key, weights))
-
-
 def estimate_log_px(
-    log_px, params, images: np.ndarray, key, batch: int = IW_IMAGES, show_progress: bool = True
+    log_px, params, images: np.ndarray, key, batch: int = IW_IMAGES, progress: Callable[[int], None] | None = None
 ) -> np.ndarray:
-    """``log_px`` (``make_log_px``'s) of every image ``(N,)`` (``(K, N)`` with ``make_members_log_px``'s), ``batch``
-    images at a time (the last batch padded); batch i's draws from ``fold_in(key, i)``, so the estimate of an image
-    depends on the key and its position only."""
-    from jaxvae.run.progress import CountProgress
-
+    """``log_px`` (``make_log_px``'s) of every image ``(N,)`` (``(K, N)`` for an ensemble's, which maps members),
+    ``batch`` images at a time (the last batch padded); batch i's draws from ``fold_in(key, i)``, so the estimate of
+    an image depends on the key and its position only. ``progress(n)`` is told of every ``n`` images done."""
     n = len(images)
     padded = images[padding_index(n, -(-n // batch) * batch)]  # (whole batches, 28, 28, 1)
-    progress = CountProgress("log p(x)", n, "images") if show_progress else None
     parts = []
     for i, first in enumerate(range(0, len(padded), batch)):
         parts.append(np.asarray(log_px(params, padded[first : first + batch], jax.random.fold_in(key, i))))
         if progress:
-            progress.update(batch)
-    if progress:
-        progress.close()
+            progress(batch)
     return np.concatenate(parts, axis=-1)[..., :n]

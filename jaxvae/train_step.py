@@ -19,12 +19,12 @@ import numpy as np
 import optax
 
 from jaxvae.architecture import IMAGE_SHAPE
-from jaxvae.data.binarize import sample_step
 from jaxvae.devices import data_parallel
 from jaxvae.likelihoods import get_likelihood, kl_divergence, vae_loss
 from jaxvae.model import VAE, shift_and_scale
 
 METRIC_NAMES = ("loss", "reconstruction", "kl")
+SAMPLE_STREAM = 1  # --binarize sample: folded into the step's key, independent of the step's reparameterisation noise
 
 
 class TrainState(NamedTuple):
@@ -40,7 +40,13 @@ def make_optimizer(lr: float) -> optax.GradientTransformation:
     return optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)
 
 
-def _fresh_state(model: VAE, optimizer, key) -> TrainState:
+def bernoulli_sample(key, images):
+    """A Bernoulli draw of ``images`` (each pixel 1 with probability its value), float32 0/1, same shape."""
+    return jax.random.bernoulli(key, images).astype(images.dtype)
+
+
+def fresh_state(model: VAE, optimizer, key) -> TrainState:
+    """Fresh parameters (torch's default initialisation) and optimiser state, unjitted."""
     x = jnp.zeros((1, *IMAGE_SHAPE), jnp.float32)
     params = model.init(key, x, jax.random.PRNGKey(0))["params"]
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
@@ -49,13 +55,13 @@ def _fresh_state(model: VAE, optimizer, key) -> TrainState:
 def init_state(model: VAE, optimizer, key) -> TrainState:
     """Fresh parameters (torch's default initialisation) and optimiser state. Jitted: run op by op, the
     initialisation compiles each convolution's pieces separately (12 s on a 2-core CPU instead of 1 s)."""
-    return jax.jit(_fresh_state, static_argnums=(0, 1))(model, optimizer, key)
+    return jax.jit(fresh_state, static_argnums=(0, 1))(model, optimizer, key)
 
 
 def abstract_state(model: VAE, optimizer, sharding=None) -> TrainState:
     """The structure, shapes and dtypes of ``init_state``'s result, computed without running it (a restore
     target); every leaf placed with ``sharding`` when one is given."""
-    shapes = jax.eval_shape(partial(_fresh_state, model, optimizer), jax.random.PRNGKey(0))
+    shapes = jax.eval_shape(partial(fresh_state, model, optimizer), jax.random.PRNGKey(0))
     if sharding is None:
         return shapes
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), shapes)
@@ -142,7 +148,7 @@ def make_train_step(
     The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` and the
     mesh are. With a ``mesh``, the batch is split over its devices (B divisible by their number) and
     ``micro_batch`` applies to each device's rows. ``binarize="sample"`` trains on a Bernoulli draw of the batch
-    (``jaxvae.binarize.sample_step``): a fresh binary image each time an image is seen, i.e. once per epoch.
+    keyed ``fold_in(step key, SAMPLE_STREAM)``: a fresh binary image each time an image is seen, i.e. once per epoch.
     """
     loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
     gradients = partial(batch_gradients, loss_fn, micro_batch=micro_batch, concurrent=concurrent)
@@ -153,7 +159,7 @@ def make_train_step(
         key = jax.random.fold_in(train_key, state.step)
         eps = jax.random.normal(key, (batch.shape[0], model.latent_dim), batch.dtype)
         if binarize == "sample":
-            batch = sample_step(key, batch)
+            batch = bernoulli_sample(jax.random.fold_in(key, SAMPLE_STREAM), batch)
         grads, metrics = gradients(state.params, batch, eps)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -21,6 +21,8 @@ import jaxvae.train_step
 import torch_ref.model
 import torch_ref.train
 
+LATENT, BATCH, SEED = 2, 8, 4  # the case every mutant is applied to (it passes unmutated)
+
 # ---- torch_ref side ----------------------------------------------------------------------------------------
 
 

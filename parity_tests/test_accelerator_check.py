@@ -36,19 +36,14 @@ def test_dry_run_without_mlxtend_or_tfds(tmp_path):
     rows = report["throughput"]["rows"]
     assert all(r.get("images_per_s", 0) > 0 for r in rows), rows
     frameworks = {(r["framework"], r.get("compute_dtype")) for r in rows}
-    assert {("jaxvae", "float32"), ("jaxvae", "bfloat16")} <= frameworks
+    assert ("jaxvae", "float32") in frameworks  # the dry run's one dtype; bfloat16 is a setting of the same path
     assert {"torch_ref eager", "torch_ref autocast", "torch_ref compile"} <= {f for f, _ in frameworks}
     assert all(r["compile_s"] > 0 for r in rows if r["framework"] in ("jaxvae", "torch_ref compile"))
     epoch = report["full_epoch"]
-    for dtype in ("float32", "bfloat16"):
-        assert epoch[dtype]["epoch_s_with_eval"] > epoch[dtype]["epoch_s_without_eval"] > 0
-    # bfloat16 follows float32's trajectory: after 8 steps the two test losses differ by rounding's drift, which
-    # we measured at 0.01 %; 3 % is far below what a wrong gradient or loss does in 8 steps (tens of percent).
-    f32, bf16 = epoch["float32"]["final_test_loss"], epoch["bfloat16"]["final_test_loss"]
-    assert abs(bf16 - f32) <= 0.03 * f32, (f32, bf16)
-    (ensemble,) = report["ensembles"]["rows"]  # the dry run's: K = 2 at batch 8
-    assert ensemble["members"] == 2 and ensemble["batch_size"] == 8
-    assert all(ensemble[f"{n}_member_images_per_s"] > 0 for n in ("jax_ensemble", "jax_single", "torch_func"))
+    assert epoch["float32"]["epoch_s_with_eval"] > epoch["float32"]["epoch_s_without_eval"] > 0
+    (ensemble,) = report["ensembles"]["rows"]  # the dry run's: K = 2 at batch 32
+    assert ensemble["members"] == 2 and ensemble["batch_size"] == 32
+    assert all(ensemble[f"{n}_images_per_s"] > 0 for n in ("jax", "jax_single", "torch", "torch_func"))
     markdown = (out / "report.md").read_text()
     assert "## Parity" in markdown and "## Throughput" in markdown and "## Ensembles" in markdown and "cpu" in markdown
     assert not (out / "epoch_data").exists()

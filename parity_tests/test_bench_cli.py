@@ -1,45 +1,23 @@
-"""``jaxvae bench``: both frameworks timed on the same batches, the ratio their quotient; one-line errors."""
+"""``jaxvae bench``: every runner timed on the same members' batches, one row per batch size and ensemble size."""
 
 import json
-import subprocess
-import sys
 
-import pytest
+from jaxvae.cli import main
 
 
-def run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "jaxvae.cli", "bench", *map(str, args)], capture_output=True, text=True, timeout=600
-    )
-
-
-def test_json_report():
-    result = run("--batch-sizes", "32,256", "--images", "256", "--repeats", "2", "--chunk-steps", "2", "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+def test_json_report(capsys):
+    """Batch 32, 4 steps per dispatch (the suite's training shapes); K = 1 and K = 2 members."""
+    flags = ["--batch-sizes", "32", "--members", "1,2", "--images", "128", "--repeats", "1"]
+    flags += ["--train-examples", "256", "--chunk-steps", "4"]
+    assert main(["bench", *flags, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert "torch" in report["environment"]["versions"] and report["environment"]["jax_device"]
-    assert [r["batch_size"] for r in report["results"]] == [32, 256]
-    for r in report["results"]:
-        assert r["jax_images_per_s"] > 0 and r["torch_images_per_s"] > 0 and r["jax_compile_s"] > 0
-        assert r["ratio_jax_over_torch"] == pytest.approx(r["jax_images_per_s"] / r["torch_images_per_s"], rel=1e-12)
-        # whole chunks as jaxvae train dispatches them: as many as fit in --images, at least one
-        steps, chunk = r["steps_per_repeat"], r["steps_per_dispatch"]
-        assert steps % chunk == 0 and (steps == chunk or steps * r["batch_size"] <= 256)
-        assert r["conv_impl"] in ("xla", "matmul") and r["peak_rss_mb"] > 0
-
-
-@pytest.mark.parametrize(
-    "flags, message",
-    [
-        (["--batch-sizes", "8,x"], "--batch-sizes must be comma-separated integers"),
-        (["--batch-sizes", "0"], "must be positive"),
-        (["--repeats", "0"], "must be positive"),
-        (["--batch-sizes", "5000"], "larger than the training split"),
-        (["--conv-impl", "cudnn"], "--conv-impl must be one of"),
-        (["--micro-batch", "-2"], "--micro-batch must be >= 0"),
-    ],
-)
-def test_bad_flags_are_one_line(flags, message):
-    result = run(*flags)
-    assert result.returncode == 2 and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    single, pair = report["results"]
+    assert (single["members"], pair["members"]) == (1, 2) and single["batch_size"] == pair["batch_size"] == 32
+    for row, runners in ((single, {"jax", "torch"}), (pair, {"jax", "jax_single", "torch", "torch_func"})):
+        assert {k.removesuffix("_images_per_s") for k in row if k.endswith("_images_per_s")} == runners
+        assert {k.removeprefix("ratio_jax_over_") for k in row if k.startswith("ratio_")} == runners - {"jax"}
+        assert all(row[f"{name}_images_per_s"] > 0 for name in runners) and row["jax_compile_s"] > 0
+        # whole chunks as jaxvae train dispatches them, as many as fit in --images
+        assert row["steps_per_repeat"] == 4 and row["steps_per_dispatch"] == 4
+        assert row["conv_impl"] == "matmul" and row["devices"] == 1 and row["peak_rss_mb"] > 0

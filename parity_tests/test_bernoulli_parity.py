@@ -28,8 +28,9 @@ ROWS = 8 + 10 + 2 + 1 + 22  # activations up to the logits (torch computes no Si
 
 def test_no_false_alarms_on_thresholded_digits():
     """Binary digits at the mutants' shapes (latent 2, batch 8), seed 0, one implementation; the unmutated case
-    below, with continuous digits, compares all three. scripts/parity_sweep.py runs docs/parity.md's two
-    Bernoulli cases (latent 2 batch 32, latent 16 batch 8 thresholded) at 20 seeds."""
+    below, with continuous digits, another (the likelihood is the same code for every implementation, each of which
+    the Gaussian cases compare). scripts/parity_sweep.py runs docs/parity.md's two Bernoulli cases (latent 2 batch
+    32, latent 16 batch 8 thresholded) at 20 seeds, every implementation."""
     result = sweep_case(2, 8, range(1), "bernoulli", binary=True, conv_impls=["pad"])  # all three: below
     assert result["rows"] == [ROWS]
     assert not result["failed"], result
@@ -65,25 +66,25 @@ def _targets_and_logits_swapped(monkeypatch):
 
 def test_the_unmutated_case_passes():
     x, eps = parity_inputs(8, 2, 4)
-    assert run_parity(parity_weights(None, 2, 4), x, eps, likelihood="bernoulli").passed
+    assert run_parity(parity_weights(None, 2, 4), x, eps, ["xla"], likelihood="bernoulli").passed
 
 
 @pytest.mark.parametrize(
     "mutant, impl",
-    [(_mean_over_pixels, "xla"), (_sigmoid_twice, "matmul"), (_targets_and_logits_swapped, "pad")],
+    [(_mean_over_pixels, "xla"), (_sigmoid_twice, "xla"), (_targets_and_logits_swapped, "xla")],
     ids=lambda m: getattr(m, "__name__", m),
 )
 def test_wrong_bernoulli_losses_fail(mutant, impl, monkeypatch):
-    """A loss is no implementation's code: each mutant runs on one implementation (a mutated capture compiles
-    afresh), the three in turn."""
+    """A loss is no implementation's code: each mutant runs on the unmutated case's implementation (a mutated capture
+    compiles afresh)."""
     x, eps = parity_inputs(8, 2, 4)
     state = parity_weights(None, 2, 4)  # this case passes unmutated: test_the_unmutated_case_passes
     mutant(monkeypatch)
-    report = run_parity(state, x, eps, [impl], likelihood="bernoulli")
+    report = run_parity(state, x, eps, [impl], likelihood="bernoulli", runs=("float64", "float32"))
     for impl, runs in report.by_impl.items():
         worst = max((r.rel for r in runs["float64"].rows), default=np.inf)
         assert worst > 1e3 * EXACT_RTOL, (impl, worst)
-        assert not runs["float32"].passed and not runs["bfloat16"].passed, impl
+        assert not runs["float32"].passed, impl
 
 
 def test_float64_trajectory(mnist5k):

@@ -1,6 +1,8 @@
 """Each convolution implementation against torch, forward and both gradients, for every geometry of the model.
 
-Tolerance: max |jax - torch| <= 1e-5 * max(1, max |torch|), float32 with different summation orders.
+In float64 on both sides: the two then differ by the order of float64 sums, ~1e-15 of the largest value, so
+max |jax - torch| <= 1e-10 * max(1, max |torch|) holds on any machine; a shifted pad, a wrong stride or a kernel
+not flipped is off by tens of percent.
 """
 
 import jax
@@ -25,7 +27,7 @@ CONV_TRANSPOSES = [
 ]
 
 
-def close(got, want, tol=1e-5):
+def close(got, want, tol=1e-10):
     want = want.detach().numpy()
     got = np.asarray(got)
     assert got.shape == want.shape
@@ -33,23 +35,28 @@ def close(got, want, tol=1e-5):
 
 
 def run_both(jax_fn, torch_fn, x_nhwc, kernel_jax, kernel_torch):
-    """Forward and the vjp with a random cotangent, through both frameworks."""
+    """Forward and the vjp with a random cotangent, through both frameworks, in float64."""
     xt = torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy()).requires_grad_()
     wt = torch.from_numpy(kernel_torch.copy()).requires_grad_()
     yt = torch_fn(xt, wt)
-    dy = np.random.default_rng(1).standard_normal(yt.shape).astype(np.float32)
+    dy = np.random.default_rng(1).standard_normal(yt.shape)
     yt.backward(torch.from_numpy(dy))
-    y, vjp = jax.vjp(jax_fn, x_nhwc, kernel_jax)
-    dx, dk = vjp(dy.transpose(0, 2, 3, 1))
-    return (y, yt.permute(0, 2, 3, 1)), (dx, xt.grad.permute(0, 2, 3, 1)), (dk, wt.grad)
+    with jax.enable_x64(True):
+        y, vjp = jax.vjp(jax.jit(jax_fn), x_nhwc, kernel_jax)
+        dx, dk = vjp(dy.transpose(0, 2, 3, 1))
+        return (
+            (np.asarray(y), yt.permute(0, 2, 3, 1)),
+            (np.asarray(dx), xt.grad.permute(0, 2, 3, 1)),
+            (np.asarray(dk), wt.grad),
+        )
 
 
 @pytest.mark.parametrize("impl", sorted({layers._CONV[i].__name__: i for i in IMPLS}.values()))  # distinct ones
 @pytest.mark.parametrize("c_in, c_out, size, stride, padding", CONVS)
 def test_conv2d(impl, c_in, c_out, size, stride, padding):
     rng = np.random.default_rng(0)
-    x = rng.random((2, size, size, c_in), np.float32)
-    w = (rng.standard_normal((c_out, c_in, 3, 3)) * 0.2).astype(np.float32)  # torch (out, in, kh, kw)
+    x = rng.random((2, size, size, c_in))
+    w = rng.standard_normal((c_out, c_in, 3, 3)) * 0.2  # torch (out, in, kh, kw)
     fn = layers._CONV[impl]
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
         lambda x, k: fn(x, k, stride, padding, HIGHEST),
@@ -69,8 +76,8 @@ def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
     """Covers both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im (the rest, strides 2
     and 3)."""
     rng = np.random.default_rng(0)
-    x = rng.random((2, size, size, c_in), np.float32)
-    w = (rng.standard_normal((c_in, c_out, 3, 3)) * 0.2).astype(np.float32)  # torch (in, out, kh, kw)
+    x = rng.random((2, size, size, c_in))
+    w = rng.standard_normal((c_in, c_out, 3, 3)) * 0.2  # torch (in, out, kh, kw)
     fn = layers._CONV_TRANSPOSE[impl]
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
         lambda x, k: fn(x, k, stride, padding, HIGHEST),

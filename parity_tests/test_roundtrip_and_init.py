@@ -24,7 +24,9 @@ def test_torch_to_jax_to_torch_is_exact(latent_dim):
 
 @pytest.mark.parametrize("latent_dim", [2, 16])
 def test_jax_to_torch_to_jax_is_exact(latent_dim):
-    variables = VAE(latent_dim).init(jax.random.PRNGKey(3), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(0))
+    variables = jax.jit(VAE(latent_dim).init)(
+        jax.random.PRNGKey(3), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(0)
+    )
     model = TorchVAE(latent_dim)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in params_to_torch(variables).items()}, strict=True)
     again = params_from_torch(model.state_dict())
@@ -36,7 +38,7 @@ def test_jax_to_torch_to_jax_is_exact(latent_dim):
 
 def test_initialisation_matches_torch():
     """Every weight and bias lies in torch's U(-b, b), b = 1/sqrt(fan_in), and its std matches torch's draw."""
-    variables = VAE(2).init(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(1))
+    variables = jax.jit(VAE(2).init)(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(1))
     torch.manual_seed(0)
     reference = TorchVAE(2).state_dict()
     for layer in LAYERS:

@@ -1,4 +1,4 @@
-"""20 Adam steps from shared weights on the same real batches, for every implementation of jaxvae's step.
+"""20 Adam steps from shared weights on the same real batches, through jaxvae's step.
 
 float64 is the arbiter (docs/parity.md):
 - **float64 trajectory**: jaxvae's jitted step in float64 against torch_ref's ``train_vae`` in float64, same
@@ -9,10 +9,9 @@ float64 is the arbiter (docs/parity.md):
   ``F32_LOSS_RTOL`` (2e-6), the single-pass float32 bound; measured <= 6.8e-8. Nothing accumulates between
   steps, so the bound is as tight
   at step 20 as at step 1 and no seed or CPU can move it.
-- **float32, free running**: 20 float32 steps as users run them against the float64 trajectory, within 1e-3.
-  Rounding differences are amplified by Adam (an element whose gradient is below float32 noise moves by lr in
-  a random direction): the losses drift by up to 5.7e-5 relative at step 20 (4 seeds x 4 implementations on a
-  2-core Xeon), so this is a sanity bound 17x above that; the verdicts are the two checks above.
+
+Free-running float32 steps are not compared: Adam turns a rounding difference in a near-zero gradient into a whole
+step (lr), so no bound holds on every machine. The weights after the 20 steps are held to the harness too.
 """
 
 import jax
@@ -23,15 +22,18 @@ import torch
 
 from jaxvae import params_from_torch, params_to_torch
 from jaxvae.model import VAE
-from jaxvae.parity.method import F32_LOSS_RTOL
+from jaxvae.parity.check import parity_inputs
+from jaxvae.parity.method import F32_LOSS_RTOL, run_parity
 from jaxvae.train_step import TrainState, make_optimizer, make_train_step
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import train_vae, vae_loss
 
+pytestmark = pytest.mark.xdist_group("training_parity")  # one worker computes the module's fixtures
+
 STEPS, BATCH, LATENT, LR = 20, 32, 2, 5e-4
-FREE_RUN_RTOL = 1e-3
-# (conv_impl, micro_batch, concurrent): each convolution form, whole batches, micro-batches, two side by side.
-IMPLEMENTATIONS = [("xla", 0, 1), ("xla", 8, 2), ("matmul", 0, 1), ("matmul", 8, 1), ("matmul", 8, 2)]
+# (conv_impl, micro_batch, concurrent): the CPU's form and micro-batches, two side by side. Every form's gradients
+# against torch's: the harness; micro-batches against the whole batch: tests/test_train_step.py
+IMPLEMENTATIONS = [("matmul", 8, 2)]
 
 
 def noise(train_key, step, dtype):
@@ -126,24 +128,9 @@ def test_float32_steps_from_the_float64_states(trajectory, reference):
     assert max(errors) <= F32_LOSS_RTOL, [f"{e:.1e}" for e in errors]
 
 
-@pytest.fixture(scope="module")
-def float32_noise_losses(reference):
-    """torch_ref's float64 trajectory driven by the float32 noise that jaxvae's float32 steps draw."""
-    images, train_key, start, _, _ = reference
-    model = torch_model(start)
-    eps = lambda s: torch.from_numpy(noise(train_key, s, np.float32)).double()  # noqa: E731
-    return [h[0] for h in train_vae(model, [nchw(b) for b in images], lr=LR, eps_fn=eps)]
-
-
-def test_float32_free_run(trajectory, reference, float32_noise_losses):
-    """20 float32 steps as users run them track the float64 trajectory (a sanity bound; see the module doc)."""
-    (impl, micro_batch, concurrent), _ = trajectory
-    images, train_key, start, _, _ = reference
-    params = jax.tree_util.tree_map(jnp.asarray, params_from_torch(start)["params"])
-    optimizer, step = jax_step(impl, micro_batch, concurrent)
-    state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-    losses = []
-    for batch in images:
-        state, metrics = step(state, jnp.asarray(batch, jnp.float32), train_key)
-        losses.append(float(metrics[0]))
-    np.testing.assert_allclose(losses, float32_noise_losses, rtol=FREE_RUN_RTOL, atol=0)
+def test_trained_weights_pass(reference):
+    """The weights after torch_ref's 20 steps pass the harness as its initial ones do (the matmul form)."""
+    _, _, _, _, final = reference
+    x, eps = parity_inputs(8, LATENT, 11)
+    report = run_parity({k: np.asarray(v, np.float32) for k, v in final.items()}, x, eps, ["matmul"])
+    assert report.passed, [(v.label, [(r.name, r.rel) for r in v.rows if not r.passed]) for v in report.verdicts()]

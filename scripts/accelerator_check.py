@@ -50,6 +50,8 @@ FULL = SimpleNamespace(
     parity_impls=CONV_IMPLS,
     batch_sizes=(32, 256),
     impls=CONV_IMPLS,
+    dtypes=COMPUTE_DTYPES,
+    train_examples=None,  # the throughput rows train on every embedded digit
     images=16384,
     chunk_steps=0,  # jaxvae train's default: about 2,048 images per dispatch
     repeats=5,
@@ -61,21 +63,23 @@ FULL = SimpleNamespace(
     members=(1, 4, 16),
     ensemble_images=4096,  # per member
 )
-DRY = SimpleNamespace(
-    parity_batch=4,
+DRY = SimpleNamespace(  # the test suite's shapes (as far as the shared data allow), whose compilations it caches
+    parity_batch=8,
     parity_impls=("pad",),
-    batch_sizes=(8,),
-    impls=("pad",),
-    images=16,
-    chunk_steps=2,
+    batch_sizes=(32,),
+    impls=("matmul",),
+    dtypes=("float32",),  # bfloat16 is a setting of the same code path
+    train_examples=256,
+    images=128,
+    chunk_steps=4,
     repeats=2,
-    epoch_images=512,
-    epoch_test=128,
-    epoch_batch=64,
+    epoch_images=256,
+    epoch_test=100,
+    epoch_batch=32,
     epochs=1,
     torch_compile_backend="eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
     members=(2,),
-    ensemble_images=16,
+    ensemble_images=128,
 )
 
 
@@ -183,19 +187,18 @@ def float64_on_device(dataset, sizes) -> dict:
 # ---- throughput -----------------------------------------------------------------------------------------------
 
 
-def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes) -> dict:
-    from jaxvae.parity.bench import jax_runner, median_seconds
+def bench_args(sizes, **given) -> SimpleNamespace:
+    """``jaxvae bench``'s flags for one part."""
+    flags = dict(dataset="mnist5k", data_dir=None, train_examples=sizes.train_examples, conv_impl="auto")
+    flags.update(compute_dtype="float32")
+    flags.update(micro_batch=0, devices=1, chunk_steps=sizes.chunk_steps, member_group=0, no_torch=False)
+    return SimpleNamespace(**{**flags, **given})
 
-    args = SimpleNamespace(
-        dataset="mnist5k",
-        conv_impl=impl,
-        compute_dtype=dtype,
-        micro_batch=0,
-        devices=1,
-        chunk_steps=sizes.chunk_steps,
-        images=sizes.images,
-    )
-    run = jax_runner(batch, args, dataset)
+
+def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes) -> dict:
+    from jaxvae.run.bench import jax_runner, median_seconds
+
+    run = jax_runner(1, batch, bench_args(sizes, conv_impl=impl, compute_dtype=dtype, images=sizes.images), dataset)
     seconds = median_seconds({"jax": run.run}, sizes.repeats)["jax"]
     return {
         "framework": "jaxvae",
@@ -203,7 +206,7 @@ def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes) -> dict:
         "conv_impl": impl,
         "compute_dtype": dtype,
         "images_per_s": run.steps * batch / seconds,
-        "compile_s": run.compile_seconds,
+        "compile_s": run.trainer.compile_seconds,
         "steps_per_dispatch": run.trainer.chunk_steps,
         "micro_batch": run.trainer.setup.describe_backend()["micro_batch"],
     }
@@ -230,7 +233,7 @@ def torch_step(mode: str):
 def torch_throughput(batch: int, mode: str, dataset, sizes) -> dict:
     import torch
 
-    from jaxvae.parity.bench import median_seconds
+    from jaxvae.run.bench import median_seconds
     from torch_ref import VAE as TorchVAE
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -267,7 +270,7 @@ def throughput(dataset, sizes, budget: Budget) -> dict:
     rows = []
     for batch in sizes.batch_sizes:
         for impl in sizes.impls:
-            for dtype in COMPUTE_DTYPES:
+            for dtype in sizes.dtypes:
                 rows.append(_guarded(budget, jax_throughput, batch, impl, dtype, dataset, sizes))
         for mode in ("eager", "autocast", "compile"):
             rows.append(_guarded(budget, torch_throughput, batch, mode, dataset, sizes))
@@ -305,9 +308,14 @@ def full_epoch(dataset, sizes, out: Path) -> dict:
 
     data = repeated_digits(dataset, out / "epoch_data", sizes.epoch_images, sizes.epoch_test)
     rows = {}
-    for dtype in COMPUTE_DTYPES:
+    for dtype in sizes.dtypes:
         config = RunConfig(
-            dataset=data, epochs=sizes.epochs, batch_size=sizes.epoch_batch, compute_dtype=dtype, devices=1
+            dataset=data,
+            epochs=sizes.epochs,
+            batch_size=sizes.epoch_batch,
+            compute_dtype=dtype,
+            devices=1,
+            chunk_steps=sizes.chunk_steps,
         )
         summary = train(config, out / f"epoch_run_{dtype}")
         train_s, eval_s = summary["train_seconds"] / sizes.epochs, summary["eval_seconds"] / sizes.epochs
@@ -327,26 +335,16 @@ def full_epoch(dataset, sizes, out: Path) -> dict:
 
 
 def ensembles(dataset, sizes, budget: Budget) -> dict:
-    """``jaxvae bench --members``'s rows: K members in one vmapped step against K single runs, torch.func's
-    ensemble and eager torch_ref, in member-images per second, at each batch size and K."""
-    from jaxvae.parity.bench_ensemble import bench_members
+    """``jaxvae bench --members``'s rows: K members in one jitted step (vmapped: the accelerators' default) against K
+    single runs, K eager torch_ref runs and torch.func's ensemble, in member-images per second, at each batch size
+    and K."""
+    from jaxvae.run.bench import bench_row
 
-    args = SimpleNamespace(
-        dataset="mnist5k",
-        conv_impl="auto",
-        compute_dtype="float32",
-        micro_batch=0,
-        devices=1,
-        chunk_steps=sizes.chunk_steps,
-        images=sizes.ensemble_images,
-        repeats=sizes.repeats,
-        no_torch=False,
-        member_group=0,
-    )
+    args = bench_args(sizes, images=sizes.ensemble_images, repeats=sizes.repeats)
     rows = []
     for batch in sizes.batch_sizes:
         for members in sizes.members:
-            rows.append(_guarded(budget, bench_members, batch, members, args, dataset))
+            rows.append(_guarded(budget, bench_row, batch, members, args, dataset))
     return {"rows": rows}
 
 
@@ -400,16 +398,16 @@ def markdown(report: dict) -> str:
         lines.append(f"`{epoch.get('error') or epoch.get('skipped')}`")
     lines += ["", "## Ensembles (member-images per second; ratios: jaxvae's ensemble over each)", ""]
     lines += [
-        "| batch | K | ensemble | K single runs | torch.func | K torch eager | /single | /torch.func | /torch |",
+        "| batch | K | ensemble | K single runs | K torch eager | torch.func | /single | /torch | /torch.func |",
         "| --- " * 9 + "|",
     ]
     for r in report["ensembles"].get("rows", []):
-        if "ensemble_over_single" not in r:
+        if "ratio_jax_over_jax_single" not in r:
             lines.append(f"| {r.get('args')} | {r.get('error') or r.get('skipped')} |")
             continue
-        rates = [r[f"{n}_member_images_per_s"] for n in ("jax_ensemble", "jax_single", "torch_func", "torch_eager")]
-        ratios = [r["ensemble_over_single"], r["ensemble_over_torch_func"], r["ensemble_over_torch_eager"]]
-        cells = [f"{v:.0f}" for v in rates] + [f"{v:.2f}" for v in ratios]
+        runners = ("jax", "jax_single", "torch", "torch_func")
+        rates = [r[f"{n}_images_per_s"] for n in runners]
+        cells = [f"{v:.0f}" for v in rates] + [f"{r[f'ratio_jax_over_{n}']:.2f}" for n in runners[1:]]
         lines.append(f"| {r['batch_size']} | {r['members']} | " + " | ".join(cells) + " |")
     if "error" in report["ensembles"] or "skipped" in report["ensembles"]:
         lines.append(f"`{report['ensembles'].get('error') or report['ensembles'].get('skipped')}`")

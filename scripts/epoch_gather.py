@@ -21,10 +21,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jaxvae.run.trainer import RunKeys, RunSetup, Trainer
 
 from jaxvae.data import load_dataset
 from jaxvae.run.config import RunConfig
-from jaxvae.run.trainer import RunKeys, RunSetup, Trainer
 
 MODES = ("device", "host")
 

@@ -27,9 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxpr_dots import dot_flops, dot_generals
+from jaxvae.parity.bench import checked_inputs, environment, jax_runner, median_seconds, torch_runner
 
 from jaxvae.errors import UserError
-from jaxvae.parity.bench import checked_inputs, environment, jax_runner, median_seconds, torch_runner
 from jaxvae.train_step import gradient_split, init_state, make_loss_fn
 
 

@@ -1,4 +1,9 @@
-"""Shared fixtures for jaxvae's own tests."""
+"""Shared fixtures for jaxvae's own tests: the embedded digits, and the suite's two trained runs.
+
+Every training run in the suite has the shapes of ``SMALL_RUN`` (batch 32, 4 steps per dispatch, 100 test images):
+the compiled training chunk and evaluation depend on those shapes only, so that one compilation (cached for the
+session, see the top ``conftest.py``) serves them all.
+"""
 
 import fcntl
 import os
@@ -16,6 +21,11 @@ import pytest  # noqa: E402
 
 from jaxvae.data import load_mnist5k  # noqa: E402
 
+SMALL_RUN = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
+# 8 members: every per-member value varies. One member at a time (the CPU's default, here on every platform): each
+# member runs its own run's operations, whatever the others, so member seed123_lr0.0005_rw1 is small_run bit for bit.
+ENSEMBLE_LISTS = ["--seed", "123,7", "--lr", "5e-4,1e-3", "--reconstruction-weight", "1,0.5", "--member-group", "1"]
+
 
 @pytest.fixture(scope="session")
 def mnist5k():
@@ -28,16 +38,18 @@ def digits(mnist5k):
     return np.asarray(mnist5k.test.images[:8])
 
 
-SMALL_RUN = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
-# An ensemble of small_run's flags: its member seed123_lr0.0005_rw1 is small_run itself. One member at a time (the
-# CPU's default, here on every platform): each member runs its own run's operations, whatever the other members.
-ENSEMBLE_LISTS = ["--seed", "123,7", "--reconstruction-weight", "1,0.5", "--member-group", "1"]
+def train_small(out: Path, *flags: str) -> Path:
+    """``jaxvae train --out OUT --epochs 2 SMALL_RUN FLAGS``, in this process."""
+    from jaxvae.cli import main
+
+    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN, *flags]) == 0
+    return out
 
 
-def trained_once(tmp_path_factory, name: str, flags: list[str]) -> Path:
-    """``jaxvae train --out FOLDER *flags``, trained once per test session and shared by every xdist worker: the
-    first to ask trains it under a lock (a half-built folder from a failed attempt is removed first), the others
-    wait for it. Tests only read it, copying it before they change anything."""
+def trained_once(tmp_path_factory, name: str, *commands: list[str]) -> Path:
+    """``jaxvae train --out FOLDER *flags`` for each of ``commands``, run once per test session and shared by every
+    xdist worker: the first to ask trains it under a lock (a half-built folder from a failed attempt is removed
+    first), the others wait for it. Tests only read it, copying it before they change anything."""
     from jaxvae.cli import main
 
     worker = os.environ.get("PYTEST_XDIST_WORKER")
@@ -47,19 +59,19 @@ def trained_once(tmp_path_factory, name: str, flags: list[str]) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if not done.exists():
             shutil.rmtree(out, ignore_errors=True)
-            assert main(["train", "--out", str(out), *flags]) == 0
+            for flags in commands:
+                assert main(["train", "--out", str(out), *flags]) == 0
             done.touch()
     return out
 
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """A 2-epoch ``jaxvae train`` of 256 images on one device, for every test that reads it (its files, resume,
-    evaluate/sample/export, the ensemble member that must follow it, and the runs on several processes)."""
+    """A 2-epoch ``jaxvae train`` of 256 images on one device, never stopped."""
     return trained_once(tmp_path_factory, "two_epochs", ["--epochs", "2", *SMALL_RUN])
 
 
 @pytest.fixture(scope="session")
 def ensemble_run(tmp_path_factory):
-    """small_run's flags as an ensemble of 4 (seeds 123 and 7, reconstruction weights 1 and 0.5), 2 epochs."""
+    """small_run's flags as an ensemble of 8 (``ENSEMBLE_LISTS``), 2 epochs."""
     return trained_once(tmp_path_factory, "ensemble", ["--epochs", "2", *SMALL_RUN, *ENSEMBLE_LISTS])

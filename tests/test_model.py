@@ -1,5 +1,7 @@
 """Shapes of the Flax VAE for several latent sizes, and the reparameterisation's use of its key."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,32 +12,40 @@ from jaxvae import VAE, reparameterize
 
 @pytest.mark.parametrize("latent_dim", [1, 2, 16])
 def test_shapes(latent_dim, digits):
-    model = VAE(latent_dim)
-    variables = model.init(jax.random.PRNGKey(0), digits, jax.random.PRNGKey(1))
-    encoded, z_mean, z_log_var, decoded = model.apply(variables, digits, jax.random.PRNGKey(2))
-    assert encoded.shape == z_mean.shape == z_log_var.shape == (8, latent_dim)
-    assert decoded.shape == (8, 28, 28, 1) and decoded.dtype == jnp.float32
+    """Traced only (``jax.eval_shape``): the seed's sizes, 28 -> 14 -> 7 in the encoder, 7 -> 7 -> 13 -> 27 -> 29 -> 28
+    in the decoder, for any latent size."""
+    model, key = VAE(latent_dim), jax.random.PRNGKey(0)
+    variables = jax.eval_shape(model.init, key, digits, key)
+    outputs, state = jax.eval_shape(partial(model.apply, mutable=["intermediates"]), variables, digits, key)
+    assert [a.shape for a in outputs] == [(8, latent_dim)] * 3 + [(8, 28, 28, 1)] and outputs[3].dtype == jnp.float32
+    shapes = {k: v[0].shape for k, v in state["intermediates"].items()}
+    assert [shapes[f"encoder.{i}"] for i in (0, 2, 4, 6, 7)] == [
+        (8, 28, 28, 32),
+        (8, 14, 14, 64),
+        (8, 7, 7, 64),
+        (8, 7, 7, 64),
+        (8, 3136),
+    ]
+    assert [shapes[f"decoder.{i}"] for i in (0, 2, 4, 6, 8, 10)] == [
+        (8, 3136),
+        (8, 7, 7, 64),
+        (8, 13, 13, 64),
+        (8, 27, 27, 32),
+        (8, 29, 29, 1),
+        (8, 28, 28, 1),
+    ]
+    decoded = jax.eval_shape(partial(model.apply, method=VAE.decode), variables, jnp.zeros((3, latent_dim)))
+    assert decoded.shape == (3, 28, 28, 1)
+
+
+def test_encode_gives_the_heads_and_the_output_is_a_sigmoid(digits):
+    model = VAE(2)
+    variables = jax.jit(model.init)(jax.random.PRNGKey(0), digits, jax.random.PRNGKey(1))
+    _, z_mean, z_log_var, decoded = jax.jit(model.apply)(variables, digits, jax.random.PRNGKey(2))
     assert float(decoded.min()) > 0.0 and float(decoded.max()) < 1.0  # sigmoid output
-    mean, log_var = model.apply(variables, digits, method=VAE.encode)
+    mean, log_var = jax.jit(partial(model.apply, method=VAE.encode))(variables, digits)
     np.testing.assert_array_equal(mean, z_mean)
     np.testing.assert_array_equal(log_var, z_log_var)
-    assert model.apply(variables, jnp.zeros((3, latent_dim)), method=VAE.decode).shape == (3, 28, 28, 1)
-
-
-def test_intermediate_shapes(digits):
-    """The seed's sizes: 28 -> 14 -> 7 in the encoder, 7 -> 7 -> 13 -> 27 -> 29 -> 28 in the decoder."""
-    model = VAE(2)
-    variables = model.init(jax.random.PRNGKey(0), digits, jax.random.PRNGKey(1))
-    _, state = model.apply(variables, digits[:1], jax.random.PRNGKey(2), mutable=["intermediates"])
-    shapes = {k: v[0].shape for k, v in state["intermediates"].items()}
-    assert shapes["encoder.2"] == (1, 14, 14, 64)
-    assert shapes["encoder.6"] == (1, 7, 7, 64)
-    assert shapes["encoder.7"] == (1, 3136)
-    assert shapes["decoder.2"] == (1, 7, 7, 64)
-    assert shapes["decoder.4"] == (1, 13, 13, 64)
-    assert shapes["decoder.6"] == (1, 27, 27, 32)
-    assert shapes["decoder.8"] == (1, 29, 29, 1)
-    assert shapes["decoder.10"] == (1, 28, 28, 1)
 
 
 def test_reparameterize_by_key():
@@ -51,6 +61,8 @@ def test_reparameterize_by_key():
     np.testing.assert_allclose(a, mean + eps * jnp.array([[1.0, 2.0], [0.5, 1.0]]), rtol=1e-6)
 
 
-def test_rejects_unknown_conv_impl(digits):
-    with pytest.raises(ValueError, match="conv_impl"):
-        VAE(2, conv_impl="cudnn").init(jax.random.PRNGKey(0), digits, jax.random.PRNGKey(1))
+@pytest.mark.parametrize("impl", ["cudnn", "auto"])
+def test_takes_a_concrete_conv_impl(digits, impl):
+    """The backend's choice (``auto``) is made outside the model, by ``jaxvae.devices.resolve_conv_impl``."""
+    with pytest.raises(ValueError, match="conv_impl must be one of"):
+        jax.eval_shape(VAE(2, conv_impl=impl).init, jax.random.PRNGKey(0), digits, jax.random.PRNGKey(1))

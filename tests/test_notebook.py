@@ -1,4 +1,4 @@
-"""``examples/seed_notebook.ipynb`` runs from top to bottom (on a small slice: 1 epoch of 256 images) and draws
+"""``examples/seed_notebook.ipynb`` runs from top to bottom (on a small slice: 1 epoch of 128 images) and draws
 the seed's four plots, so that it cannot rot."""
 
 from pathlib import Path
@@ -11,7 +11,7 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "seed_notebook.
 
 def test_the_seed_notebook_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXVAE_NOTEBOOK_EPOCHS", "1")
-    monkeypatch.setenv("JAXVAE_NOTEBOOK_TRAIN_EXAMPLES", "256")
+    monkeypatch.setenv("JAXVAE_NOTEBOOK_TRAIN_EXAMPLES", "128")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

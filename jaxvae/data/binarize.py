@@ -2,9 +2,9 @@
 
 - ``threshold``: pixel > 0.5 is 1, else 0; the same images every epoch (both splits).
 - ``sample``: dynamic binarisation, as the IWAE paper trains: a training image is a fresh Bernoulli draw
-  (each pixel 1 with probability its intensity) every time it is seen, i.e. once per epoch; the draw of step s
-  is keyed by ``fold_in(fold_in(train_key, s), SAMPLE_STREAM)``, so a resumed run draws the same images. The
-  test split is one fixed draw from ``--seed``.
+  (each pixel 1 with probability its intensity) every time it is seen, i.e. once per epoch, drawn by the training
+  step (``jaxvae.train_step``) from the step's key, so a resumed run draws the same images. The test split is one
+  fixed draw from ``--seed``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from jaxvae.train_step import bernoulli_sample
+
 BINARIZE_MODES = ("none", "threshold", "sample")
 THRESHOLD = 0.5
-SAMPLE_STREAM = 1  # folded into the step's key: independent of the step's reparameterisation noise
 TEST_STREAM = 2  # folded into PRNGKey(seed) for the test split's fixed draw
 
 
@@ -28,21 +29,11 @@ def threshold(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images) > THRESHOLD).astype(np.float32)
 
 
-def sample(key, images):
-    """A Bernoulli draw of ``images`` (each pixel 1 with probability its value), float32 0/1, same shape."""
-    return jax.random.bernoulli(key, images).astype(images.dtype)
-
-
-def sample_step(step_key, batch):
-    """The training batch's draw for the step whose key is ``step_key``."""
-    return sample(jax.random.fold_in(step_key, SAMPLE_STREAM), batch)
-
-
 def binarize_split(images: np.ndarray, mode: str, key) -> np.ndarray:
     """A split as evaluated (and, for ``threshold``, trained): unchanged, thresholded, or one fixed draw from
     ``key``."""
     if mode == "threshold":
         return threshold(images)
     if mode == "sample":
-        return np.asarray(sample(key, np.asarray(images)))
+        return np.asarray(bernoulli_sample(key, np.asarray(images)))
     return images

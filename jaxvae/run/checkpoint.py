@@ -95,7 +95,11 @@ class Checkpoints:
         return TrainState(restored["params"], restored["opt_state"], restored["step"])
 
     def restore_checked(self, epoch: int, latent_dim: int, like: TrainState) -> TrainState:
-        """The state saved after ``epoch``; checks its latent size first, from its JSON record."""
+        """The state saved after ``epoch``; checks that it is there and its latent size first, from its JSON record."""
+        if epoch not in self.manager.all_steps():
+            raise UserError(
+                f"{self.directory} no longer holds epoch {epoch}, where the other members stopped; start a new --out"
+            )
         saved = self.read_meta(epoch).get("latent_dim")
         if saved != latent_dim:
             raise UserError(

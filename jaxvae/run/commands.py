@@ -5,18 +5,59 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from jaxvae.devices import resolve_conv_impl, to_host
 from jaxvae.errors import UserError
+from jaxvae.inference import sample_prior
+from jaxvae.iwae import estimate_log_px
+from jaxvae.likelihoods import elbo_from_terms, get_likelihood
+from jaxvae.model import VAE
 from jaxvae.run import files, plots
-from jaxvae.run.config import check_value
-from jaxvae.run.saved_run import open_run
+from jaxvae.run.checkpoint import Checkpoints
+from jaxvae.run.config import RunConfig, check_value
+from jaxvae.run.engine import RunSetup, stack_members
+from jaxvae.run.members import Member
+from jaxvae.run.progress import CountProgress
+from jaxvae.run.report import summarize_settings
+from jaxvae.run.training import prepare_data
+from jaxvae.train_step import METRIC_NAMES, abstract_state, make_optimizer
 
 MAX_SAMPLES = 1024  # a 32 x 32 grid: one matplotlib figure of that many images is already ~100 MB to draw
 DEFAULT_IW_SAMPLES = 250  # mnist5k's 1,000 test images in about a minute on a 2-core CPU (~5,000 decodes/s; README)
+EVALUATED = ("loss", "reconstruction", "kl", "reconstruction_at_mean", "elbo_nats", "log_px_nats", "nll_nats")
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    """The settings of the run folder ``run_dir``."""
+    if not run_dir.is_dir():
+        raise UserError(f"--run {run_dir} is not a folder; give a run folder written by jaxvae train")
+    return RunConfig.from_json(files.read_json(run_dir / files.CONFIG, "give a run folder written by jaxvae train"))
+
+
+def latest_state(run_dir: Path, latent_dim: int, like):
+    """The state of the run's latest checkpoint, as ``like`` (shapes and shardings), and its epoch."""
+    with Checkpoints(run_dir / files.CHECKPOINTS) as checkpoints:
+        return checkpoints.restore_latest(latent_dim, like)
+
+
+class SavedRun(NamedTuple):
+    config: RunConfig
+    model: VAE
+    params: dict
+    epoch: int
+
+
+def open_run(run_dir: Path) -> SavedRun:
+    """A run folder's settings and model, and its latest checkpoint's parameters (on the first local device)."""
+    config = read_config(run_dir)
+    model = VAE(config.latent_dim, conv_impl=resolve_conv_impl(config.conv_impl), compute_dtype=config.compute_dtype)
+    like = abstract_state(model, make_optimizer(config.lr), jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    state, epoch = latest_state(run_dir, config.latent_dim, like)
+    return SavedRun(config, model, state.params, epoch)
 
 
 def _check_output_file(path: Path, flag: str) -> None:
@@ -28,17 +69,9 @@ def _check_output_file(path: Path, flag: str) -> None:
         raise UserError(f"{path.parent} does not exist; create it or choose another path")
 
 
-def _check_iw_flags(iw_samples: int, test_examples: int | None) -> None:
-    if iw_samples < 1:
-        raise UserError(f"--iw-samples must be at least 1, got {iw_samples}")
-    check_value("test_examples", test_examples)
-
-
-def _evaluated_config(config, test_examples: int | None):
+def _evaluated_config(config: RunConfig, test_examples: int | None) -> RunConfig:
     """The run's settings for evaluation: every visible device, and the test images asked for; refuses a run
     whose loss is not a likelihood (``likelihood.check_weight``)."""
-    from jaxvae.likelihoods import get_likelihood
-
     try:
         get_likelihood(config.likelihood).check_weight(config.reconstruction_weight)
     except ValueError as exc:
@@ -47,11 +80,8 @@ def _evaluated_config(config, test_examples: int | None):
 
 
 def _record(config, epoch: int, dataset, sampled, reconstruction_at_mean, estimates, iw_samples, seconds, seed) -> dict:
-    """One run's (or member's) figures: ``sampled`` loss terms (3,), the reconstruction at z = mean, the IWAE
-    ``estimates`` (N,) of log p(x)."""
-    from jaxvae.likelihoods import elbo_from_terms, get_likelihood
-    from jaxvae.train_step import METRIC_NAMES
-
+    """One member's figures: ``sampled`` loss terms (3,), the reconstruction at z = mean, the IWAE ``estimates``
+    (N,) of log p(x)."""
     likelihood = get_likelihood(config.likelihood)
     terms = dict(zip(METRIC_NAMES, np.asarray(sampled).tolist()))
     return {
@@ -77,83 +107,42 @@ def _record(config, epoch: int, dataset, sampled, reconstruction_at_mean, estima
 def evaluate_run(
     run_dir: Path, iw_samples: int = DEFAULT_IW_SAMPLES, test_examples: int | None = None, seed: int = 0
 ) -> dict:
-    """The run's latest checkpoint on its test split (or its first ``test_examples`` images): the loss terms with
-    z sampled (as training reports them), the reconstruction at z = mean, the ELBO and the IWAE estimate of
-    log p(x) with ``iw_samples`` draws per image, in nats per image; the likelihood they belong to, stated.
-    An ensemble's folder: every member in one vmapped pass (``evaluate_ensemble``)."""
-    from jaxvae.devices import put_replicated, to_host
-    from jaxvae.iwae import estimate_log_px, make_log_px
-    from jaxvae.run.trainer import RunKeys, RunSetup
-    from jaxvae.run.training import evaluate_epoch, prepare_data
-
-    _check_iw_flags(iw_samples, test_examples)
-    if (run_dir / files.ENSEMBLE).is_file():
-        return evaluate_ensemble(run_dir, iw_samples, test_examples, seed)
-    run = open_run(run_dir)
-    config = _evaluated_config(run.config, test_examples)
-    dataset = prepare_data(config)
-    setup = RunSetup.build(config)
-    test, params = setup.place_test(dataset.test.images), put_replicated(run.params, setup.mesh)
-
-    def evaluation(at_mean: bool):
-        compiled = jax.jit(setup.evaluation(at_mean), static_argnums=3)
-        return lambda params, test, key: to_host(compiled(params, test.images, key, test.count))
-
-    sampled = evaluate_epoch(evaluation(False), params, test, RunKeys.from_seed(config.seed), run.epoch)
-    mean_terms = evaluation(True)(params, test, jax.random.PRNGKey(0))
-    started = time.perf_counter()
-    log_px = make_log_px(run.model, config.likelihood, config.reconstruction_weight, iw_samples)
-    estimates = estimate_log_px(log_px, run.params, dataset.test.images, jax.random.PRNGKey(seed))
-    seconds = time.perf_counter() - started
-    return _record(config, run.epoch, dataset, sampled, mean_terms[1], estimates, iw_samples, seconds, seed)
-
-
-EVALUATED = ("loss", "reconstruction", "kl", "reconstruction_at_mean", "elbo_nats", "log_px_nats", "nll_nats")
-
-
-def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None, seed: int) -> dict:
-    """``evaluate_run`` of every member of the ensemble in ``run_dir``, in one vmapped pass each (loss terms, z at
-    the mean, IWAE): ``{"members": {name: its figures}, "settings": mean ± sd over seeds of each setting}``. Each
-    member's figures are those ``evaluate_run`` gives its own folder, up to the order of float32 sums."""
-    from jaxvae.devices import put_replicated, to_host
-    from jaxvae.iwae import estimate_log_px, make_members_log_px
-    from jaxvae.run.ensemble import EnsembleSetup, stack_trees
-    from jaxvae.run.ensemble_report import summarize_settings
-    from jaxvae.run.members import Member
-    from jaxvae.run.training import prepare_data
-
-    saved = files.read_json(run_dir / files.ENSEMBLE, "give an ensemble folder written by jaxvae train")
-    names = saved["members"]
-    runs = [open_run(run_dir / files.MEMBERS / name) for name in names]
-    epochs = {run.epoch for run in runs}
+    """The latest checkpoint on its test split (or its first ``test_examples`` images): the loss terms with z
+    sampled (as training reports them), the reconstruction at z = mean, the ELBO and the IWAE estimate of log p(x)
+    with ``iw_samples`` draws per image, in nats per image; the likelihood they belong to, stated. An ensemble's
+    folder: every member at once, ``{"members": {name: its figures}, "settings": mean ± sd over seeds of each
+    setting}``; a member's figures are those its own folder gives, up to the order of float32 sums."""
+    if iw_samples < 1:
+        raise UserError(f"--iw-samples must be at least 1, got {iw_samples}")
+    check_value("test_examples", test_examples)
+    ensemble = (run_dir / files.ENSEMBLE).is_file()
+    names = files.read_json(run_dir / files.ENSEMBLE, "start a new --out")["members"] if ensemble else [run_dir.name]
+    paths = [run_dir / files.MEMBERS / name for name in names] if ensemble else [run_dir]
+    members = [Member(n, _evaluated_config(read_config(p), test_examples)) for n, p in zip(names, paths)]
+    setup = RunSetup.build(members)
+    restored = [latest_state(p, m.config.latent_dim, setup.state_target()) for p, m in zip(paths, members)]
+    epochs = sorted({epoch for _, epoch in restored})
     if len(epochs) > 1:
         raise UserError(
-            f"the members of {run_dir} stopped at different epochs ({sorted(epochs)}); finish the ensemble with "
+            f"the members of {run_dir} stopped at different epochs ({epochs}); finish the ensemble with "
             "jaxvae train --resume, or evaluate a member's folder on its own"
         )
-    members = [Member(name, _evaluated_config(run.config, test_examples)) for name, run in zip(names, runs)]
+    params, epoch = stack_members(*[state.params for state, _ in restored]), epochs[0]
     dataset = prepare_data(members[0].config)
-    setup = EnsembleSetup.build(members, saved.get("member_group", 0))
-    test = setup.place_test(dataset.test.images)
-    stacked = stack_trees([run.params for run in runs])
-    params = put_replicated(stacked, setup.mesh)
-
-    def evaluation(at_mean: bool, keys):
-        compiled = jax.jit(setup.evaluation(at_mean), static_argnums=3)
-        return to_host(compiled(params, test.images, keys, test.count))  # (K, 3)
-
-    epoch = runs[0].epoch
-    sampled = evaluation(False, setup.member_keys().eval_key(epoch))
-    mean_terms = evaluation(True, jnp.stack([jax.random.PRNGKey(0)] * len(runs)))  # z = mean: the key is unused
-    started = time.perf_counter()
-    weights = [m.config.reconstruction_weight for m in members]
-    log_px = make_members_log_px(setup.model, setup.config.likelihood, weights, iw_samples, setup.backend.member_group)
-    estimates = estimate_log_px(log_px, stacked, dataset.test.images, jax.random.PRNGKey(seed))  # (K, N)
-    seconds = time.perf_counter() - started
+    test, keys, constants = setup.place_test(dataset.test.images), setup.keys(), setup.constants()
+    args = (params, test.images, keys.eval, constants, setup.epoch_index(epoch), test.count)
+    sampled, at_mean = (to_host(jax.jit(setup.evaluation(m), static_argnums=5)(*args)) for m in (False, True))  # (K, 3)
+    started, progress = time.perf_counter(), CountProgress("log p(x)", len(dataset.test), "images")
+    log_px = setup.log_px(iw_samples)
+    estimates = estimate_log_px(log_px, params, dataset.test.images, jax.random.PRNGKey(seed), progress=progress.update)
+    progress.close()
+    seconds = time.perf_counter() - started  # estimates: (K, N)
     records = [
-        _record(m.config, epoch, dataset, sampled[k], mean_terms[k, 1], estimates[k], iw_samples, seconds, seed)
+        _record(m.config, epoch, dataset, sampled[k], at_mean[k, 1], estimates[k], iw_samples, seconds, seed)
         for k, m in enumerate(members)
     ]
+    if not ensemble:
+        return records[0]
     return {
         "members": dict(zip(names, records)),
         "settings": summarize_settings(members, [{"evaluation": r} for r in records], EVALUATED),
@@ -162,21 +151,18 @@ def evaluate_ensemble(run_dir: Path, iw_samples: int, test_examples: int | None,
 
 def sample_run(run_dir: Path, n: int, out: Path, seed: int) -> Path:
     """A PNG grid of ``n`` images decoded from the prior."""
-    from jaxvae.inference import sample_prior
-
     if not 1 <= n <= MAX_SAMPLES:
         raise UserError(f"-n must be an integer in 1..{MAX_SAMPLES} (one picture of a grid of images), got {n}")
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} must name a .png file")
     _check_output_file(out, "--out")
     run = open_run(run_dir)
-    images = sample_prior(run.model, run.params, jax.random.PRNGKey(seed), n)
-    return plots.image_grid(images, out, columns=min(8, n))
+    return plots.image_grid(sample_prior(run.model, run.params, jax.random.PRNGKey(seed), n), out, columns=min(8, n))
 
 
 def export_run(run_dir: Path, to: Path) -> Path:
     """The run's latest parameters as a state dict that ``torch_ref.VAE`` loads with ``strict=True``."""
-    import torch
+    import torch  # optional: only export and the parity harness need it
 
     from jaxvae.convert import params_to_torch
     from torch_ref import VAE as TorchVAE
@@ -184,7 +170,7 @@ def export_run(run_dir: Path, to: Path) -> Path:
     _check_output_file(to, "--to")
     run = open_run(run_dir)
     state = {k: torch.from_numpy(np.array(v)) for k, v in params_to_torch(run.params).items()}
-    TorchVAE(run.config.latent_dim).load_state_dict(state, strict=True)  # proves it loads before writing
+    TorchVAE(run.model.latent_dim).load_state_dict(state, strict=True)  # proves it loads before writing
     tmp = to.with_name(to.name + ".tmp")
     torch.save(state, tmp)
     tmp.replace(to)

@@ -18,7 +18,7 @@ def _subplots(*grid, **kwargs):
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight", pil_kwargs={"compress_level": 1})
     return path
 
 
@@ -56,46 +56,52 @@ def training_loss(losses, steps_per_epoch: int, path: Path, test_losses=None) ->
     return _save(fig, path)
 
 
+def tiles(images: np.ndarray) -> np.ndarray:
+    """Images ``(rows, columns, 28, 28[, 1])`` as one picture with a blank pixel between them:
+    ``(rows * 29 - 1, columns * 29 - 1)``, NaN (drawn blank) where no image is."""
+    images = np.asarray(images, np.float64)
+    rows, columns = images.shape[:2]
+    canvas = np.full((rows, 29, columns, 29), np.nan)
+    canvas[:, :28, :, :28] = images.reshape(rows, columns, 28, 28).transpose(0, 2, 1, 3)
+    return canvas.reshape(rows * 29, columns * 29)[:-1, :-1]
+
+
+def _tiled(grid: np.ndarray, path: Path, title: str | None, row_names=(), scale: float = 0.45) -> Path:
+    """One figure of ``tiles(grid)``, with a title and names for the rows."""
+    rows, columns = grid.shape[:2]
+    fig, ax = _subplots(figsize=(columns * scale + (1.2 if row_names else 0.2), rows * scale + 0.5))
+    ax.imshow(tiles(grid), cmap="binary", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([29 * i + 13.5 for i in range(len(row_names))], list(row_names), fontsize=9)
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
 def image_grid(images: np.ndarray, path: Path, columns: int = 8, title: str | None = None) -> Path:
-    """Images ``(N, 28, 28[, 1])`` in a grid."""
+    """Images ``(N, 28, 28[, 1])`` in a grid of ``columns``."""
     images = np.asarray(images).reshape(len(images), 28, 28)
     rows = -(-len(images) // columns)
-    fig, axes = _subplots(rows, columns, figsize=(columns * 1.1, rows * 1.1), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image in zip(axes.flat, images):
-        ax.imshow(image, cmap="binary", vmin=0, vmax=1)
-    if title:
-        fig.suptitle(title)
-    return _save(fig, path)
+    padded = np.full((rows * columns, 28, 28), np.nan)
+    padded[: len(images)] = images
+    return _tiled(padded.reshape(rows, columns, 28, 28), path, title)
 
 
 def reconstructions(originals: np.ndarray, rows: dict[str, np.ndarray], path: Path) -> Path:
     """Originals in the top row, then one row per named set of reconstructions (e.g. z = mean, z sampled)."""
     named = {"original": originals, **rows}
-    n = len(originals)
-    fig, axes = _subplots(len(named), n, figsize=(n * 1.1, 1.2 * len(named)), squeeze=False)
-    for row, (name, images) in enumerate(named.items()):
-        for i in range(n):
-            axes[row, i].imshow(np.asarray(images[i]).reshape(28, 28), cmap="binary", vmin=0, vmax=1)
-            axes[row, i].axis("off")
-        axes[row, 0].set_title(name, loc="left", fontsize=9)
-    return _save(fig, path)
+    grid = np.stack([np.asarray(images).reshape(-1, 28, 28) for images in named.values()])  # (rows, N, 28, 28)
+    return _tiled(grid, path, None, named, scale=0.6)
 
 
 def interpolations(starts: np.ndarray, paths: np.ndarray, ends: np.ndarray, path: Path) -> Path:
     """A row per pair: the start digit, ``paths[i]`` ``(steps, 28, 28)`` decoded between their means, the end digit."""
-    pairs, steps = paths.shape[:2]
-    fig, axes = _subplots(pairs, steps + 2, figsize=((steps + 2) * 0.9, pairs * 0.95), squeeze=False)
-    for i in range(pairs):
-        row = [starts[i], *paths[i], ends[i]]
-        for j, image in enumerate(row):
-            axes[i, j].imshow(np.asarray(image).reshape(28, 28), cmap="binary", vmin=0, vmax=1)
-            axes[i, j].axis("off")
-    axes[0, 0].set_title("start", fontsize=8)
-    axes[0, steps + 1].set_title("end", fontsize=8)
-    fig.suptitle("decoded along the straight line between the two test digits' latent means")
-    return _save(fig, path)
+    grid = np.concatenate([starts.reshape(-1, 1, 28, 28), paths, ends.reshape(-1, 1, 28, 28)], axis=1)
+    title = "start, decoded along the straight line between the two test digits' latent means, end"
+    return _tiled(grid, path, title, scale=0.6)
 
 
 def latent_space(z: np.ndarray, labels: np.ndarray, path: Path) -> Path:
@@ -113,13 +119,7 @@ def latent_space(z: np.ndarray, labels: np.ndarray, path: Path) -> Path:
 
 def manifold(grid: np.ndarray, path: Path) -> Path:
     """A ``(rows, cols, 28, 28)`` grid of decoded images as one picture."""
-    rows, cols = grid.shape[:2]
-    canvas = grid.transpose(0, 2, 1, 3).reshape(rows * 28, cols * 28)  # (rows*28, cols*28)
-    fig, ax = _subplots(figsize=(8, 8))
-    ax.imshow(canvas, cmap="binary", vmin=0, vmax=1)
-    ax.set_title("decoded latent manifold (z at the normal's 5%..95% quantiles)")
-    ax.axis("off")
-    return _save(fig, path)
+    return _tiled(grid, path, "decoded latent manifold (z at the normal's 5%..95% quantiles)", scale=0.4)
 
 
 def _band(ax, x, curves: np.ndarray, label: str, color, **line) -> None:

@@ -1,29 +1,29 @@
-"""The end of a run: the seed's plots under ``plots/`` and ``summary.json`` with everything a reader asks.
+"""The end of a run: each member's plots under ``plots/`` and ``summary.json`` in its run folder, and for an
+ensemble its own ``OUT/summary.json`` (every member's final results, the mean and standard deviation over seeds of
+each setting, member-images per second) and ``OUT/plots/`` (each setting's losses as a mean with a band over
+seeds; the rate-distortion picture when the reconstruction weight is swept).
 
-A leaf: it is handed what the run did (``FinishedRun``) and computes nothing of the training itself.
+A leaf: it is handed what the run did and computes nothing of the training itself. The standard deviation is the
+sample one (n - 1), over the seeds of a setting; ``null`` for a single seed.
 """
 
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import flax
 import jax
 import numpy as np
 import optax
-from jax.sharding import Mesh
 
 from jaxvae import inference
-from jaxvae.data import Dataset
 from jaxvae.devices import describe, to_host
-from jaxvae.model import VAE
 from jaxvae.run import files, plots
-from jaxvae.run.config import RunConfig
 from jaxvae.run.distributed import is_primary
-from jaxvae.train_step import METRIC_NAMES, TrainState
+from jaxvae.run.engine import member_state
+from jaxvae.run.members import Member, number
+from jaxvae.train_step import METRIC_NAMES
 
 N_RECONSTRUCTIONS = 10
 N_SAMPLES = 64
@@ -47,6 +47,10 @@ def device() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', d)}"
 
 
+def _losses(records: list[dict], split=None) -> list[float]:
+    return [r["loss"] if r["loss"] is not None else np.nan for r in records if r.get("split") == split]
+
+
 def epoch_train_means(records: list[dict]) -> dict[int, dict]:
     """Mean loss terms over each epoch's training steps."""
     by_epoch: dict[int, list] = {}
@@ -54,6 +58,13 @@ def epoch_train_means(records: list[dict]) -> dict[int, dict]:
         if "split" not in r:
             by_epoch.setdefault(r["epoch"], []).append([r[k] if r[k] is not None else np.nan for k in METRIC_NAMES])
     return {e: dict(zip(METRIC_NAMES, np.mean(rows, axis=0).tolist())) for e, rows in by_epoch.items()}
+
+
+def final_test(records: list[dict]) -> tuple[int, dict]:
+    """The last epoch and the test metrics after it (the last epoch is always evaluated)."""
+    last = max(r["epoch"] for r in records)
+    test = next(r for r in reversed(records) if r.get("split") == "test" and r["epoch"] == last)
+    return last, {k: test[k] for k in METRIC_NAMES}
 
 
 def interpolation_pairs(labels: np.ndarray, pairs: int = N_INTERPOLATIONS) -> list[tuple[int, int]]:
@@ -69,7 +80,6 @@ def write_plots(out: Path, model, params, dataset, records: list[dict], steps_pe
     """The seed's four pictures, reconstructions at z = mean, latent interpolations (and the manifold of a 2-D
     latent); returns their paths relative to ``out``."""
     folder = out / files.PLOTS
-    losses = [r["loss"] if r["loss"] is not None else np.nan for r in records if "split" not in r]
     tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
     recon_key, sample_key = jax.random.split(key)
     images = dataset.test.images
@@ -80,7 +90,7 @@ def write_plots(out: Path, model, params, dataset, records: list[dict], steps_pe
     }
     a, b = (np.array(side) for side in zip(*interpolation_pairs(dataset.test.labels)))
     made = [
-        plots.training_loss(losses, steps_per_epoch, folder / "training_loss.png", tests),
+        plots.training_loss(_losses(records), steps_per_epoch, folder / "training_loss.png", tests),
         plots.reconstructions(originals, rows, folder / "reconstructions.png"),
         plots.interpolations(
             images[a],
@@ -102,59 +112,105 @@ def write_plots(out: Path, model, params, dataset, records: list[dict], steps_pe
     return [str(p.relative_to(out)) for p in made]
 
 
-@dataclass(frozen=True)
-class FinishedRun:
-    """What a run did, for its report: settings, data, model and final state, results, timings and devices."""
-
-    config: RunConfig
-    dataset: Dataset
-    model: VAE
-    state: TrainState
-    records: list[dict]  # metrics.jsonl's, as the run ended
-    last_epoch: int
-    final_test: dict  # loss terms of the test split after the last epoch
-    timing: dict  # compile_seconds, train_seconds, eval_seconds, trained_images, traces
-    steps_per_epoch: int
-    steps_per_dispatch: int
-    backend: dict  # the backend's choices as they ran
-    mesh: Mesh
-    plot_key: Any
+def mean_sd(values: list[float]) -> dict:
+    """``{"mean", "sd", "n"}`` of ``values`` (sd: sample standard deviation, None for one value or a None value)."""
+    if any(v is None for v in values):
+        return {"mean": None, "sd": None, "n": len(values)}
+    array = np.asarray(values, np.float64)
+    return {"mean": float(array.mean()), "sd": float(array.std(ddof=1)) if len(array) > 1 else None, "n": len(array)}
 
 
-def summarize(run: FinishedRun) -> dict:
-    """``summary.json``'s content."""
-    timing, seconds = run.timing, run.timing["train_seconds"]
-    return {
-        "config": run.config.to_json(),
-        "data": {
-            "source": run.dataset.source,
-            "train_images": len(run.dataset.train),
-            "test_images": len(run.dataset.test),
-        },
-        "epochs_completed": run.last_epoch,
-        "steps": int(to_host(run.state.step)),
-        "final_train": epoch_train_means(run.records).get(run.last_epoch),
-        "final_test": run.final_test,
-        "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
+def by_setting(members: list[Member]) -> dict[tuple, list[int]]:
+    """The members' indices per setting (lr, reconstruction weight), in the order members come."""
+    groups: dict[tuple, list[int]] = {}
+    for k, member in enumerate(members):
+        groups.setdefault(member.setting, []).append(k)
+    return groups
+
+
+def summarize_settings(members: list[Member], results: list[dict], keys=METRIC_NAMES) -> list[dict]:
+    """Per setting: its values, its seeds, and mean ± sd over them of each of ``results``' sections and ``keys``
+    (``results[k]``: member k's sections, e.g. ``{"final_test": {"loss": ...}}``)."""
+    rows = []
+    for (lr, weight), chosen in by_setting(members).items():
+        row = {"lr": lr, "reconstruction_weight": weight, "seeds": [members[k].config.seed for k in chosen]}
+        for section in results[0]:
+            present = [results[k][section] for k in chosen if results[k][section] is not None]
+            if len(present) == len(chosen):
+                row[section] = {key: mean_sd([p[key] for p in present]) for key in keys if key in present[0]}
+        rows.append(row)
+    return rows
+
+
+def write_ensemble_plots(out: Path, members: list[Member], records: list[list[dict]], finals, steps: int):
+    """The ensemble's pictures; returns their paths relative to ``out``."""
+    folder = out / files.PLOTS
+    settings = {}
+    for (lr, weight), chosen in by_setting(members).items():
+        train = np.array([_losses(records[k]) for k in chosen], np.float64)  # (seeds, steps)
+        test = np.array([_losses(records[k], "test") for k in chosen], np.float64)  # (seeds, evaluated epochs)
+        settings[f"lr {number(lr)}, weight {number(weight)}"] = (train, test)
+    made = [plots.ensemble_losses(settings, steps, folder / "losses.png")]
+    if len({m.config.reconstruction_weight for m in members}) > 1:
+        points = [(m.config.reconstruction_weight, f["kl"], f["reconstruction"]) for m, f in zip(members, finals)]
+        made.append(plots.rate_distortion(points, folder / "rate_distortion.png"))
+    return [str(p.relative_to(out)) for p in made]
+
+
+def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, records, timing: dict, lists) -> dict:
+    """Each member's plots and ``summary.json`` in its folder ``paths[k]``, and for an ensemble (``lists``) its own
+    in ``out`` (process 0 writes them); returns the summary in ``out``."""
+    setup = trainer.setup
+    members, seconds = list(setup.members), timing["train_seconds"]
+    shared = {
+        "epochs_completed": None,
+        "steps": int(to_host(state.step)[0]),
         "train_seconds": seconds,
         "eval_seconds": timing["eval_seconds"],
         "compile_seconds": timing["compile_seconds"],
-        "steps_per_dispatch": run.steps_per_dispatch,
+        "steps_per_dispatch": trainer.chunk_steps,
         "traces": timing["traces"],
-        **run.backend,
+        **setup.describe_backend(),
         "device": device(),
-        "devices": describe(run.mesh),
+        "devices": describe(setup.mesh),
         "versions": versions(),
     }
-
-
-def finish_run(out: Path, run: FinishedRun) -> dict:
-    """Plots and ``summary.json`` (process 0 writes them); returns the summary."""
-    summary = summarize(run)
+    plot_keys = to_host(keys.eval)
+    summaries = []
+    for k, (member, path, member_records) in enumerate(zip(members, paths, records)):
+        last_epoch, test = final_test(member_records)
+        summary = {
+            "config": member.config.to_json(),
+            "data": {"source": dataset.source, "train_images": len(dataset.train), "test_images": len(dataset.test)},
+            **shared,
+            "epochs_completed": last_epoch,
+            "final_train": epoch_train_means(member_records).get(last_epoch),
+            "final_test": test,
+            "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
+        }
+        if is_primary():
+            params = to_host(member_state(state.params, k))
+            summary["plots"] = write_plots(
+                path, setup.model, params, dataset, member_records, trainer.steps_per_epoch, plot_keys[k]
+            )
+            files.write_json(path / files.SUMMARY, summary)
+        summaries.append(summary)
+    if lists is None:
+        return summaries[0]
+    results = [{"final_train": s["final_train"], "final_test": s["final_test"]} for s in summaries]
+    summary = {
+        "members": [
+            {"name": m.name, **m.values(), "folder": f"{files.MEMBERS}/{m.name}", **r} for m, r in zip(members, results)
+        ],
+        "settings": summarize_settings(members, results),
+        "lists": lists,
+        "config": {k: v for k, v in setup.config.to_json().items() if k not in lists},
+        **shared,
+        "epochs_completed": summaries[0]["epochs_completed"],
+        "member_images_per_second": timing["trained_images"] * len(members) / seconds if seconds > 0 else None,
+    }
     if is_primary():
-        params = to_host(run.state.params)
-        summary["plots"] = write_plots(
-            out, run.model, params, run.dataset, run.records, run.steps_per_epoch, run.plot_key
-        )
+        finals = [r["final_test"] for r in results]
+        summary["plots"] = write_ensemble_plots(out, members, records, finals, trainer.steps_per_epoch)
         files.write_json(out / files.SUMMARY, summary)
     return summary

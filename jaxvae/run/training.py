@@ -1,16 +1,23 @@
-"""A training run: ``train(config, out_dir, resume)``, what ``jaxvae train`` calls.
+"""Training runs: ``train`` (one run) and ``train_ensemble`` (every combination of the lists), both through
+``train_members``, what ``jaxvae train`` calls.
 
-The run is built in one pass (``jaxvae.run.trainer``): settings checked, the starting state made or restored
-(before the data loads, so that a damaged or mismatched checkpoint is reported at once), the data loaded, the
-functions compiled; then each epoch's chunks of jitted steps, its metrics, test evaluation and checkpoint; and
-at the end the report (``jaxvae.run.report``: plots and ``summary.json``).
+A run is built in one pass: settings and folder checked, the starting state made or restored (before the data
+loads, so that a damaged or mismatched checkpoint is reported at once), the data loaded, the functions compiled
+(``jaxvae.run.engine``); then ``run_epochs``: each epoch's chunks of jitted steps, their records, the test
+evaluation and the checkpoints; at the end the reports (``jaxvae.run.report``).
+
+Folders: a single run is a run folder at ``--out``; an ensemble writes ``OUT/ensemble.json`` and one run folder
+per member, ``OUT/members/NAME``, in the single-run format (settings, step and test records, checkpoints, plots
+and ``summary.json``), and its own report in ``OUT``. A resume restores every member at the last epoch they all
+have checkpointed, so an ensemble stopped between two members' checkpoints continues exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
@@ -30,10 +37,11 @@ from jaxvae.run.config import (
     evaluates_after,
 )
 from jaxvae.run.distributed import barrier, is_primary
+from jaxvae.run.engine import RunSetup, Trainer, member_state, stack_members
+from jaxvae.run.members import Member, describe_lists, member_name
 from jaxvae.run.progress import EpochProgress
-from jaxvae.run.report import FinishedRun, finish_run
-from jaxvae.run.trainer import PlacedSplit, RunKeys, RunSetup, Trainer
-from jaxvae.train_step import METRIC_NAMES, TrainState
+from jaxvae.run.report import finish_run
+from jaxvae.train_step import METRIC_NAMES
 
 
 class NonFiniteLoss(UserError):
@@ -97,20 +105,6 @@ def log_line(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _starting_state(
-    setup: RunSetup, out: Path, checkpoints: Checkpoints, resume: bool, initial_params, keys: RunKeys
-) -> tuple[TrainState, int]:
-    """Fresh, from ``initial_params``, or the last checkpoint of ``out``, replicated on the run's devices; and
-    the epochs already done."""
-    if resume:
-        saved = RunConfig.from_json(files.read_json(out / files.CONFIG, "start a new --out"))
-        check_resumable(saved, setup.config)
-        if checkpoints.latest_epoch() is not None:
-            return checkpoints.restore_latest(setup.config.latent_dim, setup.state_target())
-        log_line(f"--resume: {out} has no checkpoint (its first epoch never finished); starting it from epoch 1")
-    return setup.fresh_state(keys.init, initial_params), 0
-
-
 def step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
     records = []
     for i, row in enumerate(metrics):
@@ -120,55 +114,7 @@ def step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]
     return records
 
 
-def _train_epoch(
-    trainer: Trainer, state, epoch_data, keys, epoch, log: files.MetricsLog, last_good: str
-) -> tuple[TrainState, float]:
-    """One epoch of chunks over ``epoch_data`` (``Trainer.epoch_data``); returns the state and the seconds spent
-    in steps."""
-    cfg = trainer.setup.config
-    progress = EpochProgress(epoch, cfg.epochs, trainer.steps_per_epoch) if is_primary() else None
-    seconds, step0 = 0.0, int(to_host(state.step))
-    try:
-        for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
-            start = time.perf_counter()
-            state, metrics = trainer.run_chunk(state, epoch_data, first, keys)
-            metrics = to_host(metrics)  # (chunk, 3): the only host sync of the chunk
-            seconds += time.perf_counter() - start
-            bad = np.flatnonzero(~np.isfinite(metrics[:, 0]))
-            log.append(step_records(metrics[: bad[0] + 1] if bad.size else metrics, step0 + first + 1, epoch))
-            if bad.size:
-                raise NonFiniteLoss(
-                    f"the loss became non-finite at step {step0 + first + 1 + bad[0]} (epoch {epoch}); stopped. "
-                    f"{last_good}; try a smaller --lr"
-                )
-            if progress:
-                progress.update(metrics[:, 0])
-    finally:
-        if progress:
-            progress.close()
-    return state, seconds
-
-
-def evaluate_epoch(evaluate: Callable, params, test: PlacedSplit, keys: RunKeys, epoch: int) -> np.ndarray:
-    """Test metrics after ``epoch`` with the noise of ``fold_in(eval_key, epoch)``; ``evaluate`` as
-    ``Trainer.evaluate_split``."""
-    return evaluate(params, test, keys.eval_key(epoch))
-
-
-def _test_epoch(trainer: Trainer, state, test: PlacedSplit, keys, epoch: int, log: files.MetricsLog) -> dict:
-    """Evaluate the test split after ``epoch``: one ``"split": "test"`` record and a log line."""
-    metrics = evaluate_epoch(trainer.evaluate_split, state.params, test, keys, epoch)
-    step = int(to_host(state.step))
-    record = {k: files.finite_or_none(v) for k, v in zip(METRIC_NAMES, metrics)}
-    log.append([{"split": "test", "epoch": epoch, "step": step, **record}])
-    log_line(
-        f"epoch {epoch}/{trainer.setup.config.epochs}: test loss {metrics[0]:.4f} (reconstruction {metrics[1]:.4f}, "
-        f"KL {metrics[2]:.4f})"
-    )
-    return record
-
-
-def open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done: int) -> files.MetricsLog:
+def open_run_folder(out: Path, config: RunConfig, step: int, done: int) -> files.MetricsLog:
     """``config.json`` and the metrics log, written by process 0 only (the others get a log that drops records)."""
     log = files.MetricsLog(out / files.METRICS, enabled=is_primary())
     if is_primary():
@@ -178,44 +124,189 @@ def open_run_folder(out: Path, config: RunConfig, resume: bool, step: int, done:
     return log
 
 
-def _final_test(trainer: Trainer, state, test: PlacedSplit, keys, records: list[dict]) -> tuple[int, dict]:
-    """The last epoch of ``records`` and its test metrics: its record, or (nothing trained in this invocation and
-    no record) now."""
-    last_epoch = max((r["epoch"] for r in records), default=0)
-    logged = [r for r in records if r.get("split") == "test" and r["epoch"] == last_epoch]
-    if logged:
-        return last_epoch, {k: logged[0][k] for k in METRIC_NAMES}
-    metrics = evaluate_epoch(trainer.evaluate_split, state.params, test, keys, last_epoch)
-    return last_epoch, dict(zip(METRIC_NAMES, metrics.tolist()))
+@dataclass
+class RunFolders:
+    """What a run keeps of its epochs, in each member's run folder: step and test records, checkpoints. ``names``
+    are the members' for an ensemble's messages, None for a single run's."""
+
+    out: Path
+    names: list[str] | None
+    latent_dim: int
+    logs: list[files.MetricsLog]
+    checkpoints: list[Checkpoints]
+
+    def last_good(self, epoch: int) -> str:
+        if epoch == 1:
+            again = "--resume starts the ensemble" if self.names else "the same command starts the run"
+            return f"No epoch had finished, so there is no checkpoint; {again} afresh"
+        if self.names:
+            where = self.out / files.MEMBERS
+            return f"Every member's last good checkpoint (epoch {epoch - 1}) is in its folder in {where}"
+        return f"The last good checkpoint (epoch {epoch - 1}) is in {self.out / files.CHECKPOINTS}"
+
+    def steps(self, metrics: np.ndarray, first_step: int, epoch: int) -> None:
+        """Each member's step records of one chunk, ``metrics`` ``(K, chunk, 3)``, up to and including the first
+        step where any member's loss is not finite; that step stops the run."""
+        bad = np.flatnonzero(~np.all(np.isfinite(metrics[:, :, 0]), axis=0))
+        end = bad[0] + 1 if bad.size else metrics.shape[1]
+        for log, rows in zip(self.logs, metrics):
+            log.append(step_records(rows[:end], first_step, epoch))
+        if not bad.size:
+            return
+        where = f"non-finite at step {first_step + bad[0]} (epoch {epoch}); stopped"
+        if self.names:
+            names = [n for n, row in zip(self.names, metrics) if not np.isfinite(row[bad[0], 0])]
+            message = f"the loss of member {', '.join(names)} became {where} the ensemble. {self.last_good(epoch)}"
+            raise NonFiniteLoss(f"{message}; try a smaller --lr for it")
+        raise NonFiniteLoss(f"the loss became {where}. {self.last_good(epoch)}; try a smaller --lr")
+
+    def test(self, metrics: np.ndarray, epoch: int, epochs: int, step: int) -> None:
+        """Each member's test metrics after ``epoch`` ``(K, 3)``: a test record in its log, and a log line."""
+        for log, row in zip(self.logs, metrics):
+            record = {k: files.finite_or_none(v) for k, v in zip(METRIC_NAMES, row)}
+            log.append([{"split": "test", "epoch": epoch, "step": step, **record}])
+        m = metrics.mean(axis=0)
+        spread = f" over {len(metrics)} members" if self.names else ""
+        extremes = f"; min {metrics[:, 0].min():.4f}, max {metrics[:, 0].max():.4f}" if self.names else ""
+        log_line(
+            f"epoch {epoch}/{epochs}: test loss {m[0]:.4f}{spread} (reconstruction {m[1]:.4f}, KL {m[2]:.4f}{extremes})"
+        )
+
+    def save(self, epoch: int, step: int, state) -> None:
+        """Each member's state after ``epoch``, sliced on the devices, into its checkpoints."""
+        meta = {"epoch": epoch, "step": step, "latent_dim": self.latent_dim}
+        for k, checkpoints in enumerate(self.checkpoints):
+            checkpoints.save(epoch, member_state(state, k), meta)
 
 
-def run_epochs(trainer: Trainer, state, place: tuple, train_epoch: Callable, test_epoch: Callable, save: Callable):
-    """The epochs after ``done`` up to ``--epochs``, for a run or an ensemble: each epoch's batches, its chunks
-    (``train_epoch(state, epoch_data, epoch) -> (state, seconds)``), its test evaluation when due
-    (``test_epoch(state, epoch)``) and its checkpoint (``save(epoch, state)``). ``place`` is ``(train images,
-    keys, done)``: where the epochs' batches come from, and the epochs already done. Returns the state and the
-    timing that ``summary.json`` reports."""
-    train_images, keys, done = place
+def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, folders: RunFolders):
+    """The epochs after ``done`` up to ``--epochs``: each epoch's shuffle, its chunks and their records, its test
+    evaluation when due, its checkpoints. Nothing but the metrics leaves the devices (in one process; several
+    processes upload each chunk's rows). Returns the state and the timing that ``summary.json`` reports."""
     cfg = trainer.setup.config
-    train_seconds, eval_seconds, trained_images = 0.0, 0.0, 0
+    timing = {"train_seconds": 0.0, "eval_seconds": 0.0, "trained_images": 0}
+    step = done * trainer.steps_per_epoch
     for epoch in range(done + 1, cfg.epochs + 1):
-        epoch_data = trainer.epoch_data(train_images, keys.data, epoch)
-        state, seconds = train_epoch(state, epoch_data, epoch)
-        train_seconds += seconds
-        trained_images += trainer.steps_per_epoch * cfg.batch_size
+        order = trainer.order(keys.data, epoch)
+        progress = EpochProgress(epoch, cfg.epochs, trainer.steps_per_epoch) if is_primary() else None
+        try:
+            for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
+                start = time.perf_counter()
+                batches = trainer.batches(train_images, order, state.step, first)
+                state, metrics = trainer.train_chunk(state, batches, keys)
+                metrics = to_host(metrics)  # (K, chunk, 3): the chunk's one copy to the host
+                timing["train_seconds"] += time.perf_counter() - start
+                folders.steps(metrics, step + 1, epoch)
+                step += trainer.chunk_steps
+                if progress:
+                    progress.update(metrics[:, :, 0].mean(axis=0))
+        finally:
+            if progress:
+                progress.close()
+        timing["trained_images"] += trainer.steps_per_epoch * cfg.batch_size
         if evaluates_after(cfg, epoch):
             start = time.perf_counter()
-            test_epoch(state, epoch)
-            eval_seconds += time.perf_counter() - start
-        save(epoch, state)
-    timing = {
-        "compile_seconds": trainer.compile_seconds,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "trained_images": trained_images,
-        "traces": dict(trainer.traces),
-    }
-    return state, timing
+            metrics = to_host(trainer.evaluate_split(state.params, test, keys, epoch))  # (K, 3)
+            timing["eval_seconds"] += time.perf_counter() - start
+            folders.test(metrics, epoch, cfg.epochs, step)
+        folders.save(epoch, step, state)
+    return state, {**timing, "compile_seconds": trainer.compile_seconds, "traces": dict(trainer.traces)}
+
+
+def _check_members(members: list[Member]) -> None:
+    for member in members:
+        check_flags(member.config)
+    seeds = {m.config.seed for m in members}
+    if members[0].config.binarize == "sample" and len(seeds) > 1:
+        raise UserError(
+            "--binarize sample draws each member's test split from its --seed, which an ensemble's one test split "
+            "cannot follow; give one --seed, or train the seeds as separate runs"
+        )
+
+
+def _check_lists(out: Path, lists: dict) -> None:
+    """A resumed ensemble continues the saved one: the same lists, hence the same members."""
+    saved = files.read_json(out / files.ENSEMBLE, "start a new --out")
+    saved_lists = {name: tuple(values) for name, values in saved["lists"].items()}
+    if saved_lists != lists:
+        raise UserError(
+            f"--resume: this ensemble was trained with {describe_lists(saved_lists)}, not {describe_lists(lists)}; "
+            "pass the same lists or start a new --out"
+        )
+
+
+def _starting_state(setup: RunSetup, out: Path, folders: list[Path], checkpoints, resume: bool, keys, initial_params):
+    """Fresh (from ``initial_params``, if given), or every member's checkpoint of the last epoch all of them have;
+    and the epochs already done."""
+    if resume:
+        for member, folder in zip(setup.members, folders):
+            saved = RunConfig.from_json(files.read_json(folder / files.CONFIG, "start a new --out"))
+            check_resumable(saved, member.config)
+        latest = [c.latest_epoch() for c in checkpoints]
+        if None not in latest:
+            epoch, like = min(latest), setup.state_target()
+            return stack_members(*[c.restore_checked(epoch, setup.config.latent_dim, like) for c in checkpoints]), epoch
+        log_line(f"--resume: {out} has no checkpoint yet (a first epoch never finished); starting from epoch 1")
+    return setup.fresh_state(keys, initial_params), 0
+
+
+def train_members(
+    members: list[Member],
+    out: Path,
+    resume: bool = False,
+    lists: dict | None = None,
+    member_group: int = 0,
+    initial_params=None,
+) -> dict:
+    """Train ``members`` into ``out``: a single run's folder (``lists`` None, one member) or an ensemble's (the
+    ``lists`` the members came from); returns the summary written to ``OUT/summary.json``. Over several processes
+    every process calls this with the same arguments."""
+    _check_members(members)
+    if member_group < 0:
+        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
+    ensemble = lists is not None
+    if ensemble and resume and (out / files.ENSEMBLE).is_file():
+        _check_lists(out, lists)
+    check_out_dir(out, resume, files.ENSEMBLE if ensemble else files.CONFIG)
+    setup = RunSetup.build(members, member_group)
+    cfg = setup.config
+    check_batch_splits(cfg, setup.mesh.size)
+    keys = setup.keys()
+    paths = [out / files.MEMBERS / m.name for m in members] if ensemble else [out]
+    with contextlib.ExitStack() as stack:
+        checkpoints = [stack.enter_context(Checkpoints(p / files.CHECKPOINTS)) for p in paths]
+        state, done = _starting_state(setup, out, paths, checkpoints, resume, keys, initial_params)
+        if resume and done >= cfg.epochs:
+            raise UserError(
+                f"--resume: {out} has trained {done} epochs already (--epochs {cfg.epochs}); pass "
+                f"--epochs above {done} to train it further (nothing was changed)"
+            )
+        dataset = prepare_data(cfg)
+        check_batch_fits(cfg, len(dataset.train))
+        log_line(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
+        step = done * (len(dataset.train) // cfg.batch_size)
+        if resume:
+            log_line(f"resuming {out} after epoch {done} (step {step})")
+        if ensemble and is_primary():
+            out.mkdir(parents=True, exist_ok=True)
+            record = {"members": [m.name for m in members], "lists": lists, "member_group": member_group}
+            files.write_json(out / files.ENSEMBLE, record)
+        logs = [open_run_folder(p, m.config, step, done) for p, m in zip(paths, members)]
+        train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
+        trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
+        together = (
+            f"; {len(members)} members, {setup.describe_backend()['member_group']} side by side" if ensemble else ""
+        )
+        log_line(
+            f"compiled the training step and the evaluation in {trainer.compile_seconds:.1f} s ({trainer.chunk_steps} "
+            f"steps per dispatch, {setup.mesh.size} x {jax.devices()[0].device_kind} over {jax.process_count()} "
+            f"process(es){together})"
+        )
+        folders = RunFolders(out, [m.name for m in members] if ensemble else None, cfg.latent_dim, logs, checkpoints)
+        state, timing = run_epochs(trainer, state, train_images, test, keys, done, folders)
+    barrier("jaxvae: training done")  # process 0 has written every record the others now read
+    records = [log.read() for log in logs]
+    return finish_run(out, paths, trainer, dataset, state, keys, records, timing, lists)
 
 
 def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
@@ -224,68 +315,11 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
     ``initial_params`` (for instance ``params_from_torch(state_dict)["params"]``) replaces the fresh
     initialisation of a new run. Over several processes every process calls this with the same arguments.
     """
-    check_flags(config)
-    check_out_dir(out, resume)
-    keys = RunKeys.from_seed(config.seed)
-    setup = RunSetup.build(config)
-    check_batch_splits(config, setup.mesh.size)
-    with Checkpoints(out / files.CHECKPOINTS) as checkpoints:
-        state, done = _starting_state(setup, out, checkpoints, resume, initial_params, keys)
-        if resume and done >= config.epochs:
-            raise UserError(
-                f"--resume: {out} has trained {done} epochs already (--epochs {config.epochs}); pass "
-                f"--epochs above {done} to train it further (nothing was changed)"
-            )
-        dataset = prepare_data(config)
-        check_batch_fits(config, len(dataset.train))
-        log_line(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
-        if resume:
-            log_line(f"resuming {out} after epoch {done} (step {int(to_host(state.step))})")
-        log = open_run_folder(out, config, resume, int(to_host(state.step)), done)
-        train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
-        trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
-        log_line(
-            f"compiled the training step and the evaluation in {trainer.compile_seconds:.1f} s ({trainer.chunk_steps} "
-            f"steps per dispatch, {setup.mesh.size} x {jax.devices()[0].device_kind} over "
-            f"{jax.process_count()} process(es))"
-        )
+    return train_members([Member(member_name(config), config)], out, resume, initial_params=initial_params)
 
-        def last_good(epoch: int) -> str:
-            if epoch > 1:
-                return f"The last good checkpoint (epoch {epoch - 1}) is in {out / files.CHECKPOINTS}"
-            return "No epoch had finished, so there is no checkpoint; the same command starts the run afresh"
 
-        def save(epoch: int, state) -> None:
-            step = int(to_host(state.step))
-            checkpoints.save(epoch, state, {"epoch": epoch, "step": step, "latent_dim": config.latent_dim})
-
-        state, timing = run_epochs(
-            trainer,
-            state,
-            (train_images, keys, done),
-            lambda state, epoch_data, epoch: _train_epoch(
-                trainer, state, epoch_data, keys, epoch, log, last_good(epoch)
-            ),
-            lambda state, epoch: _test_epoch(trainer, state, test, keys, epoch, log),
-            save,
-        )
-
-    barrier("jaxvae: training done")  # process 0 has written every record the others now read
-    records = log.read()  # every process reads the records process 0 wrote
-    last_epoch, final_test = _final_test(trainer, state, test, keys, records)
-    finished = FinishedRun(
-        config,
-        dataset,
-        setup.model,
-        state,
-        records,
-        last_epoch,
-        final_test,
-        timing,
-        trainer.steps_per_epoch,
-        trainer.chunk_steps,
-        setup.describe_backend(),
-        setup.mesh,
-        keys.eval,
-    )
-    return finish_run(out, finished)
+def train_ensemble(members: list[Member], lists: dict, out: Path, resume: bool = False, member_group: int = 0) -> dict:
+    """Train every member of ``members`` (``jaxvae.run.members.member_grid`` of ``lists``) into ``out``, vmapped in
+    groups of ``member_group`` (0: the backend's choice); returns the ensemble's summary. Over several processes
+    every process calls this with the same arguments."""
+    return train_members(members, out, resume, lists, member_group)

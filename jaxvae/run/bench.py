@@ -1,0 +1,239 @@
+"""Training throughput of jaxvae against torch_ref, side by side in one process (``jaxvae bench``).
+
+Per batch size and ensemble size K (``--members``, default 1), in member-images per second: jaxvae's run of K
+members as ``jaxvae train`` runs it, and K eager torch_ref runs; for K > 1 also one jaxvae run (K runs one after
+another train K times the images in K times the time, so a single run's images per second are their
+member-images per second; their K start-ups and compilations are left out, in their favour) and torch.func's
+ensemble of the same K models (``torch_ref.ensemble``). Members 0..K-1 have seeds 0..K-1; every runner starts from
+their weights and trains on their epoch's batches; the runners' repetitions alternate so that machine noise hits
+them alike; warm-up (compilation, first steps) is excluded; figures are medians over the repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from jaxvae.convert import params_to_torch
+from jaxvae.data import load_dataset
+from jaxvae.devices import to_host
+from jaxvae.errors import UserError
+from jaxvae.run.config import RunConfig, check_batch_splits, check_flags
+from jaxvae.run.engine import RunSetup, Trainer, member_state
+from jaxvae.run.members import member_grid
+from jaxvae.run.report import versions
+
+BENCH_FLAGS = [
+    "dataset",
+    "data_dir",
+    "train_examples",
+    "conv_impl",
+    "compute_dtype",
+    "micro_batch",
+    "chunk_steps",
+    "devices",
+]
+
+
+@dataclass
+class JaxRun:
+    """jaxvae's side of one row: ``run`` trains ``steps`` steps of every member through the compiled chunk."""
+
+    run: Callable[[], None]
+    trainer: Trainer
+    steps: int
+    batches: np.ndarray  # (K, steps, B) example indices: each member's first ``steps`` batches of epoch 1
+    start_weights: list[dict]  # each member's starting parameters as a torch state dict
+
+
+def jax_runner(members: int, batch_size: int, args, dataset) -> JaxRun:
+    """jaxvae's run of ``members`` members (seeds 0 .. K-1) as ``jaxvae train`` runs it, warmed up: about
+    ``args.images`` images per member per call of ``run``, in whole chunks."""
+    config = RunConfig(batch_size=batch_size, **{name: getattr(args, name) for name in BENCH_FLAGS})
+    setup = RunSetup.build(member_grid(config, {"seed": tuple(range(members))}), args.member_group)
+    check_batch_splits(setup.config, setup.mesh.size)
+    keys = setup.keys()
+    state = setup.fresh_state(keys)
+    weights = [params_to_torch(to_host(member_state(state.params, k))) for k in range(members)]
+    train = dataset.train.head(config.train_examples)
+    train_images = setup.place_train(train.images)
+    test = setup.place_test(dataset.test.images[:1])  # the evaluation is compiled with the chunk; not timed here
+    trainer = Trainer.compile(setup, len(train), state, train_images, test, keys)
+    order = trainer.order(keys.data, 1)
+    chunks = max(1, min(args.images // batch_size, trainer.steps_per_epoch) // trainer.chunk_steps)
+
+    def run():  # the loop of jaxvae train: each chunk's batches gathered, then its steps
+        nonlocal state
+        for c in range(chunks):
+            batches = trainer.batches(train_images, order, state.step, c * trainer.chunk_steps)
+            state, metrics = trainer.train_chunk(state, batches, keys)
+        jax.block_until_ready(metrics)
+
+    run()  # warm-up
+    steps = chunks * trainer.chunk_steps
+    return JaxRun(run, trainer, steps, np.asarray(jax.device_get(order))[:, :steps], weights)
+
+
+def _torch_model(state_dict, device):
+    import torch
+
+    from torch_ref import VAE as TorchVAE
+
+    model = TorchVAE(state_dict["z_mean.weight"].shape[0]).to(device)
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state_dict.items()})
+    return model
+
+
+def torch_runner(state_dicts: list[dict], images_nhwc, batches: np.ndarray, lr: float, ensemble: bool = False):
+    """A closure that trains torch_ref over ``batches`` ``(K, steps, B)`` and syncs the device: member 0 eagerly
+    (``ensemble`` False), or all K members in torch.func's ensemble."""
+    import torch
+
+    from torch_ref.ensemble import FuncEnsemble
+    from torch_ref.train import train_step
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    data = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(device)
+    rows = [torch.from_numpy(batches[:, s].astype(np.int64)).to(device) for s in range(batches.shape[1])]  # (K, B)
+    if ensemble:
+        members = FuncEnsemble([_torch_model(s, device) for s in state_dicts], lr)
+        latent = state_dicts[0]["z_mean.weight"].shape[0]
+        step = lambda r: members.step(data[r], torch.randn(*r.shape, latent, device=device))  # noqa: E731
+    else:
+        model = _torch_model(state_dicts[0], device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        step = lambda r: train_step(model, optimizer, data[r[0]])  # noqa: E731
+
+    def run():
+        for r in rows:
+            step(r)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def median_seconds(runners: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Each runner's median seconds over ``repeats`` rounds; within a round they run in turn, so that machine
+    noise hits them alike."""
+    times = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_row(batch_size: int, members: int, args, dataset) -> dict:
+    """One row: every runner at ``batch_size`` and K = ``members``, their member-images per second and the ratios
+    of jaxvae's K-member run over each."""
+    jax_run = jax_runner(members, batch_size, args, dataset)
+    runners, lr = {"jax": jax_run.run}, jax_run.trainer.setup.config.lr
+    single = jax_runner(1, batch_size, args, dataset) if members > 1 else jax_run
+    if members > 1:
+        runners["jax_single"] = single.run
+    if not args.no_torch:
+        runners["torch"] = torch_runner(single.start_weights, dataset.train.images, single.batches, lr)
+        if members > 1:
+            runners["torch_func"] = torch_runner(
+                jax_run.start_weights, dataset.train.images, jax_run.batches, lr, ensemble=True
+            )
+    for name in runners.keys() - {"jax", "jax_single"}:
+        runners[name]()  # warm-up
+    seconds = median_seconds(runners, args.repeats)
+    width = {"jax": members, "torch_func": members}  # the others train one member
+    rates = {name: jax_run.steps * batch_size * width.get(name, 1) / s for name, s in seconds.items()}
+    setup = jax_run.trainer.setup
+    return {
+        "batch_size": batch_size,
+        "members": members,
+        "steps_per_repeat": jax_run.steps,
+        "steps_per_dispatch": jax_run.trainer.chunk_steps,
+        **{f"{name}_images_per_s": rate for name, rate in rates.items()},
+        **{f"ratio_jax_over_{name}": rates["jax"] / rate for name, rate in rates.items() if name != "jax"},
+        "jax_compile_s": jax_run.trainer.compile_seconds,
+        **setup.describe_backend(),
+        "devices": setup.mesh.size,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def environment() -> dict:
+    info = {"jax_device": str(jax.devices()[0]), "machine": platform.processor() or platform.machine()}
+    info["versions"] = versions()
+    try:
+        import torch  # optional: --no-torch times jaxvae alone
+
+        info["versions"]["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info
+
+
+COLUMNS = {  # column title -> row key, in member-images per second then ratios
+    "jaxvae": "jax_images_per_s",
+    "single": "jax_single_images_per_s",
+    "torch": "torch_images_per_s",
+    "torch.func": "torch_func_images_per_s",
+    "/single": "ratio_jax_over_jax_single",
+    "/torch": "ratio_jax_over_torch",
+    "/torch.func": "ratio_jax_over_torch_func",
+}
+
+
+def format_rows(env: dict, rows: list[dict]) -> str:
+    lines = [
+        f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
+        "member-images per second (K single runs: one run's images per second); ratios: jaxvae's K members over each",
+        f"{'batch':>6} {'K':>3} {'group':>5} {'devices':>7} " + " ".join(f"{c:>11}" for c in COLUMNS) + " compile s",
+    ]
+    for r in rows:
+        cells = [
+            f"{r[key]:11.{2 if c.startswith('/') else 0}f}" if key in r else f"{'-':>11}" for c, key in COLUMNS.items()
+        ]
+        lines.append(
+            f"{r['batch_size']:>6} {r['members']:>3} {r['member_group']:>5} {r['devices']:>7} {' '.join(cells)} "
+            f"{r['jax_compile_s']:9.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _counts(text: str, flag: str) -> list[int]:
+    try:
+        counts = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise UserError(f"{flag} must be positive integers, got {text!r}")
+    return counts
+
+
+def run_from_args(args) -> int:
+    sizes, members = _counts(args.batch_sizes, "--batch-sizes"), _counts(args.members, "--members")
+    if args.repeats < 1 or args.images < 1:
+        raise UserError("--repeats and --images must be positive")
+    check_flags(RunConfig(**{name: getattr(args, name) for name in BENCH_FLAGS}))
+    if args.member_group < 0:
+        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {args.member_group}")
+    dataset = load_dataset(args.dataset, args.data_dir)
+    if max(sizes) > len(dataset.train.head(args.train_examples)):
+        raise UserError(f"batch size {max(sizes)} is larger than the training images ({len(dataset.train)})")
+    env, rows = environment(), []
+    for batch_size in sizes:
+        for k in members:
+            rows.append(bench_row(batch_size, k, args, dataset))
+            if not args.json:
+                print(f"batch {batch_size}, {k} member(s): done", file=sys.stderr, flush=True)
+    print(json.dumps({"environment": env, "results": rows}, indent=2) if args.json else format_rows(env, rows))
+    return 0

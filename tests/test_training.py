@@ -1,0 +1,253 @@
+"""``jaxvae train`` end to end on a small slice of the embedded data: what a run and an ensemble write, that a
+member is its single run and a resumed run the one never stopped (bit for bit), the loop's traffic with the host,
+non-finite losses, and the commands on a finished run. Refusals are in tests/test_refusals.py."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import SMALL_RUN, train_small
+from jaxvae.cli import main
+from jaxvae.run import checkpoint, training
+from jaxvae.run import files as run_files
+from jaxvae.run.config import RunConfig
+from jaxvae.run.engine import Trainer
+from jaxvae.run.members import member_grid, member_name
+from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NAMES = [f"seed{s}_lr{lr}_rw{w}" for s in (123, 7) for lr in ("0.0005", "0.001") for w in ("1", "0.5")]
+SMALL = dict(batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)  # SMALL_RUN as a RunConfig
+
+
+def records(folder, split=None) -> list[dict]:
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") == split]
+
+
+def test_the_run_folder(small_run):
+    summary = json.loads((small_run / "summary.json").read_text())
+    assert summary["epochs_completed"] == 2 and summary["steps"] == 16
+    assert summary["data"] == {"source": summary["data"]["source"], "train_images": 256, "test_images": 100}
+    assert summary["traces"] == {"train_chunk": 1, "evaluate": 1}  # compiled once for the whole run
+    assert all(isinstance(summary[k], float) for k in ("images_per_second", "compile_seconds", "train_seconds"))
+    assert {"jax", "flax", "optax"} <= summary["versions"].keys() and summary["devices"]["count"] == 1
+    steps = records(small_run)
+    assert [r["step"] for r in steps] == list(range(1, 17)) and [r["epoch"] for r in steps] == [1] * 8 + [2] * 8
+    assert set(steps[0]) == {"step", "epoch", "loss", "reconstruction", "kl"}
+    tests = records(small_run, "test")
+    assert [r["epoch"] for r in tests] == [1, 2] and summary["final_test"] == {
+        k: tests[-1][k] for k in ("loss", "reconstruction", "kl")
+    }
+    for name in ("training_loss", "reconstructions", "latent_interpolations", "latent_space", "prior_samples"):
+        png = small_run / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
+    assert (small_run / "plots" / "latent_manifold.png").is_file()
+    assert checkpoint.latest_epoch(small_run / "checkpoints") == 2
+
+
+@pytest.fixture(scope="module")
+def seed7_run(tmp_path_factory):
+    """The single run of member seed7_lr0.001_rw0.5, whose every per-member value differs from small_run's."""
+    out = tmp_path_factory.mktemp("single") / "seed7"
+    return train_small(out, "--seed", "7", "--lr", "1e-3", "--reconstruction-weight", "0.5")
+
+
+def test_each_member_is_its_single_run(ensemble_run, small_run, seed7_run):
+    """The ensemble's members run one at a time: each member's records are its own single run's, byte for byte (the
+    same operations on the same values)."""
+    assert sorted(p.name for p in (ensemble_run / "members").iterdir()) == sorted(NAMES)
+    for name, single in (("seed123_lr0.0005_rw1", small_run), ("seed7_lr0.001_rw0.5", seed7_run)):
+        member = ensemble_run / "members" / name
+        assert (member / "metrics.jsonl").read_bytes() == (single / "metrics.jsonl").read_bytes(), name
+        assert (member / "config.json").read_text() == (single / "config.json").read_text()
+        assert (
+            json.loads((member / "summary.json").read_text())["final_test"]
+            == json.loads((single / "summary.json").read_text())["final_test"]
+        )
+
+
+def test_the_ensemble_folder(ensemble_run):
+    assert json.loads((ensemble_run / "ensemble.json").read_text()) == {
+        "members": NAMES,
+        "lists": {"seed": [123, 7], "lr": [0.0005, 0.001], "reconstruction_weight": [1.0, 0.5]},
+        "member_group": 1,
+    }
+    summary = json.loads((ensemble_run / "summary.json").read_text())
+    assert [m["name"] for m in summary["members"]] == NAMES and summary["steps"] == 16
+    assert summary["member_images_per_second"] > 0 and summary["traces"] == {"train_chunk": 1, "evaluate": 1}
+    assert "seed" not in summary["config"] and summary["config"]["batch_size"] == 32
+    finals = {}
+    for member in summary["members"]:
+        own = json.loads((ensemble_run / member["folder"] / "summary.json").read_text())
+        assert member["final_test"] == own["final_test"] and member["final_train"] == own["final_train"]
+        assert own["steps"] == 16 and own["config"]["seed"] == member["seed"]
+        finals[member["name"]] = own["final_test"]
+    assert [(s["lr"], s["reconstruction_weight"], s["seeds"]) for s in summary["settings"]] == [
+        (lr, w, [123, 7]) for lr in (0.0005, 0.001) for w in (1.0, 0.5)
+    ]
+    setting = summary["settings"][3]  # lr 1e-3, weight 0.5
+    values = [finals[f"seed{s}_lr0.001_rw0.5"]["kl"] for s in (123, 7)]
+    assert setting["final_test"]["kl"] == {"mean": np.mean(values), "sd": np.std(values, ddof=1), "n": 2}
+    assert summary["plots"] == ["plots/losses.png", "plots/rate_distortion.png"]
+    for plot in summary["plots"]:
+        assert (ensemble_run / plot).read_bytes()[:8] == PNG and (ensemble_run / plot).stat().st_size > 5000
+
+
+def test_scheduling_is_not_a_runs_identity(small_run, tmp_path):
+    """How steps are chunked changes no bit: a run resumed with other --chunk-steps is the one never stopped. How an
+    ensemble's members are grouped is not its identity either: stopped one at a time, it resumes vmapped (whose
+    float32 sums run in another order)."""
+    out = tmp_path / "rechunked"
+    assert main(["train", "--out", str(out), "--epochs", "1", *SMALL_RUN]) == 0
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN[:-1], "8"]) == 0
+    assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+    out, pair = tmp_path / "regrouped", [*SMALL_RUN, "--seed", "123,7"]
+    assert main(["train", "--out", str(out), "--epochs", "1", *pair, "--member-group", "1"]) == 0
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *pair, "--member-group", "2"]) == 0
+    for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
+        assert [r["step"] for r in records(out / "members" / name)] == list(range(1, 17))
+    assert json.loads((out / "ensemble.json").read_text())["member_group"] == 2
+    assert records(out / "members" / "seed123_lr0.0005_rw1")[:8] == records(small_run)[:8]  # epoch 1: one at a time
+    summary = json.loads((out / "summary.json").read_text())
+    (setting,) = summary["settings"]  # one setting, two seeds: their mean and sample standard deviation
+    finals = [m["final_test"]["loss"] for m in summary["members"]]
+    assert setting["final_test"]["loss"] == {"mean": np.mean(finals), "sd": np.std(finals, ddof=1), "n": 2}
+
+
+def test_eval_every(tmp_path):
+    """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's."""
+    summary = train(RunConfig(epochs=3, eval_every=2, **{**SMALL, "train_examples": 128}), tmp_path / "sparse")
+    tests = records(tmp_path / "sparse", "test")
+    assert [r["epoch"] for r in tests] == [2, 3]
+    assert summary["final_test"] == {k: tests[-1][k] for k in ("loss", "reconstruction", "kl")}
+
+
+def _unfinished_copy(trained, folder):
+    """A run folder as a first epoch that never finished leaves it: its settings and some step records."""
+    folder.mkdir()
+    (folder / "config.json").write_bytes((trained / "config.json").read_bytes())
+    lines = (trained / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (folder / "metrics.jsonl").write_text("".join(lines[:3]) + lines[3][:20])  # the last line torn by a kill
+    return folder
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["same command", "resume"])
+def test_a_first_epoch_that_never_finished_is_started_afresh(small_run, tmp_path, resume):
+    out = _unfinished_copy(small_run, tmp_path / "unfinished")
+    assert unfinished_run(out)
+    assert main(["train", "--epochs", "2", "--out", str(out), *SMALL_RUN, *(["--resume"] if resume else [])]) == 0
+    assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+def poison(monkeypatch, after_step: int, member=slice(None)):
+    """Every chunk that ends after ``after_step`` reports a NaN loss for ``member``(s), as a diverged run would."""
+    real = Trainer.compile.__func__
+
+    def compile(cls, *args):
+        trainer = real(cls, *args)
+
+        def chunk(state, batches, keys, constants):
+            state, metrics = trainer.chunk(state, batches, keys, constants)
+            late = int(np.asarray(state.step)[0]) > after_step
+            return state, metrics.at[member].set(np.nan) if late else metrics
+
+        return dataclasses.replace(trainer, chunk=chunk)
+
+    monkeypatch.setattr(Trainer, "compile", classmethod(compile))
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    poison(monkeypatch, after_step=8)
+    out = tmp_path / "nan"
+    with pytest.raises(NonFiniteLoss, match=r"non-finite at step 9 \(epoch 2\).*last good checkpoint \(epoch 1\)"):
+        train(RunConfig(epochs=3, **SMALL), out)
+    assert checkpoint.latest_epoch(out / "checkpoints") == 1
+    lines = run_files.MetricsLog(out / "metrics.jsonl").read()
+    assert lines[-1]["step"] == 9 and lines[-1]["loss"] is None
+
+
+def test_a_non_finite_loss_in_the_first_epoch_leaves_an_unfinished_run(tmp_path, monkeypatch):
+    """No checkpoint exists, so the message names none; the same command starts the folder afresh."""
+    poison(monkeypatch, after_step=0)
+    out = tmp_path / "nan"
+    with pytest.raises(
+        NonFiniteLoss, match=r"non-finite at step 1 \(epoch 1\).*no checkpoint; the same command starts"
+    ):
+        train(RunConfig(epochs=1, **SMALL), out)
+    assert unfinished_run(out)
+
+
+def test_a_member_whose_loss_turns_nan_stops_the_ensemble(tmp_path, monkeypatch):
+    """Member 2's loss turns NaN in epoch 2: one error names it; every member keeps epoch 1's checkpoint and its
+    records up to that step."""
+    poison(monkeypatch, after_step=4, member=2)
+    lists = {"seed": (123, 7), "lr": (5e-4, 1e-3), "reconstruction_weight": (1.0, 0.5)}
+    members = member_grid(RunConfig(epochs=2, **{**SMALL, "train_examples": 128}), lists)
+    with pytest.raises(NonFiniteLoss, match=r"member seed123_lr0.001_rw1 became non-finite at step 5 \(epoch 2\)"):
+        train_ensemble(members, lists, tmp_path / "nan", member_group=1)
+    for m in members:
+        assert [r["step"] for r in records(tmp_path / "nan" / "members" / m.name)] == [1, 2, 3, 4, 5]
+        assert checkpoint.latest_epoch(tmp_path / "nan" / "members" / m.name / "checkpoints") == 1
+
+
+def test_the_loop_copies_nothing_but_the_metrics(tmp_path, monkeypatch):
+    """Inside the epoch loop the state, the batches and the keys stay on the devices: under JAX's transfer guard no
+    implicit copy happens (the only copies to the devices are each epoch's number, explicit), and the only copies to
+    the host are each chunk's and each evaluation's metrics. (On a CPU the guard sees only copies to the devices:
+    there the copies to the host are counted.)"""
+    real_loop, real_fetch, fetched = training.run_epochs, training.to_host, []
+
+    def guarded(*args):
+        with jax.transfer_guard("disallow"):
+            return real_loop(*args)
+
+    monkeypatch.setattr(training, "run_epochs", guarded)
+    monkeypatch.setattr(training, "to_host", lambda a: fetched.append(a.shape) or real_fetch(a))
+    train(RunConfig(epochs=2, **SMALL), tmp_path / "guarded")
+    assert fetched == [(1, 4, 3), (1, 4, 3), (1, 3)] * 2  # 2 epochs of 2 chunks and an evaluation
+
+
+def test_evaluate_sample_export(small_run, tmp_path, capsys):
+    import torch
+
+    from torch_ref import VAE as TorchVAE
+
+    assert main(["evaluate", "--run", str(small_run), "--iw-samples", "20"]) == 0
+    result = json.loads(capsys.readouterr().out)  # the IWAE fields are tested in tests/test_evaluate.py
+    logged = records(small_run, "test")[-1]
+    assert result["epoch"] == 2 and result["test_images"] == 100
+    # the same compiled function of the same checkpoint, images and noise key as the run's last test record
+    assert {k: result[k] for k in ("loss", "reconstruction", "kl")} == {
+        k: logged[k] for k in ("loss", "reconstruction", "kl")
+    }
+    png = tmp_path / "samples.png"
+    assert main(["sample", "--run", str(small_run), "-n", "16", "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == PNG
+    pt = tmp_path / "weights.pt"
+    assert main(["export", "--run", str(small_run), "--to", str(pt)]) == 0
+    TorchVAE(2).load_state_dict(torch.load(pt, weights_only=True), strict=True)
+
+
+@pytest.mark.parametrize("primary", [True, False], ids=["process 0", "process 1"])
+def test_out_is_read_by_every_process_before_process_0_probes_it(tmp_path, monkeypatch, primary):
+    """Over several processes a probe file or a folder made by process 0 while another reads ``--out`` would look
+    like another run there; so every process reads, then a barrier, then process 0 alone probes, then a barrier."""
+    events = []
+    monkeypatch.setattr(training, "is_primary", lambda: primary)
+    monkeypatch.setattr(training, "barrier", lambda name: events.append("barrier"))
+    real_probe = run_files.check_writable
+    monkeypatch.setattr(run_files, "check_writable", lambda *a, **k: (events.append("probe"), real_probe(*a, **k)))
+    training.check_out_dir(tmp_path / "new", resume=False)
+    assert events == (["barrier", "probe", "barrier"] if primary else ["barrier", "barrier"])
+    assert not (tmp_path / "new").exists()  # the probe leaves nothing behind
+
+
+def test_member_names_say_their_values():
+    assert member_name(RunConfig(seed=4, lr=1e-5, reconstruction_weight=2.0)) == "seed4_lr1e-05_rw2"
+    grid = member_grid(RunConfig(), {"seed": (1, 2), "lr": (1e-3,), "reconstruction_weight": (0.5, 1.0, 2.0)})
+    assert len(grid) == 6 and len({m.name for m in grid}) == 6
+    assert [(m.config.seed, m.config.reconstruction_weight) for m in grid[:3]] == [(1, 0.5), (1, 1.0), (1, 2.0)]
