@@ -3,7 +3,7 @@
 Each mutant of the model must fail the float64 exact verdict (where any semantic difference shows by orders of
 magnitude), which fails the report; torch_ref's, except a 1e-6 change of the weights, which float32 cannot resolve by
 design, the float32 verdict too. A mutant of the bfloat16 compute dtype leaves float32 and float64 alone and must
-fail the bfloat16 verdict. (``scripts/mutant_table.py`` gives every verdict of every mutant: docs/parity.md.)
+fail the bfloat16 verdict. (``scripts/parity_sweep.py --mutants`` gives every verdict of every mutant: docs/parity.md.)
 
 Each capture of a mutated jaxvae compiles afresh (three implementations, three runs: ~20 s), so the jaxvae
 mutants that no implementation's code is part of (the slope, the trim, the reparameterisation, the flatten,
@@ -15,13 +15,17 @@ transposed-convolution mutants run on all three.
 import numpy as np
 import pytest
 
+from jaxvae.layers import CONV_IMPLS
 from jaxvae.parity.check import parity_inputs, parity_weights
-from jaxvae.parity.method import EXACT_RTOL, run_parity
+from jaxvae.parity.method import EXACT_RTOL, RUNS, run_parity
 from parity_tests.mutants import BATCH, BFLOAT16_MUTANTS, JAX_MUTANTS, LATENT, SEED, TORCH_MUTANTS
 
+MODEL_MUTANTS = TORCH_MUTANTS + JAX_MUTANTS
+
 UNRESOLVABLE_BELOW_FLOAT64 = ("torch_weight_off_by_1e6",)
-ONE_IMPL_ONLY = {
-    "jax_pad_form_shifted": "pad",  # a mutant of one implementation: the others pass
+OF_ONE_IMPL = {"jax_pad_form_shifted": "pad"}  # a mutant of one implementation's code: the others pass
+ONE_IMPL_ONLY = {  # the README command's economy: each mutant on one implementation, in turn
+    **OF_ONE_IMPL,
     "jax_slope_off_by_one_percent": "xla",
     "jax_trim_wrong_corner": "matmul",
     "jax_exp_log_var": "pad",
@@ -38,7 +42,7 @@ ONE_IMPL_ONLY = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def case():
     x, eps = parity_inputs(BATCH, LATENT, SEED)
     return parity_weights(None, LATENT, SEED), x, eps
@@ -48,20 +52,26 @@ def test_the_unmutated_case_passes(case):
     assert run_parity(*case).passed
 
 
-@pytest.mark.parametrize("mutant", TORCH_MUTANTS + JAX_MUTANTS, ids=lambda m: m.__name__)
-def test_mutant_fails(mutant, case, monkeypatch):
+EVERY_VERDICT = [pytest.param(m, marks=pytest.mark.sweep, id=f"{m.__name__}-every-verdict") for m in MODEL_MUTANTS]
+
+
+@pytest.mark.parametrize("mutant", MODEL_MUTANTS + EVERY_VERDICT, ids=lambda m: m.__name__)
+def test_mutant_fails(mutant, case, monkeypatch, request):
+    """The sweep tier: every mutant on every implementation, every verdict (float32 and bfloat16 must fail too)."""
     mutant(monkeypatch)
-    only = ONE_IMPL_ONLY.get(mutant.__name__)
+    swept = "every-verdict" in request.node.callspec.id
+    only = (OF_ONE_IMPL if swept else ONE_IMPL_ONLY).get(mutant.__name__)
     runs = ("float64", "float32") if mutant in TORCH_MUTANTS else ("float64",)  # jaxvae's float32 run: cached
-    report = run_parity(*case, conv_impls=[only] if only else ("xla", "matmul", "pad"), runs=runs)
+    report = run_parity(*case, conv_impls=[only] if only else CONV_IMPLS, runs=tuple(RUNS) if swept else runs)
     assert not report.passed
     for impl, runs in report.by_impl.items():
         exact = runs["float64"]
         assert not exact.passed, (impl, "float64 missed", mutant.__name__)
         worst = max((r.rel for r in exact.rows), default=np.inf)
         assert exact.error or worst > 1e3 * EXACT_RTOL, (impl, worst)  # fails by orders of magnitude
-        if mutant in TORCH_MUTANTS and mutant.__name__ not in UNRESOLVABLE_BELOW_FLOAT64:
-            assert not runs["float32"].passed, (impl, "float32 missed", mutant.__name__)
+        if (swept or mutant in TORCH_MUTANTS) and mutant.__name__ not in UNRESOLVABLE_BELOW_FLOAT64:
+            for run in set(runs) - {"float64"}:
+                assert not runs[run].passed, (impl, f"{run} missed", mutant.__name__)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def test_compare_is_relative_to_the_reference_and_fails_shape_and_nan():
     assert compare("t", [0.0], [0.0], 0.0).passed and not compare("t", [1e-30], [0.0], 1.0).passed
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def natural():
     """torch_ref in float64 at seed 3, and the pre-activation element nearest its kink."""
     state = parity_weights(None, 2, 3)

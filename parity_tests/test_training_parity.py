@@ -31,9 +31,11 @@ from torch_ref.train import train_vae, vae_loss
 pytestmark = pytest.mark.xdist_group("training_parity")  # one worker computes the module's fixtures
 
 STEPS, BATCH, LATENT, LR = 20, 32, 2, 5e-4
-# (conv_impl, micro_batch, concurrent): the CPU's form and micro-batches, two side by side. Every form's gradients
-# against torch's: the harness; micro-batches against the whole batch: tests/test_train_step.py
-IMPLEMENTATIONS = [("matmul", 8, 2)]
+# (conv_impl, micro_batch, concurrent): the CPU's form and micro-batches, two side by side; the sweep tier adds each
+# form whole and micro-batched. (Every form's gradients against torch's: the harness; micro-batches against the
+# whole batch: tests/test_train_step.py.)
+SWEPT = [("xla", 0, 1), ("xla", 8, 2), ("matmul", 0, 1), ("matmul", 8, 1), ("pad", 0, 1)]
+IMPLEMENTATIONS = [("matmul", 8, 2), *[pytest.param(impl, marks=pytest.mark.sweep) for impl in SWEPT]]
 
 
 def noise(train_key, step, dtype):
@@ -52,7 +54,7 @@ def nchw(images):
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).double()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(mnist5k):
     """torch_ref's 20 float64 steps, with the float64 noise jaxvae's float64 step draws."""
     images = np.asarray(mnist5k.train.images[: STEPS * BATCH], np.float64).reshape(STEPS, BATCH, 28, 28, 1)
@@ -88,7 +90,7 @@ def float64_states(reference, impl, micro_batch, concurrent):
         return states, np.array(losses), params_to_torch({"params": state.params})
 
 
-@pytest.fixture(scope="module", params=IMPLEMENTATIONS, ids=lambda p: f"{p[0]}-micro{p[1]}-x{p[2]}")
+@pytest.fixture(scope="session", params=IMPLEMENTATIONS, ids=lambda p: "{}-micro{}-x{}".format(*p))
 def trajectory(request, reference):
     return request.param, float64_states(reference, *request.param)
 

@@ -3,13 +3,14 @@
     python scripts/compare_with_ref.py --ref 8da4d2c --out runs/compare
 
 For each case (a set of ``jaxvae train`` flags; the built-in list covers both likelihoods, every binarisation,
-both conv implementations, micro-batches, sparse evaluation and 2 virtual devices), on this machine:
+both conv implementations, micro-batches, sparse evaluation, 2 virtual devices and an ensemble), on this machine:
 
 - the reference commit (checked out with ``git worktree`` into ``OUT/ref-tree``) trains the case for 2 epochs,
   and for 1 epoch into a second folder;
 - this checkout trains the case for 2 epochs; then it resumes the reference's 1-epoch folder to 2 epochs.
 
-Verdicts per case: ``metrics.jsonl``'s training rows byte-identical to the reference's (fresh and resumed);
+Verdicts per case (an ensemble's: per member): ``metrics.jsonl``'s training rows byte-identical to the reference's
+(fresh and resumed);
 its test rows within float32 rounding (1e-6 relative: the evaluation may be compiled differently; a resumed
 folder also keeps the test record its first part wrote after its last epoch); and
 ``jaxvae evaluate`` of the reference's folder by this checkout against the reference's own, within 1e-6
@@ -37,6 +38,7 @@ CASES = {
     "matmul-micro-8": ["--conv-impl", "matmul", "--micro-batch", "8", "--lr", "1e-3"],
     "eval-every-2": ["--eval-every", "2", "--batch-size", "64"],
     "two-devices": ["--devices", "2"],
+    "ensemble": ["--seed", "3,4", "--lr", "5e-4,2e-3", "--reconstruction-weight", "1,0.25"],
 }
 DEVICES_ENV = {"two-devices": "--xla_force_host_platform_device_count=2"}
 EVALUATE = ["--iw-samples", "16", "--test-examples", "40"]
@@ -53,14 +55,38 @@ def jaxvae(tree: Path | None, case: str, *args) -> subprocess.CompletedProcess:
     return result
 
 
-def rows(folder: Path) -> tuple[list[str], list[dict]]:
-    lines = (folder / "metrics.jsonl").read_text().splitlines()
-    train = [line for line in lines if '"split"' not in line]
-    test = [json.loads(line) for line in lines if '"split"' in line]
-    return train, test
+def logs(folder: Path) -> list[Path]:
+    """A run folder's metrics.jsonl, or each member's."""
+    return sorted(folder.glob("members/*/metrics.jsonl")) or [folder / "metrics.jsonl"]
+
+
+def rows(log: Path) -> tuple[list[str], list[dict]]:
+    lines = log.read_text().splitlines()
+    return [line for line in lines if '"split"' not in line], [json.loads(line) for line in lines if '"split"' in line]
+
+
+def same_rows(ref_two: Path, ref_one: Path, new_two: Path, resumed: Path) -> dict:
+    """One run's (or member's) verdicts: training rows byte-identical, test rows close, fresh and resumed."""
+    (ref_train, ref_test), (new_train, new_test) = rows(ref_two), rows(new_two)
+    resumed_train, resumed_test = rows(resumed)
+    # a resumed folder keeps the test record of its first part's last epoch, which that part evaluated
+    first_part = rows(ref_one)[1]
+    done = max((t["epoch"] for t in first_part), default=0)
+    resumed_ref_test = first_part + [r for r in ref_test if r["epoch"] > done]
+    return {
+        "train_rows_identical": new_train == ref_train and len(ref_train) > 0,
+        "resumed_train_rows_identical": resumed_train == ref_train,
+        "test_rows_close": len(new_test) == len(ref_test) and all(map(close, new_test, ref_test)),
+        "resumed_test_rows_close": len(resumed_test) == len(resumed_ref_test)
+        and all(map(close, resumed_test, resumed_ref_test)),
+    }
 
 
 def close(a: dict, b: dict, rtol: float = 1e-6) -> bool:
+    if "members" in b:  # an ensemble's evaluation: every member's figures
+        return a["members"].keys() == b["members"].keys() and all(
+            close(a["members"][k], v) for k, v in b["members"].items()
+        )
     keys = [k for k in ("loss", "reconstruction", "kl", "reconstruction_at_mean", "elbo_nats", "log_px_nats") if k in b]
     return all(abs(a[k] - b[k]) <= rtol * abs(b[k]) for k in keys)
 
@@ -88,24 +114,11 @@ def compare_case(ref_tree: Path, out: Path, case: str, flags: list[str]) -> dict
     shutil.copytree(ref["one"], new / "resumed")
     jaxvae(None, case, "train", "--epochs", "2", "--resume", "--out", new / "resumed", *SMALL, *flags)
     evaluated = json.loads(jaxvae(None, case, "evaluate", "--run", ref["two"], *EVALUATE).stdout)
-    (ref_train, ref_test), (new_train, new_test) = rows(ref["two"]), rows(new / "two")
-    resumed_train, resumed_test = rows(new / "resumed")
-    # a resumed folder keeps the test record of its first part's last epoch, which that part evaluated
-    first_part = rows(ref["one"])[1]
-    resumed_ref_test = first_part + [
-        r for r in ref_test if r["epoch"] > max((t["epoch"] for t in first_part), default=0)
-    ]
-    result = {
-        "flags": flags,
-        "train_rows": len(ref_train),
-        "train_rows_identical": new_train == ref_train,
-        "resumed_train_rows_identical": resumed_train == ref_train,
-        "test_rows_close": len(new_test) == len(ref_test) and all(map(close, new_test, ref_test)),
-        "resumed_test_rows_close": len(resumed_test) == len(resumed_ref_test)
-        and all(map(close, resumed_test, resumed_ref_test)),
-        "evaluate_close": close(evaluated, ref["evaluate"]),
-    }
-    result["passed"] = all(v for k, v in result.items() if k not in ("flags", "train_rows"))
+    runs = [logs(f) for f in (ref["two"], ref["one"], new / "two", new / "resumed")]
+    verdicts = [same_rows(*member) for member in zip(*runs)]
+    result = {"flags": flags, "runs": len(verdicts), **{k: all(v[k] for v in verdicts) for k in verdicts[0]}}
+    result["evaluate_close"] = close(evaluated, ref["evaluate"])
+    result["passed"] = all(v for k, v in result.items() if k not in ("flags", "runs"))
     return result
 
 

@@ -68,8 +68,9 @@ def _finish(processes) -> list[tuple[int, str]]:
 
 
 def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp_path, ensemble_run):
-    """Two processes train two members; process 1 is killed once every member has a checkpoint: process 0 stops in one
-    line, the last checkpoint whole. Both started again with --resume continue it one more epoch. Each member's first
+    """Two processes train two members, one after another; process 1 is killed once every member has a checkpoint:
+    process 0 stops in one line, the last checkpoint whole. Both started again with --resume continue it one more
+    epoch, the members now vmapped together (how members are grouped is not a run's identity). Each member's first
     step is its one-process step (one float32 forward pass each, within twice the parity harness's ``F32_LOSS_RTOL``
     on any machine)."""
     out = tmp_path / "two"
@@ -87,7 +88,7 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     assert lines and "another process was lost" in lines[-1] and "--resume" in lines[-1] and "Traceback" not in err
     epochs = checkpoint.latest_epoch(last) + 1
     assert checkpoint.read_meta(last, epochs - 1)["epoch"] == epochs - 1
-    for code, err in _finish(_processes(out, "--epochs", str(epochs), "--resume")):
+    for code, err in _finish(_processes(out, "--epochs", str(epochs), "--resume", "--member-group", "2")):
         assert code == 0, err[-3000:]
     for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
         got, want = (
@@ -99,6 +100,7 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
         assert checkpoint.latest_epoch(out / "members" / name / "checkpoints") == epochs
     summary = json.loads((out / "summary.json").read_text())
     assert summary["devices"]["processes"] == 2 and summary["devices"]["count"] == 2 and summary["steps"] == 8 * epochs
+    assert summary["member_group"] == 2 and json.loads((out / "ensemble.json").read_text())["member_group"] == 2
     assert (out / "plots" / "losses.png").is_file()
 
 

@@ -49,7 +49,7 @@ def test_the_run_folder(small_run):
     assert checkpoint.latest_epoch(small_run / "checkpoints") == 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seed7_run(tmp_path_factory):
     """The single run of member seed7_lr0.001_rw0.5, whose every per-member value differs from small_run's."""
     out = tmp_path_factory.mktemp("single") / "seed7"
@@ -97,25 +97,13 @@ def test_the_ensemble_folder(ensemble_run):
         assert (ensemble_run / plot).read_bytes()[:8] == PNG and (ensemble_run / plot).stat().st_size > 5000
 
 
-def test_scheduling_is_not_a_runs_identity(small_run, tmp_path):
-    """How steps are chunked changes no bit: a run resumed with other --chunk-steps is the one never stopped. How an
-    ensemble's members are grouped is not its identity either: stopped one at a time, it resumes vmapped (whose
-    float32 sums run in another order)."""
+def test_a_run_resumed_with_other_chunks_is_the_run_never_stopped(small_run, tmp_path):
+    """How steps are chunked changes no bit, so it is not a run's identity: resumed with other --chunk-steps, a run is
+    the one never stopped. (An ensemble resumed with another --member-group: tests/test_devices.py.)"""
     out = tmp_path / "rechunked"
     assert main(["train", "--out", str(out), "--epochs", "1", *SMALL_RUN]) == 0
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN[:-1], "8"]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
-    out, pair = tmp_path / "regrouped", [*SMALL_RUN, "--seed", "123,7"]
-    assert main(["train", "--out", str(out), "--epochs", "1", *pair, "--member-group", "1"]) == 0
-    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *pair, "--member-group", "2"]) == 0
-    for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
-        assert [r["step"] for r in records(out / "members" / name)] == list(range(1, 17))
-    assert json.loads((out / "ensemble.json").read_text())["member_group"] == 2
-    assert records(out / "members" / "seed123_lr0.0005_rw1")[:8] == records(small_run)[:8]  # epoch 1: one at a time
-    summary = json.loads((out / "summary.json").read_text())
-    (setting,) = summary["settings"]  # one setting, two seeds: their mean and sample standard deviation
-    finals = [m["final_test"]["loss"] for m in summary["members"]]
-    assert setting["final_test"]["loss"] == {"mean": np.mean(finals), "sd": np.std(finals, ddof=1), "n": 2}
 
 
 def test_eval_every(tmp_path):
@@ -212,10 +200,6 @@ def test_the_loop_copies_nothing_but_the_metrics(tmp_path, monkeypatch):
 
 
 def test_evaluate_sample_export(small_run, tmp_path, capsys):
-    import torch
-
-    from torch_ref import VAE as TorchVAE
-
     assert main(["evaluate", "--run", str(small_run), "--iw-samples", "20"]) == 0
     result = json.loads(capsys.readouterr().out)  # the IWAE fields are tested in tests/test_evaluate.py
     logged = records(small_run, "test")[-1]
@@ -227,6 +211,9 @@ def test_evaluate_sample_export(small_run, tmp_path, capsys):
     png = tmp_path / "samples.png"
     assert main(["sample", "--run", str(small_run), "-n", "16", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == PNG
+    torch = pytest.importorskip("torch", reason="export needs torch: pip install -e '.[dev]'")
+    from torch_ref import VAE as TorchVAE
+
     pt = tmp_path / "weights.pt"
     assert main(["export", "--run", str(small_run), "--to", str(pt)]) == 0
     TorchVAE(2).load_state_dict(torch.load(pt, weights_only=True), strict=True)

@@ -5,6 +5,7 @@ torch is imported on use, so that jaxvae imports and trains without it.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import jax
@@ -117,13 +118,14 @@ def sweep_case(
     conv_impls=None,
 ) -> dict:
     """The harness at each seed (weights, digits and noise all drawn from it), for a no-false-alarm sweep: the
-    verdicts that failed, the worst relative error of each compared run, the kink flips, and the rows of each.
+    verdicts that failed, the worst relative error of each compared run, the kink flips, the rows of each, and a
+    fingerprint of every relative error (equal exactly when the same kernels computed the same sums).
     ``conv_impls``: the implementations compared (default: every one)."""
     from jaxvae.data import binarize
     from jaxvae.layers import CONV_IMPLS
     from jaxvae.parity.method import run_parity
 
-    failed, worst, flips, rows = [], {}, {}, set()
+    failed, worst, flips, rows, fingerprint = [], {}, {}, set(), hashlib.sha1()
     for seed in seeds:
         x, eps = parity_inputs(batch_size, latent_dim, seed)
         x = binarize.threshold(x) if binary else x
@@ -135,5 +137,12 @@ def sweep_case(
                 failed.append((seed, verdict.label, verdict.error, [r.name for r in verdict.rows if not r.passed]))
             worst[verdict.label] = max([worst.get(verdict.label, 0.0)] + [r.rel for r in verdict.rows])
             flips[verdict.label] = flips.get(verdict.label, 0) + verdict.kinks.total_flips()
+            fingerprint.update(",".join(f"{r.rel:.6e}" for r in verdict.rows).encode())
         rows.add(len(report.torch_float32.rows))
-    return {"failed": failed, "worst": worst, "flips": flips, "rows": sorted(rows), "seeds": len(list(seeds))}
+    return {
+        "failed": failed,
+        "worst": worst,
+        "flips": flips,
+        "rows": sorted(rows),
+        "fingerprint": fingerprint.hexdigest()[:8],
+    }

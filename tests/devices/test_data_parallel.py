@@ -77,7 +77,7 @@ def _records(folder: Path) -> list[str]:
     return (folder / "metrics.jsonl").read_text().splitlines()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ensemble(tmp_path_factory):
     """Two members trained over the 4 devices for 2 epochs, never stopped."""
     out = tmp_path_factory.mktemp("devices") / "ensemble"
