@@ -16,6 +16,7 @@ import jax
 
 from jaxvae.errors import UserError
 from jaxvae.layers import CONV_IMPLS
+from jaxvae.likelihoods import LIKELIHOODS
 from jaxvae.parity.check import parity_check
 from jaxvae.run import bench, commands, distributed
 from jaxvae.run.config import PER_MEMBER, add_config_flags, config_from_args
@@ -29,105 +30,68 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add(parser, flag: str, kind, default, help: str, shown=None, **more) -> None:
+    """One flag of type ``kind`` (``bool``: a switch); its help ends in its default (or ``shown``), unless required."""
+    if kind is bool:
+        parser.add_argument(flag, action="store_true", help=help)
+    else:
+        suffix = "" if more.get("required") else f" (default: {default if shown is None else shown})"
+        parser.add_argument(flag, type=kind, default=default, help=help + suffix, **more)
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train the VAE (the seed notebook's settings by default), or an ensemble: lists for --seed, --lr, "
-        "--reconstruction-weight train every combination side by side in one jitted step",
+        "--reconstruction-weight train every combination in one jitted step",
     )
     add_config_flags(p, lists=True)
-    p.add_argument("--out", type=Path, default=None, help="run folder (default: a new folder under runs/)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument(
-        "--member-group",
-        type=int,
-        default=0,
-        help="an ensemble's members vmapped together, the groups one after another in the same jitted step "
-        "(default: 0, the backend's choice: 1 on CPU, all members elsewhere)",
-    )
+    _add(p, "--out", Path, None, "run folder", "a new folder under runs/")
+    _add(p, "--resume", bool, False, "continue the run in --out from its last checkpoint")
+    together = "an ensemble's members vmapped together, the groups one after another in one jitted step; vmapped"
+    _add(p, "--member-group", int, 0, f"{together} members sum in another order", "0: 1 on CPU, all elsewhere")
     g = p.add_argument_group("several processes (jax.distributed; every process gets the same flags but --process-id)")
-    g.add_argument(
-        "--coordinator",
-        default=None,
-        help="HOST:PORT of process 0's coordinator, e.g. 127.0.0.1:12355 (default: one process)",
-    )
-    g.add_argument("--num-processes", type=int, default=None, help="processes in the run (default: one)")
-    g.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. N-1 (default: one process)")
-    g.add_argument(
-        "--coordinator-timeout",
-        type=float,
-        default=60.0,
-        help="seconds to wait for the coordinator and the other processes (default: 60)",
-    )
+    _add(g, "--coordinator", str, None, "HOST:PORT of process 0's coordinator, e.g. 127.0.0.1:12355", "one process")
+    _add(g, "--num-processes", int, None, "processes in the run", "one")
+    _add(g, "--process-id", int, None, "this process's index, 0 .. N-1", "one process")
+    _add(g, "--coordinator-timeout", float, 60.0, "seconds to wait for the coordinator and the other processes")
 
 
 def _add_run_commands(sub) -> None:
-    p = sub.add_parser(
-        "evaluate", help="test-split loss terms, ELBO and IWAE log p(x) of a run's latest checkpoint, as JSON"
-    )
-    p.add_argument("--run", type=Path, required=True, help="a run folder written by jaxvae train")
-    p.add_argument(
-        "--iw-samples",
-        type=int,
-        default=commands.DEFAULT_IW_SAMPLES,
-        help=f"importance samples per image for log p(x) (default: {commands.DEFAULT_IW_SAMPLES}; the IWAE paper uses "
-        "5000)",
-    )
-    p.add_argument("--test-examples", type=int, default=None, help="the first N test images only (default: the run's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the importance samples (default: 0)")
+    p = sub.add_parser("evaluate", help="test-split loss terms, ELBO and IWAE log p(x) of a run's latest checkpoint")
+    _add(p, "--run", Path, None, "a run folder (or an ensemble's) written by jaxvae train", required=True)
+    _add(p, "--iw-samples", int, commands.DEFAULT_IW_SAMPLES, "importance samples per image for log p(x) (IWAE: 5000)")
+    _add(p, "--test-examples", int, None, "the first N test images only", "the run's")
+    _add(p, "--seed", int, 0, "seed of the importance samples")
     p = sub.add_parser("sample", help="a PNG of images decoded from the prior")
-    p.add_argument("--run", type=Path, required=True, help="a run folder written by jaxvae train")
-    p.add_argument("-n", type=int, default=64, help="how many images (default: 64)")
-    p.add_argument("--out", type=Path, required=True, help="the PNG file to write (not overwritten)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the latent draws (default: 0)")
+    _add(p, "--run", Path, None, "a run folder written by jaxvae train", required=True)
+    _add(p, "-n", int, 64, "how many images")
+    _add(p, "--out", Path, None, "the PNG file to write (not overwritten)", required=True)
+    _add(p, "--seed", int, 0, "seed of the latent draws")
     p = sub.add_parser("export", help="write a run's weights as a torch state dict for torch_ref / the seed notebook")
-    p.add_argument("--run", type=Path, required=True, help="a run folder written by jaxvae train")
-    p.add_argument("--to", type=Path, required=True, help="the .pt file to write (not overwritten)")
+    _add(p, "--run", Path, None, "a run folder written by jaxvae train", required=True)
+    _add(p, "--to", Path, None, "the .pt file to write (not overwritten)", required=True)
 
 
 def _add_torch_commands(sub) -> None:
     p = sub.add_parser("parity", help="compare jaxvae with torch_ref layer by layer, loss and gradients")
-    p.add_argument(
-        "--torch-weights",
-        type=Path,
-        default=None,
-        help="a state dict saved by the seed notebook or torch_ref (default: torch_ref's initialisation at --seed)",
-    )
-    p.add_argument("--latent-dim", type=int, default=2, help="latent size of the random weights (default: 2)")
-    p.add_argument("--batch-size", type=int, default=32, help="real test digits compared (default: 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights, digits and noise (default: 0)")
-    p.add_argument(
-        "--conv-impl",
-        choices=["all", *CONV_IMPLS],
-        default="all",
-        help="the implementations compared (default: all)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
-    p.add_argument(
-        "--likelihood",
-        choices=["gaussian", "bernoulli"],
-        default="gaussian",
-        help="the loss whose value and gradients are compared (default: gaussian)",
-    )
+    _add(p, "--torch-weights", Path, None, "a state dict saved by the seed notebook or torch_ref", "torch_ref's init")
+    _add(p, "--latent-dim", int, 2, "latent size of the random weights")
+    _add(p, "--batch-size", int, 32, "real test digits compared")
+    _add(p, "--seed", int, 0, "seed of the weights, digits and noise")
+    _add(p, "--conv-impl", str, "all", "the implementations compared", choices=["all", *CONV_IMPLS])
+    _add(p, "--likelihood", str, "gaussian", "the loss whose value and gradients are compared", choices=[*LIKELIHOODS])
+    _add(p, "--json", bool, False, "print one JSON object instead of the tables")
     p = sub.add_parser("bench", help="training throughput of jaxvae against torch_ref, side by side")
-    p.add_argument("--batch-sizes", default="32,256", help="comma-separated batch sizes (default: 32,256)")
-    p.add_argument(
-        "--members",
-        default="1",
-        help="comma-separated ensemble sizes K (e.g. 1,4,16): K members in one jitted step against K single runs, K "
-        "eager torch_ref runs and torch.func's ensemble of K, in member-images per second (default: 1)",
-    )
-    p.add_argument(
-        "--images",
-        type=int,
-        default=4096,
-        help="training images per member per timed repetition, in whole chunks, at least one (default: 4096)",
-    )
-    p.add_argument("--repeats", type=int, default=5, help="timed repetitions of each runner, alternating (default: 5)")
+    _add(p, "--batch-sizes", str, "32,256", "comma-separated batch sizes")
+    against = "against K single runs, K eager torch_ref runs and torch.func's K, in member-images per second"
+    _add(p, "--members", str, "1", f"comma-separated ensemble sizes K (e.g. 1,4,16): K members in one step {against}")
+    _add(p, "--images", int, 4096, "training images per member per timed repetition, in whole chunks, at least one")
+    _add(p, "--repeats", int, 5, "timed repetitions of each runner, alternating")
     add_config_flags(p, bench.BENCH_FLAGS)
-    p.add_argument("--member-group", type=int, default=0, help="members vmapped together, as jaxvae train takes it")
-    p.add_argument("--no-torch", action="store_true", help="time jaxvae alone")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    _add(p, "--member-group", int, 0, "members vmapped together, as jaxvae train takes it")
+    _add(p, "--no-torch", bool, False, "time jaxvae alone")
+    _add(p, "--json", bool, False, "print one JSON object instead of the table")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,23 +1,19 @@
-"""Shared fixtures for jaxvae-against-torch_ref tests; they skip, saying so, where torch is not installed."""
+"""Shared fixtures for jaxvae-against-torch_ref tests; they skip, saying so, where torch is not installed. The
+suite's trained runs are tests/conftest.py's (a test that compiles what they compiled then finds it cached)."""
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="parity tests need torch: pip install -e '.[dev]'")
 
-from jaxvae.data import load_mnist5k  # noqa: E402
 from jaxvae.layers import CONV_IMPLS  # noqa: E402
+from tests.conftest import mnist5k, small_run  # noqa: E402, F401 (fixtures)
 
 IMPLS = list(CONV_IMPLS)
 
 
 @pytest.fixture(scope="session")
-def mnist5k():
-    return load_mnist5k()
-
-
-@pytest.fixture(scope="session")
-def real_digits(mnist5k):
+def real_digits(mnist5k):  # noqa: F811 (the fixture above)
     """32 real test digits, NHWC float32 in [0, 1]."""
     return np.asarray(mnist5k.test.images[:32])
 

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = "scripts/accelerator_check.py"
 # What the accelerator machine lacks: both packages fail to import, as there.
 WITHOUT_DATA_PACKAGES = """
@@ -19,7 +21,8 @@ sys.meta_path.insert(0, _Missing())
 """
 
 
-def test_dry_run_without_mlxtend_or_tfds(tmp_path):
+@pytest.mark.long  # the script's own dry run: each part's code is tested on its own in the README's test command
+def test_dry_run_without_mlxtend_or_tfds(tmp_path, small_run):  # after small_run, whose compilations it shares
     data, out = tmp_path / "accelerator_data", tmp_path / "report"
     prepared = subprocess.run([sys.executable, SCRIPT, "--prepare", str(data)], capture_output=True, text=True)
     assert prepared.returncode == 0, prepared.stderr

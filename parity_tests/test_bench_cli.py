@@ -5,7 +5,7 @@ import json
 from jaxvae.cli import main
 
 
-def test_json_report(capsys):
+def test_json_report(capsys, small_run):  # after small_run, whose compilation of K = 1 it shares
     """Batch 32, 4 steps per dispatch (the suite's training shapes); K = 1 and K = 2 members."""
     flags = ["--batch-sizes", "32", "--members", "1,2", "--images", "128", "--repeats", "1"]
     flags += ["--train-examples", "256", "--chunk-steps", "4"]

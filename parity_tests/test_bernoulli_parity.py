@@ -87,6 +87,7 @@ def test_wrong_bernoulli_losses_fail(mutant, impl, monkeypatch):
         assert not runs["float32"].passed, impl
 
 
+@pytest.mark.long  # the Gaussian loss's trajectory runs in the README's test command (test_training_parity.py)
 def test_float64_trajectory(mnist5k):
     steps, batch, latent, lr = 10, 32, 2, 5e-4
     images = (

@@ -10,7 +10,7 @@ from jaxvae.layers import CONV_IMPLS
 from jaxvae.parity.check import sweep_case
 
 ROWS = 8 + 11 + 2 + 1 + 22  # encoder/decoder children, 2 heads, loss, 11 layers' weight and bias
-SWEEP = pytest.mark.sweep
+SWEEP = pytest.mark.long
 # The README's test command: the smallest and largest shapes, seed 0, one implementation each (test_mutants.py runs
 # all three at batch 8, latent 2). Batch 32, latent 2, seed 0 is the case whose unmatched float32 comparison failed
 # on AVX-512 CPUs (a kink flip; docs/parity.md). The sweep tier: every shape and implementation at seeds 0-2;

@@ -52,7 +52,7 @@ def test_the_unmutated_case_passes(case):
     assert run_parity(*case).passed
 
 
-EVERY_VERDICT = [pytest.param(m, marks=pytest.mark.sweep, id=f"{m.__name__}-every-verdict") for m in MODEL_MUTANTS]
+EVERY_VERDICT = [pytest.param(m, marks=pytest.mark.long, id=f"{m.__name__}-every-verdict") for m in MODEL_MUTANTS]
 
 
 @pytest.mark.parametrize("mutant", MODEL_MUTANTS + EVERY_VERDICT, ids=lambda m: m.__name__)

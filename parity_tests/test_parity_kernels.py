@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "parity_sweep.py"
 
 
+@pytest.mark.long  # a sweep over kernel settings, each in a process of its own
 def test_all_alternative_kernels_pass(tmp_path):
     command = [sys.executable, str(SCRIPT), "--seeds", "1", "--cases", "gaussian latent 2 batch 32"]
     command += ["--settings", "all alternatives", "--impls", "pad", "--out", str(tmp_path)]

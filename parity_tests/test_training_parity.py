@@ -35,7 +35,7 @@ STEPS, BATCH, LATENT, LR = 20, 32, 2, 5e-4
 # form whole and micro-batched. (Every form's gradients against torch's: the harness; micro-batches against the
 # whole batch: tests/test_train_step.py.)
 SWEPT = [("xla", 0, 1), ("xla", 8, 2), ("matmul", 0, 1), ("matmul", 8, 1), ("pad", 0, 1)]
-IMPLEMENTATIONS = [("matmul", 8, 2), *[pytest.param(impl, marks=pytest.mark.sweep) for impl in SWEPT]]
+IMPLEMENTATIONS = [("matmul", 8, 2), *[pytest.param(impl, marks=pytest.mark.long) for impl in SWEPT]]
 
 
 def noise(train_key, step, dtype):

@@ -76,7 +76,7 @@ DRY = SimpleNamespace(  # the test suite's shapes (as far as the shared data all
     **{
         **vars(FULL),
         **dict(parity_batch=8, parity_impls=("pad",), batch_sizes=(32,), impls=("matmul",), dtypes=("float32",)),
-        **dict(train_examples=256, images=128, chunk_steps=4, repeats=2, epochs=1, members=(2,), ensemble_images=128),
+        **dict(train_examples=256, images=32, chunk_steps=4, repeats=1, epochs=1, members=(2,), ensemble_images=32),
         **dict(epoch_images=256, epoch_test=100, epoch_batch=32),
         "torch_compile_backend": "eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
     }
@@ -268,7 +268,7 @@ def table(rows: list[dict], columns: dict) -> list[str]:
 
     def cell(row, key):
         value = row.get(key, row.get("error") or row.get("skipped") or "-")
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
+        return (f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}") if isinstance(value, float) else str(value)
 
     lines = ["| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
     return lines + ["| " + " | ".join(cell(r, key) for key in columns.values()) + " |" for r in rows]

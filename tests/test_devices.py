@@ -27,12 +27,9 @@ def _env(**extra):
     return {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **extra}
 
 
-def test_on_four_virtual_cpu_devices(small_run, ensemble_run):
+def test_on_four_virtual_cpu_devices(small_run):
     env = _env(
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
-        JAXVAE_DEVICE_TESTS="1",
-        JAXVAE_SMALL_RUN=str(small_run),
-        JAXVAE_ENSEMBLE_RUN=str(ensemble_run),
+        XLA_FLAGS="--xla_force_host_platform_device_count=4", JAXVAE_DEVICE_TESTS="1", JAXVAE_SMALL_RUN=str(small_run)
     )
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rs", "tests/devices"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)

@@ -21,7 +21,7 @@ from jaxvae.run.checkpoint import Checkpoints
 from jaxvae.run.config import RunConfig, check_value
 from jaxvae.run.engine import RunSetup, stack_members
 from jaxvae.run.members import Member
-from jaxvae.run.progress import CountProgress
+from jaxvae.run.progress import Progress
 from jaxvae.run.report import summarize_settings
 from jaxvae.run.training import prepare_data
 from jaxvae.train_step import METRIC_NAMES, abstract_state, make_optimizer
@@ -132,11 +132,11 @@ def evaluate_run(
     test, keys, constants = setup.place_test(dataset.test.images), setup.keys(), setup.constants()
     args = (params, test.images, keys.eval, constants, setup.epoch_index(epoch), test.count)
     sampled, at_mean = (to_host(jax.jit(setup.evaluation(m), static_argnums=5)(*args)) for m in (False, True))  # (K, 3)
-    started, progress = time.perf_counter(), CountProgress("log p(x)", len(dataset.test), "images")
-    log_px = setup.log_px(iw_samples)
-    estimates = estimate_log_px(log_px, params, dataset.test.images, jax.random.PRNGKey(seed), progress=progress.update)
-    progress.close()
-    seconds = time.perf_counter() - started  # estimates: (K, N)
+    started = time.perf_counter()
+    with Progress("log p(x)", len(dataset.test), "images") as progress:
+        key, log_px = jax.random.PRNGKey(seed), setup.log_px(iw_samples)
+        estimates = estimate_log_px(log_px, params, dataset.test.images, key, progress=progress.update)  # (K, N)
+    seconds = time.perf_counter() - started
     records = [
         _record(m.config, epoch, dataset, sampled[k], at_mean[k, 1], estimates[k], iw_samples, seconds, seed)
         for k, m in enumerate(members)

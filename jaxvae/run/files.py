@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from jaxvae.errors import UserError
+from jaxvae.train_step import METRIC_NAMES
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -80,6 +81,11 @@ def read_json(path: Path, what: str) -> dict:
 def finite_or_none(value: float):
     """JSON has no NaN: non-finite numbers are written as null."""
     return float(value) if math.isfinite(value) else None
+
+
+def terms(metrics) -> dict:
+    """A record's loss terms from metrics ``(3,)``: loss, reconstruction, KL (null where not finite)."""
+    return {name: finite_or_none(v) for name, v in zip(METRIC_NAMES, metrics)}
 
 
 class MetricsLog:

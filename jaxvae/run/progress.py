@@ -1,4 +1,5 @@
-"""Progress of an epoch: a tqdm bar on a terminal, plain periodic lines when output goes to a log."""
+"""Progress of long work (an epoch's steps, the IWAE estimate's images): a tqdm bar on a terminal, plain lines a
+quarter of the way apart in a log."""
 
 from __future__ import annotations
 
@@ -8,65 +9,38 @@ import time
 from tqdm import tqdm
 
 
-class EpochProgress:
-    """Advance by chunks of steps; shows the running mean loss of the epoch."""
+class Progress:
+    """Progress through ``total`` ``unit``s, with the running mean of the values given (an epoch's loss); silent
+    unless ``shown``. The stream is looked up when made: a default bound at import outlives a replaced stderr."""
 
-    def __init__(self, epoch: int, epochs: int, steps: int, stream=None, lines: int = 4):
-        stream = stream or sys.stderr  # looked up now: a default bound at import outlives a replaced stderr
-        self.epoch, self.epochs, self.steps, self.stream = epoch, epochs, steps, stream
-        self.done, self.loss_sum, self.started = 0, 0.0, time.perf_counter()
-        self.bar = (
-            tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", unit="step", file=stream, leave=True)
-            if stream.isatty()
-            else None
+    def __init__(self, desc: str, total: int, unit: str, shown: bool = True, stream=None):
+        self.desc, self.total, self.unit, self.stream = desc, total, unit, stream or sys.stderr
+        self.done, self.sum, self.values, self.started = 0, 0.0, 0, time.perf_counter()
+        self.next_line, tty = max(1, total // 4), shown and self.stream.isatty()
+        self.shown, self.bar = (
+            shown and not tty,
+            tqdm(total=total, desc=desc, unit=unit, file=self.stream) if tty else None,
         )
-        self.next_line = max(1, steps // lines)
 
-    def update(self, losses) -> None:
-        self.done += len(losses)
-        self.loss_sum += float(sum(losses))
-        mean = self.loss_sum / max(1, self.done)
-        if self.bar is not None:
-            self.bar.update(len(losses))
-            self.bar.set_postfix(loss=f"{mean:.3f}")
-        elif self.done >= self.next_line or self.done == self.steps:
-            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
-            print(
-                f"epoch {self.epoch}/{self.epochs} step {self.done}/{self.steps} loss {mean:.4f} ({rate:.1f} steps/s)",
-                file=self.stream,
-                flush=True,
-            )
-            self.next_line += max(1, self.steps // 4)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-class CountProgress:
-    """Progress through ``total`` items: a tqdm bar on a terminal, a plain line every ``lines``-th of the way
-    otherwise."""
-
-    def __init__(self, desc: str, total: int, unit: str, stream=None, lines: int = 10):
-        stream = stream or sys.stderr
-        self.desc, self.total, self.unit, self.stream = desc, total, unit, stream
-        self.done, self.started, self.every = 0, time.perf_counter(), max(1, total // lines)
-        self.next_line = self.every
-        self.bar = tqdm(total=total, desc=desc, unit=unit, file=stream, leave=True) if stream.isatty() else None
-
-    def update(self, n: int) -> None:
+    def update(self, n: int, value: float | None = None) -> None:
         self.done += n
+        if value is not None:
+            self.sum, self.values = self.sum + float(value) * n, self.values + n
+        mean = f", loss {self.sum / self.values:.4f}" if self.values else ""
         if self.bar is not None:
             self.bar.update(n)
-        elif self.done >= self.next_line or self.done >= self.total:
-            seconds = time.perf_counter() - self.started
-            print(
-                f"{self.desc}: {min(self.done, self.total)}/{self.total} {self.unit} ({seconds:.0f} s)",
-                file=self.stream,
-                flush=True,
+            self.bar.set_postfix_str(mean[2:])
+        elif self.shown and (self.done >= self.next_line or self.done >= self.total):
+            rate = self.done / max(time.perf_counter() - self.started, 1e-9)
+            line = (
+                f"{self.desc}: {min(self.done, self.total)}/{self.total} {self.unit}{mean} ({rate:.1f} {self.unit}/s)"
             )
-            self.next_line += self.every
+            print(line, file=self.stream, flush=True)
+            self.next_line += max(1, self.total // 4)
 
-    def close(self) -> None:
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()

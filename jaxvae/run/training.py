@@ -3,13 +3,12 @@
 
 A run is built in one pass: settings and folder checked, the starting state made or restored (before the data
 loads, so that a damaged or mismatched checkpoint is reported at once), the data loaded, the functions compiled
-(``jaxvae.run.engine``); then ``run_epochs``: each epoch's chunks of jitted steps, their records, the test
+(``jaxvae.run.engine``); then ``run_epochs``: each epoch's chunks of jitted steps and their records, the test
 evaluation and the checkpoints; at the end the reports (``jaxvae.run.report``).
 
-Folders: a single run is a run folder at ``--out``; an ensemble writes ``OUT/ensemble.json`` and one run folder
-per member, ``OUT/members/NAME``, in the single-run format (settings, step and test records, checkpoints, plots
-and ``summary.json``), and its own report in ``OUT``. A resume restores every member at the last epoch they all
-have checkpointed, so an ensemble stopped between two members' checkpoints continues exactly.
+Folders: a single run is a run folder at ``--out``; an ensemble writes ``OUT/ensemble.json``, one run folder per
+member, ``OUT/members/NAME``, in the single-run format, and its own report in ``OUT``. A resume restores every
+member at the last epoch they all have checkpointed.
 """
 
 from __future__ import annotations
@@ -39,16 +38,12 @@ from jaxvae.run.config import (
 from jaxvae.run.distributed import barrier, is_primary
 from jaxvae.run.engine import RunSetup, Trainer, member_state, stack_members
 from jaxvae.run.members import Member, describe_lists, member_name
-from jaxvae.run.progress import EpochProgress
+from jaxvae.run.progress import Progress
 from jaxvae.run.report import finish_run
-from jaxvae.train_step import METRIC_NAMES
 
 
 class NonFiniteLoss(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-UNFINISHED_RUN_FILES = {files.CONFIG, files.METRICS, files.CHECKPOINTS}
 
 
 def unfinished_run(out: Path) -> bool:
@@ -56,30 +51,23 @@ def unfinished_run(out: Path) -> bool:
     non-finite loss): its settings and step records, but no checkpoint and nothing else. Such a run is started
     afresh by the same ``train`` command, and from epoch 1 by ``--resume``."""
     names = {p.name.removesuffix(".tmp") for p in out.iterdir()}
-    no_checkpoint = latest_epoch(out / files.CHECKPOINTS) is None
-    return (out / files.CONFIG).is_file() and names <= UNFINISHED_RUN_FILES and no_checkpoint
-
-
-def _check_out_contents(out: Path, resume: bool, marker: str) -> None:
-    """Refuse, reading only, an ``--out`` that is a file, that holds another run (unless resuming it), or that
-    holds no run to resume (no ``marker``: ``config.json``, or an ensemble's ``ensemble.json``)."""
-    files.refuse_file_on_path(out, "--out", folder=True)
-    if resume:
-        if not (out / marker).exists():
-            what = "ensemble" if marker == files.ENSEMBLE else "run"
-            raise UserError(f"--resume: {out} holds no {what} to resume (no {marker}); drop --resume to start one")
-        return
-    if out.exists() and any(out.iterdir()) and not unfinished_run(out):
-        raise UserError(
-            f"--out {out} already holds a run (or other files); pass --resume to continue it or choose a new --out"
-        )
+    unfinished = names <= {files.CONFIG, files.METRICS, files.CHECKPOINTS} and (out / files.CONFIG).is_file()
+    return unfinished and latest_epoch(out / files.CHECKPOINTS) is None
 
 
 def check_out_dir(out: Path, resume: bool, marker: str = files.CONFIG) -> None:
-    """Refuse an ``--out`` that holds the wrong things or cannot be written. Every process reads it before any
-    writes; then process 0, the one that writes the run's files, probes it (a probe or a folder made and removed
-    by one process while another looked would read as "already holds files" or "cannot be written")."""
-    _check_out_contents(out, resume, marker)
+    """Refuse an ``--out`` that is a file, holds another run (unless resuming it), holds no run to resume (no
+    ``marker``: ``config.json``, or an ensemble's ``ensemble.json``) or cannot be written. Every process reads it
+    before any writes; then process 0, the one that writes the run's files, probes it (a probe or a folder made and
+    removed by one process while another looked would read as "already holds files" or "cannot be written")."""
+    files.refuse_file_on_path(out, "--out", folder=True)
+    if resume and not (out / marker).exists():
+        what = "ensemble" if marker == files.ENSEMBLE else "run"
+        raise UserError(f"--resume: {out} holds no {what} to resume (no {marker}); drop --resume to start one")
+    if not resume and out.exists() and any(out.iterdir()) and not unfinished_run(out):
+        raise UserError(
+            f"--out {out} already holds a run (or other files); pass --resume to continue it or choose a new --out"
+        )
     barrier("jaxvae: every process read --out")
     if is_primary():
         files.check_writable(out, "--out", folder=True)
@@ -94,9 +82,8 @@ def prepare_data(config: RunConfig) -> Dataset:
         return Dataset(dataset.name, dataset.source, train, test)
     mode = "none" if config.binarize == "sample" else config.binarize  # sampled training images are drawn per step
     train = Split(binarize.binarize_split(train.images, mode, None), train.labels)
-    test = Split(
-        binarize.binarize_split(test.images, config.binarize, binarize.test_split_key(config.seed)), test.labels
-    )
+    test_key = binarize.test_split_key(config.seed)
+    test = Split(binarize.binarize_split(test.images, config.binarize, test_key), test.labels)
     return Dataset(dataset.name, f"{dataset.source}, binarised ({config.binarize})", train, test)
 
 
@@ -105,28 +92,9 @@ def log_line(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def step_records(metrics: np.ndarray, first_step: int, epoch: int) -> list[dict]:
-    records = []
-    for i, row in enumerate(metrics):
-        record = {"step": first_step + i, "epoch": epoch}
-        record.update({name: files.finite_or_none(v) for name, v in zip(METRIC_NAMES, row)})
-        records.append(record)
-    return records
-
-
-def open_run_folder(out: Path, config: RunConfig, step: int, done: int) -> files.MetricsLog:
-    """``config.json`` and the metrics log, written by process 0 only (the others get a log that drops records)."""
-    log = files.MetricsLog(out / files.METRICS, enabled=is_primary())
-    if is_primary():
-        out.mkdir(parents=True, exist_ok=True)
-        files.write_json(out / files.CONFIG, config.to_json())
-        log.truncate_after(step, done)  # a fresh start (step 0) over an unfinished run keeps none of its records
-    return log
-
-
 @dataclass
 class RunFolders:
-    """What a run keeps of its epochs, in each member's run folder: step and test records, checkpoints. ``names``
+    """What a run keeps of its epochs in each member's run folder: step and test records, checkpoints. ``names``
     are the members' for an ensemble's messages, None for a single run's."""
 
     out: Path
@@ -140,43 +108,39 @@ class RunFolders:
             again = "--resume starts the ensemble" if self.names else "the same command starts the run"
             return f"No epoch had finished, so there is no checkpoint; {again} afresh"
         if self.names:
-            where = self.out / files.MEMBERS
-            return f"Every member's last good checkpoint (epoch {epoch - 1}) is in its folder in {where}"
+            return f"Every member's last good checkpoint (epoch {epoch - 1}) is in its folder in {self.out / 'members'}"
         return f"The last good checkpoint (epoch {epoch - 1}) is in {self.out / files.CHECKPOINTS}"
 
     def steps(self, metrics: np.ndarray, first_step: int, epoch: int) -> None:
         """Each member's step records of one chunk, ``metrics`` ``(K, chunk, 3)``, up to and including the first
         step where any member's loss is not finite; that step stops the run."""
         bad = np.flatnonzero(~np.all(np.isfinite(metrics[:, :, 0]), axis=0))
-        end = bad[0] + 1 if bad.size else metrics.shape[1]
-        for log, rows in zip(self.logs, metrics):
-            log.append(step_records(rows[:end], first_step, epoch))
+        for log, rows in zip(self.logs, metrics[:, : bad[0] + 1 if bad.size else None]):
+            log.append([{"step": first_step + i, "epoch": epoch, **files.terms(row)} for i, row in enumerate(rows)])
         if not bad.size:
             return
         where = f"non-finite at step {first_step + bad[0]} (epoch {epoch}); stopped"
         if self.names:
-            names = [n for n, row in zip(self.names, metrics) if not np.isfinite(row[bad[0], 0])]
-            message = f"the loss of member {', '.join(names)} became {where} the ensemble. {self.last_good(epoch)}"
-            raise NonFiniteLoss(f"{message}; try a smaller --lr for it")
+            names = ", ".join(n for n, row in zip(self.names, metrics) if not np.isfinite(row[bad[0], 0]))
+            raise NonFiniteLoss(f"the loss of member {names} became {where} the ensemble. {self.last_good(epoch)}; "
+                                "try a smaller --lr for it")  # fmt: skip
         raise NonFiniteLoss(f"the loss became {where}. {self.last_good(epoch)}; try a smaller --lr")
 
     def test(self, metrics: np.ndarray, epoch: int, epochs: int, step: int) -> None:
         """Each member's test metrics after ``epoch`` ``(K, 3)``: a test record in its log, and a log line."""
         for log, row in zip(self.logs, metrics):
-            record = {k: files.finite_or_none(v) for k, v in zip(METRIC_NAMES, row)}
-            log.append([{"split": "test", "epoch": epoch, "step": step, **record}])
-        m = metrics.mean(axis=0)
-        spread = f" over {len(metrics)} members" if self.names else ""
+            log.append([{"split": "test", "epoch": epoch, "step": step, **files.terms(row)}])
+        m, spread = metrics.mean(axis=0), f" over {len(metrics)} members" if self.names else ""
         extremes = f"; min {metrics[:, 0].min():.4f}, max {metrics[:, 0].max():.4f}" if self.names else ""
-        log_line(
-            f"epoch {epoch}/{epochs}: test loss {m[0]:.4f}{spread} (reconstruction {m[1]:.4f}, KL {m[2]:.4f}{extremes})"
-        )
+        log_line(f"epoch {epoch}/{epochs}: test loss {m[0]:.4f}{spread} (reconstruction {m[1]:.4f}, KL {m[2]:.4f}"
+                 f"{extremes})")  # fmt: skip
 
     def save(self, epoch: int, step: int, state) -> None:
         """Each member's state after ``epoch``, sliced on the devices, into its checkpoints."""
-        meta = {"epoch": epoch, "step": step, "latent_dim": self.latent_dim}
         for k, checkpoints in enumerate(self.checkpoints):
-            checkpoints.save(epoch, member_state(state, k), meta)
+            checkpoints.save(
+                epoch, member_state(state, k), {"epoch": epoch, "step": step, "latent_dim": self.latent_dim}
+            )
 
 
 def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, folders: RunFolders):
@@ -188,21 +152,17 @@ def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, fol
     step = done * trainer.steps_per_epoch
     for epoch in range(done + 1, cfg.epochs + 1):
         order = trainer.order(keys.data, epoch)
-        progress = EpochProgress(epoch, cfg.epochs, trainer.steps_per_epoch) if is_primary() else None
-        try:
+        with Progress(f"epoch {epoch}/{cfg.epochs}", trainer.steps_per_epoch, "steps", is_primary()) as progress:
             for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
                 start = time.perf_counter()
-                batches = trainer.batches(train_images, order, state.step, first)
-                state, metrics = trainer.train_chunk(state, batches, keys)
+                state, metrics = trainer.train_chunk(
+                    state, trainer.batches(train_images, order, state.step, first), keys
+                )
                 metrics = to_host(metrics)  # (K, chunk, 3): the chunk's one copy to the host
                 timing["train_seconds"] += time.perf_counter() - start
                 folders.steps(metrics, step + 1, epoch)
                 step += trainer.chunk_steps
-                if progress:
-                    progress.update(metrics[:, :, 0].mean(axis=0))
-        finally:
-            if progress:
-                progress.close()
+                progress.update(trainer.chunk_steps, metrics[:, :, 0].mean())
         timing["trained_images"] += trainer.steps_per_epoch * cfg.batch_size
         if evaluates_after(cfg, epoch):
             start = time.perf_counter()
@@ -213,35 +173,14 @@ def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, fol
     return state, {**timing, "compile_seconds": trainer.compile_seconds, "traces": dict(trainer.traces)}
 
 
-def _check_members(members: list[Member]) -> None:
-    for member in members:
-        check_flags(member.config)
-    seeds = {m.config.seed for m in members}
-    if members[0].config.binarize == "sample" and len(seeds) > 1:
-        raise UserError(
-            "--binarize sample draws each member's test split from its --seed, which an ensemble's one test split "
-            "cannot follow; give one --seed, or train the seeds as separate runs"
-        )
-
-
-def _check_lists(out: Path, lists: dict) -> None:
-    """A resumed ensemble continues the saved one: the same lists, hence the same members."""
-    saved = files.read_json(out / files.ENSEMBLE, "start a new --out")
-    saved_lists = {name: tuple(values) for name, values in saved["lists"].items()}
-    if saved_lists != lists:
-        raise UserError(
-            f"--resume: this ensemble was trained with {describe_lists(saved_lists)}, not {describe_lists(lists)}; "
-            "pass the same lists or start a new --out"
-        )
-
-
-def _starting_state(setup: RunSetup, out: Path, folders: list[Path], checkpoints, resume: bool, keys, initial_params):
+def _starting_state(setup: RunSetup, out: Path, paths: list[Path], checkpoints, resume: bool, keys, initial_params):
     """Fresh (from ``initial_params``, if given), or every member's checkpoint of the last epoch all of them have;
     and the epochs already done."""
     if resume:
-        for member, folder in zip(setup.members, folders):
-            saved = RunConfig.from_json(files.read_json(folder / files.CONFIG, "start a new --out"))
-            check_resumable(saved, member.config)
+        for member, path in zip(setup.members, paths):
+            check_resumable(
+                RunConfig.from_json(files.read_json(path / files.CONFIG, "start a new --out")), member.config
+            )
         latest = [c.latest_epoch() for c in checkpoints]
         if None not in latest:
             epoch, like = min(latest), setup.state_target()
@@ -251,28 +190,35 @@ def _starting_state(setup: RunSetup, out: Path, folders: list[Path], checkpoints
 
 
 def train_members(
-    members: list[Member],
-    out: Path,
-    resume: bool = False,
-    lists: dict | None = None,
-    member_group: int = 0,
-    initial_params=None,
+    members: list[Member], out: Path, resume=False, lists: dict | None = None, member_group=0, initial_params=None
 ) -> dict:
     """Train ``members`` into ``out``: a single run's folder (``lists`` None, one member) or an ensemble's (the
     ``lists`` the members came from); returns the summary written to ``OUT/summary.json``. Over several processes
     every process calls this with the same arguments."""
-    _check_members(members)
+    for member in members:
+        check_flags(member.config)
+    if members[0].config.binarize == "sample" and len({m.config.seed for m in members}) > 1:
+        raise UserError(
+            "--binarize sample draws each member's test split from its --seed, which an ensemble's one test split "
+            "cannot follow; give one --seed, or train the seeds as separate runs"
+        )
     if member_group < 0:
         raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
-    ensemble = lists is not None
-    if ensemble and resume and (out / files.ENSEMBLE).is_file():
-        _check_lists(out, lists)
-    check_out_dir(out, resume, files.ENSEMBLE if ensemble else files.CONFIG)
+    if lists is not None and resume and (out / files.ENSEMBLE).is_file():
+        saved = {
+            name: tuple(v) for name, v in files.read_json(out / files.ENSEMBLE, "start a new --out")["lists"].items()
+        }
+        if saved != lists:  # a resumed ensemble continues the saved one: the same lists, hence the same members
+            raise UserError(
+                f"--resume: this ensemble was trained with {describe_lists(saved)}, not {describe_lists(lists)}; pass "
+                "the same lists or start a new --out"
+            )
+    check_out_dir(out, resume, files.CONFIG if lists is None else files.ENSEMBLE)
     setup = RunSetup.build(members, member_group)
     cfg = setup.config
     check_batch_splits(cfg, setup.mesh.size)
     keys = setup.keys()
-    paths = [out / files.MEMBERS / m.name for m in members] if ensemble else [out]
+    paths = [out] if lists is None else [out / files.MEMBERS / m.name for m in members]
     with contextlib.ExitStack() as stack:
         checkpoints = [stack.enter_context(Checkpoints(p / files.CHECKPOINTS)) for p in paths]
         state, done = _starting_state(setup, out, paths, checkpoints, resume, keys, initial_params)
@@ -287,26 +233,32 @@ def train_members(
         step = done * (len(dataset.train) // cfg.batch_size)
         if resume:
             log_line(f"resuming {out} after epoch {done} (step {step})")
-        if ensemble and is_primary():
-            out.mkdir(parents=True, exist_ok=True)
-            record = {"members": [m.name for m in members], "lists": lists, "member_group": member_group}
-            files.write_json(out / files.ENSEMBLE, record)
-        logs = [open_run_folder(p, m.config, step, done) for p, m in zip(paths, members)]
+        logs = [files.MetricsLog(p / files.METRICS, enabled=is_primary()) for p in paths]  # process 0 writes them
+        if is_primary():
+            if lists is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                ensemble = {"members": [m.name for m in members], "lists": lists, "member_group": member_group}
+                files.write_json(out / files.ENSEMBLE, ensemble)
+            for path, member, log in zip(paths, members, logs):
+                path.mkdir(parents=True, exist_ok=True)
+                files.write_json(path / files.CONFIG, member.config.to_json())
+                log.truncate_after(
+                    step, done
+                )  # a fresh start (step 0) over an unfinished run keeps none of its records
         train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
         trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
-        together = (
-            f"; {len(members)} members, {setup.describe_backend()['member_group']} side by side" if ensemble else ""
-        )
+        side_by_side = setup.describe_backend()["member_group"]
+        together = "" if lists is None else f"; {len(members)} members, {side_by_side} side by side"
         log_line(
             f"compiled the training step and the evaluation in {trainer.compile_seconds:.1f} s ({trainer.chunk_steps} "
             f"steps per dispatch, {setup.mesh.size} x {jax.devices()[0].device_kind} over {jax.process_count()} "
             f"process(es){together})"
         )
-        folders = RunFolders(out, [m.name for m in members] if ensemble else None, cfg.latent_dim, logs, checkpoints)
+        names = None if lists is None else [m.name for m in members]
+        folders = RunFolders(out, names, cfg.latent_dim, logs, checkpoints)
         state, timing = run_epochs(trainer, state, train_images, test, keys, done, folders)
     barrier("jaxvae: training done")  # process 0 has written every record the others now read
-    records = [log.read() for log in logs]
-    return finish_run(out, paths, trainer, dataset, state, keys, records, timing, lists)
+    return finish_run(out, paths, trainer, dataset, state, keys, [log.read() for log in logs], timing, lists)
 
 
 def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:

@@ -1,8 +1,9 @@
-"""Data parallel on 4 virtual CPU devices: the same gradient and evaluation (float64), an ensemble trained over the
-devices whose first step is the one-device run's, a bit-exact resume, and the refusals of the device settings.
+"""Data parallel on 4 virtual CPU devices: the same gradient and evaluation (float64), a run over the devices whose
+first step is the one-device run's, a bit-exact resume, and the refusals of the device settings. (An ensemble over
+devices, vmapped: the run on two processes in tests/test_devices.py.)
 
 Run by ``tests/test_devices.py`` in a process started with ``--xla_force_host_platform_device_count=4``, which
-passes the suite's one-device runs in ``JAXVAE_SMALL_RUN`` and ``JAXVAE_ENSEMBLE_RUN``.
+passes the suite's one-device run in ``JAXVAE_SMALL_RUN``.
 """
 
 import json
@@ -26,7 +27,7 @@ from jaxvae.train_step import batch_gradients, evaluation_rows, init_state, make
 
 BATCH, LATENT = 32, 2
 RUN = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]  # SMALL_RUN
-MEMBERS = ["--seed", "123,7", "--member-group", "2", "--devices", "4"]  # both members vmapped, over 4 devices
+DEVICES = ["--devices", "4"]
 
 
 def test_four_devices_are_visible():
@@ -78,32 +79,29 @@ def _records(folder: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def ensemble(tmp_path_factory):
-    """Two members trained over the 4 devices for 2 epochs, never stopped."""
-    out = tmp_path_factory.mktemp("devices") / "ensemble"
-    assert main(["train", "--out", str(out), "--epochs", "2", *RUN, *MEMBERS]) == 0
+def four_devices(tmp_path_factory):
+    """small_run's flags over the 4 devices for 2 epochs, never stopped."""
+    out = tmp_path_factory.mktemp("devices") / "four"
+    assert main(["train", "--out", str(out), "--epochs", "2", *RUN, *DEVICES]) == 0
     return out
 
 
-def test_an_ensemble_over_four_devices(ensemble):
-    """Each member's first step over 4 devices (both members vmapped) against its run on one device: one float32
-    forward pass each, each within ``F32_LOSS_RTOL`` of float64 (the parity harness's bound), so within twice that
-    of each other on any machine. Later steps are not compared: Adam turns rounding into whole steps."""
-    summary = json.loads((ensemble / "summary.json").read_text())
+def test_a_run_over_four_devices(four_devices):
+    """Its first step against the run on one device: one float32 forward pass each, each within ``F32_LOSS_RTOL``
+    of float64 (the parity harness's bound), so within twice that of each other on any machine. Later steps are not
+    compared: Adam turns rounding into whole steps."""
+    summary = json.loads((four_devices / "summary.json").read_text())
     assert summary["devices"]["count"] == 4 and summary["devices"]["mesh_shape"] == {"data": 4}
-    assert summary["member_group"] == 2 and summary["traces"] == {"train_chunk": 1, "evaluate": 1}
-    one_device = Path(os.environ["JAXVAE_ENSEMBLE_RUN"]) / "members"
-    for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
-        got, want = (json.loads(_records(folder / name)[0])["loss"] for folder in (ensemble / "members", one_device))
-        assert abs(got - want) <= 2 * F32_LOSS_RTOL * want, name
+    assert summary["traces"] == {"train_chunk": 1, "evaluate": 1}
+    got, want = (json.loads(_records(f)[0])["loss"] for f in (four_devices, Path(os.environ["JAXVAE_SMALL_RUN"])))
+    assert abs(got - want) <= 2 * F32_LOSS_RTOL * want
 
 
-def test_resume_over_four_devices_is_bit_exact(ensemble, tmp_path):
+def test_resume_over_four_devices_is_bit_exact(four_devices, tmp_path):
     out = tmp_path / "resumed"
-    assert main(["train", "--out", str(out), "--epochs", "1", *RUN, *MEMBERS]) == 0
-    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *RUN, *MEMBERS]) == 0
-    for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
-        assert _records(out / "members" / name) == _records(ensemble / "members" / name)
+    assert main(["train", "--out", str(out), "--epochs", "1", *RUN, *DEVICES]) == 0
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *RUN, *DEVICES]) == 0
+    assert _records(out) == _records(four_devices)
 
 
 @pytest.mark.parametrize(
