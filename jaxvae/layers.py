@@ -1,30 +1,21 @@
 """torch-exact layers in NHWC: ``Dense``, ``Conv2d`` and ``ConvTranspose2d`` with torch's padding and init.
 
-Kernels are stored as ``(kh, kw, in, out)`` for both convolutions; the weight bridge
-(``jaxvae.convert``) maps them onto torch's ``(out, in, kh, kw)`` and ``(in, out, kh, kw)``.
+Kernels are ``(kh, kw, in, out)`` for both convolutions (``jaxvae.convert`` maps them onto torch's ``(out, in, kh,
+kw)`` and ``(in, out, kh, kw)``). Initialisation is torch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights
+and biases, with torch's fan_in = ``weight.size(1) * k * k``: ``in * k * k`` for Conv2d, ``out * k * k`` for
+ConvTranspose2d (weight ``(in, out, k, k)``), ``in`` for Linear.
 
-Initialisation is torch's default: torch draws weights with ``kaiming_uniform_(a=sqrt(5))`` and biases from
-U(-1/sqrt(fan_in), ...); both are U(-1/sqrt(fan_in), 1/sqrt(fan_in)), with torch's fan_in =
-``weight.size(1) * k * k``: ``in * k * k`` for Conv2d, ``in`` for Linear, ``out * k * k`` for ConvTranspose2d
-(weight ``(in, out, k, k)``).
-
-Each convolution has three implementations that compute the same function (the parity suite checks each):
+Each convolution has three implementations of the same function (the parity suite checks each):
 - ``"xla"``: ``lax.conv_general_dilated`` (a transposed conv is a conv over the stride-dilated input with the
-  flipped kernel and pads ``k-1-p``, i.e. ``lhs_dilation``). Fast where cuDNN runs it; on XLA:CPU its weight
-  gradient is slow.
-- ``"matmul"``: im2col for ``Conv2d`` (shifted views, one matmul); for ``ConvTranspose2d`` a flipped-kernel
-  im2col or col2im by output phase, chosen by shape (see ``conv_transpose2d_matmul``). Their gradients are
-  matmuls, slices and pads too, which XLA:CPU runs several times faster than a window-dilated convolution.
-- ``"pad"``: a transposed conv as an explicit pad (``lax.pad`` with ``stride - 1`` zeros between pixels and
-  ``k-1-p`` at the edges) followed by a stride-1 convolution with the flipped kernel, so that neither it nor its
-  gradient holds a dilated convolution (the gradient of the pad is a strided slice); ``Conv2d`` is ``"xla"``'s,
-  whose gradients are the convolution backward passes that cuDNN has kernels for.
+  flipped kernel and pads ``k-1-p``, i.e. ``lhs_dilation``); on XLA:CPU its weight gradient is slow.
+- ``"matmul"``: im2col for ``Conv2d``; for ``ConvTranspose2d`` a flipped-kernel im2col or col2im by output phase,
+  by shape. Their gradients are matmuls, slices and pads, which XLA:CPU runs several times faster.
+- ``"pad"``: a transposed conv as an explicit pad (``stride - 1`` zeros between pixels, ``k-1-p`` at the edges)
+  and a stride-1 convolution, so that no gradient holds a dilated convolution; ``Conv2d`` is ``"xla"``'s.
 
-**Compute dtype.** ``"float32"`` (the default) computes as above. ``"bfloat16"`` casts each layer's input and
-kernel to bfloat16 and computes its convolution or matmul with float32 accumulation and a float32 result; the
-bias, the activations between layers, the loss, the parameters and their gradients stay float32. The gradient
-(``bfloat16_operands``) takes the cotangent in bfloat16 too, so that the backward convolutions and matmuls run
-on bfloat16 inputs as well; their results are rounded to bfloat16, as the cotangent of a bfloat16 cast is.
+**Compute dtype** ``"bfloat16"``: each layer's input and kernel cast to bfloat16, its convolution or matmul
+accumulated and returned in float32, and its gradient computed on the bfloat16 cotangent (``bfloat16_operands``);
+biases, activations, the loss, parameters and gradients stay float32. ``"float32"`` (the default) computes as above.
 """
 
 from __future__ import annotations

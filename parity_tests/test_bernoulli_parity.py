@@ -3,25 +3,16 @@
 - The harness (docs/parity.md) with the Bernoulli loss: every activation up to the logits, the loss and every
   gradient pass on continuous and on binarised digits (here one case of each; 20 seeds of both in
   scripts/parity_sweep.py); wrong Bernoulli losses fail it.
-- A float64 trajectory: 10 Adam steps of jaxvae's jitted step and of ``torch_ref.train.train_vae`` on the same
-  thresholded batches and noise agree to 1e-9 relative (both frameworks in double; measured ~1e-13).
+- Its float64 trajectory: parity_tests/test_training_parity.py (the long tier).
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import torch
 
-from jaxvae import params_from_torch, params_to_torch
-from jaxvae.data import binarize
-from jaxvae.model import VAE
 from jaxvae.parity.check import parity_inputs, parity_weights, sweep_case
 from jaxvae.parity.method import EXACT_RTOL, run_parity
-from jaxvae.train_step import TrainState, make_optimizer, make_train_step
-from torch_ref import VAE as TorchVAE
-from torch_ref.train import train_vae
 
 ROWS = 8 + 10 + 2 + 1 + 22  # activations up to the logits (torch computes no Sigmoid), heads, loss, gradients
 
@@ -85,43 +76,3 @@ def test_wrong_bernoulli_losses_fail(mutant, impl, monkeypatch):
         worst = max((r.rel for r in runs["float64"].rows), default=np.inf)
         assert worst > 1e3 * EXACT_RTOL, (impl, worst)
         assert not runs["float32"].passed, impl
-
-
-@pytest.mark.long  # the Gaussian loss's trajectory runs in the README's test command (test_training_parity.py)
-def test_float64_trajectory(mnist5k):
-    steps, batch, latent, lr = 10, 32, 2, 5e-4
-    images = (
-        binarize.threshold(mnist5k.train.images[: steps * batch]).astype(np.float64).reshape(steps, batch, 28, 28, 1)
-    )
-    train_key = jax.random.PRNGKey(3)
-    with jax.enable_x64(True):
-        noise = [
-            np.asarray(jax.random.normal(jax.random.fold_in(train_key, s), (batch, latent), jnp.float64))
-            for s in range(steps)
-        ]
-    torch.manual_seed(1)
-    model = TorchVAE(latent).double()
-    start = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    nchw = [torch.from_numpy(np.ascontiguousarray(b.transpose(0, 3, 1, 2))) for b in images]
-    want = np.array(
-        [
-            h[0]
-            for h in train_vae(
-                model, nchw, lr=lr, eps_fn=lambda s: torch.from_numpy(noise[s].copy()), likelihood="bernoulli"
-            )
-        ]
-    )
-    with jax.enable_x64(True):
-        params = jax.tree_util.tree_map(jnp.asarray, params_from_torch(start, dtype=np.float64)["params"])
-        optimizer = make_optimizer(lr)
-        step = jax.jit(make_train_step(VAE(latent, conv_impl="matmul"), optimizer, 1.0, 8, 2, likelihood="bernoulli"))
-        state = TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
-        got = []
-        for b in images:
-            state, metrics = step(state, jnp.asarray(b), train_key)
-            got.append(float(metrics[0]))
-        final = params_to_torch({"params": state.params})
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
-    assert want[-1] < want[0] - 50  # it trained
-    for key, value in model.state_dict().items():
-        assert np.max(np.abs(final[key] - value.numpy())) <= 1e-9 * np.max(np.abs(value.numpy())), key

@@ -67,12 +67,3 @@ def train_vae(
         eps = eps_fn(step) if eps_fn is not None else None
         history.append(train_step(model, optimizer, x, eps, reconstruction_weight, likelihood))
     return history
-
-
-def shuffled_batches(data: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
-    """One epoch of ``data`` in a random order from torch's global generator, ``batch_size`` rows at a time.
-
-    The order is drawn at the call; the last partial batch is dropped, as jaxvae's epochs drop it.
-    """
-    order = torch.randperm(len(data))
-    return (data[order[i : i + batch_size]] for i in range(0, len(data) - batch_size + 1, batch_size))

@@ -1,30 +1,36 @@
-"""What ``jaxvae parity`` does: its inputs (a state dict, real digits, noise), the comparison, the report.
-
-torch is imported on use, so that jaxvae imports and trains without it.
+"""What ``jaxvae parity`` does: its inputs (a state dict, real digits, noise), the comparison, the report; and the
+same at many seeds, for a no-false-alarm sweep. torch is imported where it is used (each place says so), so that
+jaxvae imports and trains without it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import jax
 import numpy as np
 
+from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch
+from jaxvae.data import binarize, load_mnist5k
 from jaxvae.errors import UserError
+from jaxvae.layers import CONV_IMPLS
+from jaxvae.parity.method import run_parity
+from jaxvae.parity.report import format_report, report_json
 from jaxvae.run.config import check_value
 
 
 def load_torch_weights(path: Path) -> dict:
     """A seed-style state dict from a file saved with ``torch.save`` (loaded with ``weights_only=True``)."""
-    import torch
+    import torch  # optional: the parity harness needs it, training does not
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"--torch-weights {path} does not exist") from None
     except Exception as exc:  # pickle, zip and torch errors for damaged files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first_line = (str(exc).strip().splitlines() or [""])[0]
         raise UserError(
             f"--torch-weights {path} is not a loadable torch state dict ({type(exc).__name__}: {first_line})"
         ) from None
@@ -38,8 +44,6 @@ def load_torch_weights(path: Path) -> dict:
 def parity_inputs(batch_size: int, latent_dim: int, seed: int, test=None) -> tuple[np.ndarray, np.ndarray]:
     """``batch_size`` real test digits drawn by ``seed`` (from mnist5k's test images, or from ``test``), and
     standard-normal noise from ``PRNGKey(seed)``."""
-    from jaxvae.data import load_mnist5k
-
     test = load_mnist5k().test.images if test is None else test
     if not 1 <= batch_size <= len(test):
         raise UserError(f"--batch-size must be between 1 and {len(test)} (the test digits), got {batch_size}")
@@ -49,9 +53,8 @@ def parity_inputs(batch_size: int, latent_dim: int, seed: int, test=None) -> tup
 
 def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> dict:
     """The state dict to compare from: a file's (checked against the seed's VAE), or torch_ref's init at ``seed``."""
-    import torch
+    import torch  # optional: the parity harness needs it, training does not
 
-    from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch
     from torch_ref import VAE as TorchVAE
 
     if torch_weights is None:
@@ -70,36 +73,18 @@ def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> di
 
 
 def parity_check(
-    torch_weights: Path | None,
-    latent_dim: int,
-    batch_size: int,
-    seed: int,
-    conv_impls: list[str],
-    as_json: bool = False,
-    likelihood: str = "gaussian",
-    test_images=None,
-) -> tuple[str, bool]:
+    torch_weights: Path | None, latent_dim: int, batch_size: int, seed: int, conv_impls: list[str], as_json=False,
+    likelihood: str = "gaussian", test_images=None,
+) -> tuple[str, bool]:  # fmt: skip
     """Every verdict per tensor for each implementation (a table, or JSON); and whether the port passed. The
     digits are mnist5k's test images, or ``test_images``."""
-    import json
-
-    from jaxvae.convert import infer_latent_dim
-    from jaxvae.parity.method import run_parity
-    from jaxvae.parity.report import format_report, report_json
-
     state = parity_weights(torch_weights, latent_dim, seed)
     latent_dim = infer_latent_dim(state)
     x, eps = parity_inputs(batch_size, latent_dim, seed, test_images)
     report = run_parity(state, x, eps, conv_impls, likelihood)
     weights = f"from {torch_weights}" if torch_weights else f"random (torch_ref's initialisation, seed {seed})"
     if as_json:
-        header = {
-            "latent_dim": latent_dim,
-            "batch_size": batch_size,
-            "seed": seed,
-            "weights": weights,
-            "likelihood": likelihood,
-        }
+        header = dict(latent_dim=latent_dim, batch_size=batch_size, seed=seed, weights=weights, likelihood=likelihood)
         return json.dumps(report_json(header, report)), report.passed
     tf32 = "; TF32 off for this comparison (torch's default allows it)" if report.torch_device == "cuda" else ""
     header = (
@@ -109,35 +94,22 @@ def parity_check(
     return format_report(header, report), report.passed
 
 
-def sweep_case(
-    latent_dim: int,
-    batch_size: int,
-    seeds,
-    likelihood: str = "gaussian",
-    binary: bool = False,
-    conv_impls=None,
-) -> dict:
+def sweep_case(latent_dim: int, batch_size: int, seeds, likelihood="gaussian", binary=False, conv_impls=None) -> dict:
     """The harness at each seed (weights, digits and noise all drawn from it), for a no-false-alarm sweep: the
     verdicts that failed, the worst relative error of each compared run, the kink flips, the rows of each, and a
     fingerprint of every relative error (equal exactly when the same kernels computed the same sums).
     ``conv_impls``: the implementations compared (default: every one)."""
-    from jaxvae.data import binarize
-    from jaxvae.layers import CONV_IMPLS
-    from jaxvae.parity.method import run_parity
-
     failed, worst, flips, rows, fingerprint = [], {}, {}, set(), hashlib.sha1()
     for seed in seeds:
         x, eps = parity_inputs(batch_size, latent_dim, seed)
-        x = binarize.threshold(x) if binary else x
-        report = run_parity(
-            parity_weights(None, latent_dim, seed), x, eps, conv_impls or CONV_IMPLS, likelihood=likelihood
-        )
-        for verdict in report.verdicts():
-            if not verdict.passed:
-                failed.append((seed, verdict.label, verdict.error, [r.name for r in verdict.rows if not r.passed]))
-            worst[verdict.label] = max([worst.get(verdict.label, 0.0)] + [r.rel for r in verdict.rows])
-            flips[verdict.label] = flips.get(verdict.label, 0) + verdict.kinks.total_flips()
-            fingerprint.update(",".join(f"{r.rel:.6e}" for r in verdict.rows).encode())
+        weights, x = parity_weights(None, latent_dim, seed), binarize.threshold(x) if binary else x
+        report = run_parity(weights, x, eps, conv_impls or CONV_IMPLS, likelihood=likelihood)
+        for v in report.verdicts():
+            if not v.passed:
+                failed.append((seed, v.label, v.error, [r.name for r in v.rows if not r.passed]))
+            worst[v.label] = max([worst.get(v.label, 0.0)] + [r.rel for r in v.rows])
+            flips[v.label] = flips.get(v.label, 0) + v.kinks.total_flips()
+            fingerprint.update(",".join(f"{r.rel:.6e}" for r in v.rows).encode())
         rows.add(len(report.torch_float32.rows))
     return {
         "failed": failed,

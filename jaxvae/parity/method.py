@@ -1,32 +1,22 @@
-"""The parity method: jaxvae against torch_ref, with float64 as the arbiter (docs/parity.md).
+"""The parity method: jaxvae against torch_ref, with float64 as the arbiter (docs/parity.md gives the grounds).
 
-From the same weights, images and reparameterisation noise, three runs are each compared with torch_ref in
-float64, tensor by tensor (every activation, both heads, the loss, every parameter's gradient):
+From the same weights, images and reparameterisation noise, each compared run is held to torch_ref in float64,
+tensor by tensor (every activation, both heads, the loss, every parameter's gradient), ``max|a - b| <= tol *
+max|b|`` with ``b`` the float64 reference:
 
-- **float64 exact**: jaxvae in float64. Both frameworks then do the same math to ~1e-16 rounding; we measured
-  <= 1e-14 relative on every tensor, so any semantic difference fails ``EXACT_RTOL`` by orders of magnitude.
-- **float32, as users run it**: jaxvae in float32, and torch_ref in float32 beside it as a yardstick. Each is
-  held to absolute float32 bounds against float64, not to the other's error.
-- **bfloat16 compute dtype**: jaxvae with ``compute_dtype="bfloat16"``, against a float64 reference that rounds
-  the same operands to bfloat16 (every layer's weight and input; ``jaxvae.parity.torch_side``) and is exact math
-  otherwise. Each layer's input is rounded afresh, so a forward difference does not carry from one layer to the
-  next: a correct port's activations and loss then differ from the reference by one layer's float32
-  accumulation, and are held to the float32 bounds. The gradients are not emulated: the backward pass rounds
-  each layer's output cotangent and input gradient to bfloat16, relative error at most u = 2^-8 each, up to 22
-  roundings on the longest path (11 layers). First-order errors add, so 22u bounds them from above; we measured
-  at most 4.1u (batch 8), over 20 seeds at each of five shapes (batch 1 to 32, latent 2 and 16).
-  ``BF16_GRAD_RTOL`` is 12u, three times the measurement and below the first-order bound; a semantic difference
-  moves the gradients by far more, and the activations by more than 2e-5.
+- **float64 exact**: jaxvae in float64. Both frameworks do the same math to ~1e-16 rounding (measured <= 1e-14), so
+  any semantic difference fails ``EXACT_RTOL`` by orders of magnitude.
+- **float32, as users run it**: jaxvae in float32 (and torch_ref in float32 beside it as a yardstick), each held to
+  absolute float32 bounds against float64, not to the other's error.
+- **bfloat16 compute dtype**: against a float64 reference that rounds the same operands to bfloat16 (every layer's
+  weight and input; ``jaxvae.parity.torch_side``), exact otherwise: activations and loss meet the float32 bounds;
+  the gradients, whose backward pass rounds each layer's cotangent and input gradient (u = 2^-8, at most 22
+  roundings on the longest path; measured at most 4.1u), are held to 12u.
 
-The one thing rounding can do that bounds do not cover is a *kink flip*: a LeakyReLU pre-activation within
-rounding of 0 lands on the other side of it, and that element's gradient changes by 99 %. So the float64
-reference of each compared run takes that run's branch wherever its own pre-activation lies within the run's
-forward tolerance of the kink (``jaxvae.parity.torch_side``), and is exact math otherwise. Outside that zone a
-different sign is a forward error larger than the tolerance, which fails the activation row by itself; inside
-it the comparison no longer depends on which side rounding chose. The zone and the flips are counted and
-reported.
-
-A tensor passes when ``max|a - b| <= tol * max|b|`` (``b`` the float64 reference).
+A *kink flip* (a LeakyReLU pre-activation within rounding of 0 landing on the other side, which changes that
+element's gradient by 99 %) is what bounds cannot cover: so the float64 reference of each compared run takes that
+run's branch wherever its own pre-activation lies within the run's forward tolerance of the kink, and is exact
+math otherwise; the zone and the flips are counted and reported.
 """
 
 from __future__ import annotations
@@ -98,8 +88,7 @@ def compare_captures(got: Capture, want: Capture, tol: Tolerances) -> list[Row]:
     """Every activation (in torch's order), the loss, then every gradient; a tensor one side lacks fails."""
     missing = np.full((0,), np.nan)
     rows = [
-        compare(name, got.activations.get(name, missing), ref, tol.activations)
-        for name, ref in want.activations.items()
+        compare(name, got.activations.get(name, missing), r, tol.activations) for name, r in want.activations.items()
     ]
     rows.append(compare("loss", [got.loss], [want.loss], tol.loss))
     rows += [compare(f"grad {k}", got.grads.get(k, missing), g, tol.grads) for k, g in want.grads.items()]
@@ -120,37 +109,18 @@ class Verdict:
         return self.error is None and all(r.passed for r in self.rows)
 
 
-def verdict(
-    label: str,
-    compute,
-    state_dict,
-    x,
-    eps,
-    tol: Tolerances,
-    likelihood: str = "gaussian",
-    bfloat16_operands: bool = False,
-) -> Verdict:
+def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances, likelihood="gaussian", bfloat16_operands=False):
     """``compute()``'s capture against torch_ref in float64 on the CPU, matched to its branches within its kink
     zone (and, with ``bfloat16_operands``, to its operands' bfloat16 rounding). An exception on either side is a
     failed verdict that names it."""
-    import torch
+    import torch  # optional: the parity harness needs it, training does not
 
     try:
         got = compute()
-        reference = torch_capture(
-            state_dict,
-            x,
-            eps,
-            torch.float64,
-            "cpu",
-            follow=got,
-            zone=tol.activations,
-            likelihood=likelihood,
-            bfloat16_operands=bfloat16_operands,
-        )
+        options = dict(follow=got, zone=tol.activations, likelihood=likelihood, bfloat16_operands=bfloat16_operands)
+        reference = torch_capture(state_dict, x, eps, torch.float64, "cpu", **options)
     except Exception as exc:  # a port that cannot run, or a reference that cannot load the weights, fails
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return Verdict(label, [], error=f"{type(exc).__name__}: {message}")
+        return Verdict(label, [], error=f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
     return Verdict(label, compare_captures(got, reference, tol), reference.kinks)
 
 
@@ -171,44 +141,24 @@ class ParityReport:
         return all(v.passed for v in self.verdicts())
 
 
-def run_parity(
-    state_dict, x, eps, conv_impls=CONV_IMPLS, likelihood: str = "gaussian", runs=tuple(RUNS)
-) -> ParityReport:
+def run_parity(state_dict, x, eps, conv_impls=CONV_IMPLS, likelihood="gaussian", runs=tuple(RUNS)) -> ParityReport:
     """Compare jaxvae with torch_ref from ``state_dict`` on images ``x`` (NHWC, [0, 1]) with noise ``eps``, for each
     of ``conv_impls`` and ``runs`` (names in ``RUNS``); the loss and its gradients are those of ``likelihood``
     (with ``"bernoulli"`` torch's Sigmoid output is not computed)."""
-    import torch
+    import torch  # optional: the parity harness needs it, training does not
+
+    def jaxvae_verdict(run: str, impl: str) -> Verdict:
+        dtype, compute_dtype, tol = RUNS[run]
+        options = dict(likelihood=likelihood, compute_dtype=compute_dtype)
+        capture = lambda: jax_capture(state_dict, x, eps, dtype, impl, **options)  # noqa: E731
+        return verdict(f"jaxvae {run}", capture, state_dict, x, eps, tol, likelihood, compute_dtype == "bfloat16")
 
     device = torch_device()
     with float32_without_tf32():
-        torch32 = verdict(
-            "torch float32",
-            lambda: torch_capture(state_dict, x, eps, torch.float32, device, likelihood=likelihood),
-            state_dict,
-            x,
-            eps,
-            FLOAT32,
-            likelihood,
-        )
-        by_impl = {
-            impl: {name: _jaxvae_verdict(name, state_dict, x, eps, impl, likelihood) for name in runs}
-            for impl in conv_impls
-        }
+        reference = lambda: torch_capture(state_dict, x, eps, torch.float32, device, likelihood=likelihood)  # noqa: E731
+        torch32 = verdict("torch float32", reference, state_dict, x, eps, FLOAT32, likelihood)
+        by_impl = {impl: {run: jaxvae_verdict(run, impl) for run in runs} for impl in conv_impls}
     return ParityReport(torch32, by_impl, device)
-
-
-def _jaxvae_verdict(run: str, state_dict, x, eps, impl: str, likelihood: str) -> Verdict:
-    dtype, compute_dtype, tol = RUNS[run]
-    return verdict(
-        f"jaxvae {run}",
-        lambda: jax_capture(state_dict, x, eps, dtype, impl, likelihood=likelihood, compute_dtype=compute_dtype),
-        state_dict,
-        x,
-        eps,
-        tol,
-        likelihood,
-        bfloat16_operands=compute_dtype == "bfloat16",
-    )
 
 
 def kink_names() -> list[str]:

@@ -1,18 +1,16 @@
 """The one training engine: a run of K >= 1 members over a leading member axis; a single run is the case K = 1.
 
-- ``RunSetup.build(members)``: from the settings alone, what the members share (the backend's choices, the mesh,
-  the model) and what each has of its own (seed, learning rate, reconstruction weight); their keys, their fresh
-  or restored states. What a run needs before it loads any data (to restore a checkpoint, for one).
-- ``Trainer.compile(setup, ...)``: the epoch's gather, the training chunk and the evaluation, compiled ahead of
-  time for the run's shapes; complete when it exists.
+``RunSetup.build(members)`` holds, from the settings alone, what the members share (the backend's choices, the
+mesh, the model) and what each has of its own (seed, learning rate, reconstruction weight), their keys and their
+fresh or restored states: what a run needs before it loads any data. ``Trainer.compile`` compiles the epoch's
+shuffle, a chunk's gather, the training chunk and the evaluation ahead of time for the run's shapes.
 
-Each member function is the single run's, mapped over the members by ``jaxvae.devices.over_members``. Keys: member
-k's root key is ``PRNGKey(its seed)``, split into init / data / train / eval keys; epoch e's shuffle is
-``permutation(fold_in(data_key, e))``, step s's noise ``fold_in(train_key, s)`` and the test split's noise after
-epoch e ``fold_in(eval_key, e)``, so a resumed run repeats an uninterrupted one exactly and each member is the
-run its own flags make. States are computed into their shardings and stay on the devices; the training images
-live there too and each epoch's batches are gathered there (one process) or by each process on its host for its
-own devices' rows (several processes).
+Each member function is the single run's, mapped over the members by ``jaxvae.devices.over_members``. Member k's
+root key is ``PRNGKey(its seed)``, split into init / data / train / eval keys; epoch e's shuffle is
+``permutation(fold_in(data_key, e))``, step s's noise ``fold_in(train_key, s)``, the test split's noise after epoch
+e ``fold_in(eval_key, e)``: a resumed run repeats an uninterrupted one exactly, and each member is the run its own
+flags make. States are computed into their shardings and stay on the devices; so do the training images, from
+which each chunk's batches are gathered there (one process) or by each process for its own devices' rows.
 """
 
 from __future__ import annotations

@@ -79,33 +79,21 @@ def interpolation_pairs(labels: np.ndarray, pairs: int = N_INTERPOLATIONS) -> li
 def write_plots(out: Path, model, params, dataset, records: list[dict], steps_per_epoch: int, key) -> list[str]:
     """The seed's four pictures, reconstructions at z = mean, latent interpolations (and the manifold of a 2-D
     latent); returns their paths relative to ``out``."""
-    folder = out / files.PLOTS
+    folder, images, labels = out / files.PLOTS, dataset.test.images, dataset.test.labels
     tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
     recon_key, sample_key = jax.random.split(key)
-    images = dataset.test.images
     originals = images[:N_RECONSTRUCTIONS]
-    rows = {
-        "z = mean": inference.reconstruct_at_mean(model, params, originals),
-        "z sampled": inference.reconstruct(model, params, originals, recon_key),
-    }
-    a, b = (np.array(side) for side in zip(*interpolation_pairs(dataset.test.labels)))
+    rows = {"z = mean": inference.reconstruct_at_mean(model, params, originals)}
+    rows["z sampled"] = inference.reconstruct(model, params, originals, recon_key)
+    a, b = (np.array(side) for side in zip(*interpolation_pairs(labels)))
+    paths = inference.interpolate(model, params, images[a], images[b], INTERPOLATION_STEPS)
+    samples = inference.sample_prior(model, params, sample_key, N_SAMPLES)
     made = [
         plots.training_loss(_losses(records), steps_per_epoch, folder / "training_loss.png", tests),
         plots.reconstructions(originals, rows, folder / "reconstructions.png"),
-        plots.interpolations(
-            images[a],
-            inference.interpolate(model, params, images[a], images[b], INTERPOLATION_STEPS),
-            images[b],
-            folder / "latent_interpolations.png",
-        ),
-        plots.latent_space(
-            inference.encode_means(model, params, images), dataset.test.labels, folder / "latent_space.png"
-        ),
-        plots.image_grid(
-            inference.sample_prior(model, params, sample_key, N_SAMPLES),
-            folder / "prior_samples.png",
-            title="decoded from z ~ N(0, I)",
-        ),
+        plots.interpolations(images[a], paths, images[b], folder / "latent_interpolations.png"),
+        plots.latent_space(inference.encode_means(model, params, images), labels, folder / "latent_space.png"),
+        plots.image_grid(samples, folder / "prior_samples.png", title="decoded from z ~ N(0, I)"),
     ]
     if model.latent_dim == 2:
         made.append(plots.manifold(inference.manifold(model, params), folder / "latent_manifold.png"))
