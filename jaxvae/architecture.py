@@ -1,13 +1,9 @@
-"""The seed's VAE as one table: every layer with parameters, in torch's order, under torch's module name.
-
-The Flax module (``jaxvae.model``), the weight bridge (``jaxvae.convert``) and the parity harness's capture
-(``jaxvae.parity.capture``) all read this table; nothing else states the architecture. The torch reference
-(``torch_ref.model``) is the seed's own code and is checked against it by the parity suite.
-
-Torch's ``nn.Sequential`` children without parameters have names too: a LeakyReLU is the child after its
-layer (``Layer.activation``), the flatten is ``encoder.7``, the unflatten ``decoder.1``, the trim ``decoder.9``
-and the sigmoid ``decoder.10``. Sizes: 28 -> 28 -> 14 -> 7 -> 7 in the encoder; 7 -> 7 -> 13 -> 27 -> 29,
-trimmed to 28, in the decoder.
+"""The seed's VAE as one table: every layer with parameters, in torch's order, under torch's module name. The Flax
+module (``jaxvae.model``), the weight bridge (``jaxvae.convert``) and the parity capture (``jaxvae.parity.capture``)
+read it; nothing else states the architecture (torch_ref's is the seed's own code, checked against it by the parity
+suite). torch's children without parameters have names too: a LeakyReLU is the child after its layer
+(``Layer.activation``), the flatten ``encoder.7``, the unflatten ``decoder.1``, the trim ``decoder.9``, the sigmoid
+``decoder.10``. Sizes: 28 -> 28 -> 14 -> 7 -> 7 in the encoder; 7 -> 7 -> 13 -> 27 -> 29, trimmed to 28, in the decoder.
 """
 
 from __future__ import annotations

@@ -1,17 +1,13 @@
-"""The devices a run computes on: the choices that depend on the backend, data parallelism over a mesh, and how
-an ensemble's members share the devices.
+"""The devices a run computes on: the choices that depend on the backend, data parallelism over a mesh, and how an
+ensemble's members share the devices.
 
-**Backend choices**, made here and nowhere else (``choose_backend``), recorded in ``summary.json``: the
-convolution implementation (``"auto"``: ``matmul`` on CPU, ``xla`` elsewhere), the gradient's micro-batch
-(16 on CPU, whole batches elsewhere), how many micro-batches each scan iteration takes side by side (2 on CPU),
-the evaluation's batch (the micro-batch on CPU, 500 elsewhere) and how many of an ensemble's members are vmapped
-together (one at a time on CPU, all elsewhere). The CPU figures were measured on 2-core x86 machines
-(docs/benchmarks.md); the accelerator ones are not tuned.
-
-**Data parallelism**: one mesh axis, ``"data"``: every batch is split over the devices, parameters and optimiser
-state are replicated. In a multi-process run (``jaxvae.run.distributed``) the mesh spans all processes' devices;
-each process puts on its devices only the rows those devices train on, and reads replicated results from its own
-copy.
+**Backend choices** are made here and nowhere else (``choose_backend``) and recorded in ``summary.json``: the
+convolution form (``"auto"``: ``matmul`` on CPU, ``xla`` elsewhere), the gradient's micro-batch (16 on CPU, whole
+batches elsewhere), micro-batches side by side (2 on CPU), the evaluation's batch (16 on CPU, 500 elsewhere) and the
+ensemble members vmapped together (one at a time on CPU, all elsewhere); measured on 2-core x86 CPUs
+(docs/benchmarks.md), not tuned on accelerators. **Data parallelism**: one mesh axis, ``"data"``; every batch is split
+over the devices, parameters and optimiser state replicated. Over several processes (``jaxvae.run.distributed``) the
+mesh spans every process's devices and each process puts on its devices only their rows.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """The VAE's loss terms as pure functions: the decoder's likelihood, the KL term and the loss they make.
 
-A likelihood is one object that owns everything that depends on the decoder's distribution: which decoder
-output its loss takes (images or logits), the per-example reconstruction term the loss sums, the
-log-probability ``log p(x | z)`` the IWAE estimate needs, the constant the loss leaves out of it, and what the
-estimates are the log-probability of, in words. ``LIKELIHOODS`` registers them by the name ``--likelihood``
-takes; a third one is a new subclass and one entry there.
-
-- ``gaussian`` (the seed's ``train_vae_v1`` loss): the summed squared error of the decoded image; it is the
-  negative log-density of N(decoded, 1 / (2 weight)) per pixel, up to a constant.
-- ``bernoulli``: the summed binary cross-entropy of the decoder's logits (``optax.sigmoid_binary_cross_entropy``),
-  the negative log-probability of independent Bernoulli pixels.
+A likelihood is one object that owns what depends on the decoder's distribution: the decoder output its loss takes
+(images or logits), the per-example reconstruction term, ``log p(x | z)`` for the IWAE estimate (with the constant
+the loss leaves out) and, in words, what that is the log-probability of. ``LIKELIHOODS`` registers them by the name
+``--likelihood`` takes: ``gaussian`` (the seed's summed squared error, the negative log-density of N(decoded, 1 / (2
+weight)) per pixel up to a constant) and ``bernoulli`` (the summed binary cross-entropy of the logits).
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """The convolutional VAE in Flax Linen, layer for layer the seed's (``torch_ref.VAE``), in NHWC.
 
-The layers are those of ``jaxvae.architecture``'s table, as submodules named like the torch state-dict keys
-(``encoder_0`` is ``encoder.0``, ``decoder_8`` is ``decoder.8``). Every activation that a torch
-``nn.Sequential`` child returns is sown into the ``"intermediates"`` collection under torch's own name
-(``"encoder.0"``, ..., ``"decoder.10"``; the heads as ``"z_mean.out"``), so that the parity harness can compare
-them one by one. The three reshapes that a port gets wrong most easily (flatten, unflatten, trim) are named
-functions, and so is the reparameterisation, a pure function of an explicit key.
+Its layers are ``jaxvae.architecture``'s table, as submodules named like the torch state-dict keys (``encoder_0`` is
+``encoder.0``). Every activation a torch ``nn.Sequential`` child returns is sown into ``"intermediates"`` under
+torch's own name (the heads as ``"z_mean.out"``), for the parity harness. The reshapes a port gets wrong most easily
+(flatten, unflatten, trim) are named functions, and so is the reparameterisation, of an explicit key.
 """
 
 from __future__ import annotations

@@ -152,25 +152,23 @@ def jax_pad_form_shifted(mp):
 # ---- jaxvae's bfloat16 compute dtype: what a careless mixed-precision port does --------------------------------
 
 
+def _around_operands(mp, wrap) -> None:
+    """``jaxvae.layers.bfloat16_operands(op, ...)`` replaced by ``wrap(its function of (x, kernel))``."""
+    original = jaxvae.layers.bfloat16_operands
+    mp.setattr(jaxvae.layers, "bfloat16_operands", lambda op, *dtypes: wrap(original(op, *dtypes)))
+
+
 def bfloat16_accumulation(mp):
     """Results in bfloat16 (as ``preferred_element_type`` left at the operands' dtype gives): every convolution's
     and matmul's result rounded to bfloat16 before the float32 bias."""
-    original = jaxvae.layers.bfloat16_operands
-
-    def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
-        apply = original(op, x_dtype, kernel_dtype)
-        return lambda x, kernel: apply(x, kernel).astype(jnp.bfloat16).astype(jnp.float32)
-
-    mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
+    _around_operands(mp, lambda apply: lambda x, k: apply(x, k).astype(jnp.bfloat16).astype(jnp.float32))
 
 
 def bfloat16_kernel_only(mp):
     """The kernel cast to bfloat16 and the input left float32."""
 
     def in_compute_dtype(op, x, kernel, compute_dtype):
-        if compute_dtype == "float32":
-            return op(x, kernel)
-        return op(x, kernel.astype(jnp.bfloat16).astype(x.dtype))
+        return op(x, kernel if compute_dtype == "float32" else kernel.astype(jnp.bfloat16).astype(x.dtype))
 
     mp.setattr(jaxvae.layers, "in_compute_dtype", in_compute_dtype)
 
@@ -182,44 +180,16 @@ def bfloat16_truncated(mp):
         bits = lax.bitcast_convert_type(a.astype(jnp.float32), jnp.uint32)
         return lax.bitcast_convert_type(bits & jnp.uint32(0xFFFF0000), jnp.float32)
 
-    original = jaxvae.layers.bfloat16_operands
-
-    def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
-        apply = original(op, x_dtype, kernel_dtype)
-        return lambda x, kernel: apply(truncate(x), truncate(kernel))
-
-    mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
+    _around_operands(mp, lambda apply: lambda x, k: apply(truncate(x), truncate(k)))
 
 
 def bfloat16_input_gradient_dropped(mp):
     """The cast input held out of the gradient (as a port that thinks only weights need one would): every layer
     before the last gets a zero gradient."""
-    original = jaxvae.layers.bfloat16_operands
-
-    def operands(op, x_dtype=jnp.float32, kernel_dtype=jnp.float32):
-        apply = original(op, x_dtype, kernel_dtype)
-        return lambda x, kernel: apply(lax.stop_gradient(x), kernel)
-
-    mp.setattr(jaxvae.layers, "bfloat16_operands", operands)
+    _around_operands(mp, lambda apply: lambda x, k: apply(lax.stop_gradient(x), k))
 
 
-TORCH_MUTANTS = [
-    torch_slope_off_by_one_percent,
-    torch_trim_wrong_corner,
-    torch_exp_log_var,
-    torch_flatten_nhwc,
-    torch_transpose_padding,
-    torch_kl_without_half,
-    torch_missing_bias,
-    torch_weight_off_by_1e6,
-]
-JAX_MUTANTS = [
-    jax_slope_off_by_one_percent,
-    jax_trim_wrong_corner,
-    jax_exp_log_var,
-    jax_flatten_nhwc,
-    jax_transpose_padding,
-    jax_kl_without_half,
-    jax_pad_form_shifted,
-]
-BFLOAT16_MUTANTS = [bfloat16_accumulation, bfloat16_kernel_only, bfloat16_truncated, bfloat16_input_gradient_dropped]
+MUTANTS = [f for name, f in dict(globals()).items() if name.startswith(("torch_", "jax_", "bfloat16_")) and callable(f)]
+TORCH_MUTANTS, JAX_MUTANTS, BFLOAT16_MUTANTS = (
+    [f for f in MUTANTS if f.__name__.startswith(p)] for p in ("torch_", "jax_", "bfloat16_")
+)

@@ -28,7 +28,6 @@ import numpy as np
 from jaxvae.layers import CONV_IMPLS
 from jaxvae.parity.capture import KINKS, Capture, KinkStats
 from jaxvae.parity.jax_side import jax_capture
-from jaxvae.parity.torch_side import float32_without_tf32, torch_capture, torch_device
 
 EXACT_RTOL = 1e-10  # float64 against float64: measured <= 1e-14; a 1e-6 change in a weight moves its layer ~1e-6
 F32_ACTIVATION_RTOL = 2e-5  # float32 activations and heads against float64
@@ -115,6 +114,8 @@ def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances, likelihood
     failed verdict that names it."""
     import torch  # optional: the parity harness needs it, training does not
 
+    from jaxvae.parity.torch_side import torch_capture
+
     try:
         got = compute()
         options = dict(follow=got, zone=tol.activations, likelihood=likelihood, bfloat16_operands=bfloat16_operands)
@@ -146,6 +147,8 @@ def run_parity(state_dict, x, eps, conv_impls=CONV_IMPLS, likelihood="gaussian",
     of ``conv_impls`` and ``runs`` (names in ``RUNS``); the loss and its gradients are those of ``likelihood``
     (with ``"bernoulli"`` torch's Sigmoid output is not computed)."""
     import torch  # optional: the parity harness needs it, training does not
+
+    from jaxvae.parity.torch_side import float32_without_tf32, torch_capture, torch_device
 
     def jaxvae_verdict(run: str, impl: str) -> Verdict:
         dtype, compute_dtype, tol = RUNS[run]

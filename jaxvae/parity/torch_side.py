@@ -1,36 +1,33 @@
-"""The torch side of the parity harness: ``torch_ref.VAE`` run forward and backward, captured layer by layer.
+"""The torch side of the parity harness (imported where the harness runs: torch is optional): ``torch_capture``
+runs a fresh ``torch_ref.VAE`` from a state dict (whatever ``torch_ref`` is at call time) forward and backward on the
+given images and noise, in the given dtype, capturing every ``nn.Sequential`` child's output, both heads, the loss
+of ``torch_ref.train.vae_loss`` and every gradient.
 
-``torch_capture`` builds a fresh ``torch_ref.VAE`` from a state dict (so whatever ``torch_ref`` is at call time
-is what runs), feeds it the given images and reparameterisation noise in the given dtype, and captures every
-``nn.Sequential`` child's output, both heads, the loss of ``torch_ref.train.vae_loss`` and every gradient.
-
-Given ``follow`` (another run's branches) and a zone half-width ``zone``, each LeakyReLU takes that run's branch
-wherever its own input lies within ``zone * max|input|`` of the kink and the two runs disagree; elsewhere it
-computes as it always does. That is how the float64 reference is matched to a float32 run whose rounding put a
-pre-activation on the other side of 0 (see ``jaxvae.parity.method``).
-
-With ``bfloat16_operands``, the reference computes what jaxvae's bfloat16 compute dtype computes, in exact
-arithmetic: every convolution's and linear layer's weight and input rounded to bfloat16 (biases not), the rest
-float64. Where its own input lies within ``zone`` of the followed run's (``follow.activations``, whose inputs it
-names by ``jaxvae.parity.capture.LAYER_INPUTS``), it takes that run's rounding, since a value within rounding of a
-bfloat16 tie may round either way; the count of elements where the two roundings differ is reported. Gradients
-pass the rounding unchanged (the derivative of a cast), so they are exact math at the rounded operands.
+Given ``follow`` (another run's capture) and a zone half-width ``zone``, each LeakyReLU takes that run's branch
+wherever its own input lies within ``zone * max|input|`` of the kink and the two disagree: how the float64 reference
+is matched to a float32 run whose rounding put a pre-activation on the other side of 0. With ``bfloat16_operands``,
+the reference computes what jaxvae's bfloat16 compute dtype computes, in exact arithmetic: every layer's weight and
+input rounded to bfloat16 (biases not), taking the followed run's rounding where its input lies within ``zone`` of
+that run's (a value within rounding of a bfloat16 tie may round either way; the count is reported). Gradients pass
+the rounding unchanged, so they are exact math at the rounded operands.
 """
 
 from __future__ import annotations
 
 import contextlib
 
+import jax
 import numpy as np
+import torch
+from torch import nn
 
+import torch_ref.model as torch_model
+import torch_ref.train as torch_train
 from jaxvae.parity.capture import KINKS, LAYER_INPUTS, Capture, KinkStats, to_nchw, to_nhwc
 
 
 def torch_device() -> str:
     """``"cuda"`` where torch sees a GPU and JAX computes on one too; otherwise ``"cpu"``."""
-    import jax
-    import torch
-
     return "cuda" if torch.cuda.is_available() and jax.default_backend() == "gpu" else "cpu"
 
 
@@ -41,8 +38,6 @@ def float32_without_tf32():
     torch's ``backends.cudnn.allow_tf32`` defaults to True, which rounds convolution inputs to 10 mantissa bits
     on Ampere and newer GPUs; jaxvae asks XLA for ``Precision.HIGHEST``. Restores the previous settings.
     """
-    import torch
-
     saved = (
         torch.backends.cudnn.allow_tf32,
         torch.backends.cuda.matmul.allow_tf32,
@@ -60,7 +55,6 @@ def float32_without_tf32():
 
 def _branch_hook(module, follow_positive, zone: float, key: str, stats: KinkStats):
     """A forward hook for one LeakyReLU that takes ``follow_positive``'s branch inside the kink's zone."""
-    import torch
 
     def hook(_, inputs, output):
         x = inputs[0]
@@ -84,8 +78,6 @@ def _branch_hook(module, follow_positive, zone: float, key: str, stats: KinkStat
 
 def _hooks(model, captured: dict, follow_positive, zone: float, stats: KinkStats) -> list:
     """Capture hooks on every Sequential child and head; branch hooks on the LeakyReLUs when following a run."""
-    from torch import nn
-
     hooks = []
     for prefix in ("encoder", "decoder"):
         for index, child in enumerate(getattr(model, prefix)):
@@ -104,15 +96,12 @@ def _hooks(model, captured: dict, follow_positive, zone: float, stats: KinkStats
 
 def round_to_bfloat16(x):
     """``x`` (a torch tensor) rounded to the nearest bfloat16, to nearest even, in its own dtype."""
-    import torch
-
     return x.to(torch.float32).to(torch.bfloat16).to(x.dtype)
 
 
 def _rounding_hook(follow_inputs: dict, zone: float, name: str, stats: KinkStats):
     """A forward pre-hook that rounds a layer's input to bfloat16, taking the followed run's rounding within
     ``zone * max|input|`` of its own input; the gradient passes unchanged (straight through)."""
-    import torch
 
     def hook(_, inputs):
         x = inputs[0]
@@ -131,8 +120,6 @@ def _rounding_hook(follow_inputs: dict, zone: float, name: str, stats: KinkStats
 
 def _bfloat16_operands(model, follow: Capture | None, zone: float, stats: KinkStats) -> list:
     """Round every parameterised layer's weight (in place) and input (by hook) to bfloat16; the hooks."""
-    import torch
-
     follow_inputs = {}
     if follow is not None:
         follow_inputs = {
@@ -175,11 +162,6 @@ def torch_capture(
     ``bfloat16_operands``, the layers' operands are rounded as jaxvae's bfloat16 compute dtype rounds them, and
     ``kinks.flips`` also counts, per layer input, the elements rounded as ``follow`` rounded them.
     """
-    import torch
-
-    import torch_ref.model as torch_model
-    import torch_ref.train as torch_train
-
     latent_dim = int(np.asarray(eps).shape[-1])
     model = torch_model.VAE(latent_dim)
     model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()}, strict=True)

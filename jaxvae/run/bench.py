@@ -1,12 +1,11 @@
 """Training throughput of jaxvae against torch_ref, side by side in one process (``jaxvae bench``).
 
-Per batch size and ensemble size K (``--members``, default 1), in member-images per second: jaxvae's run of K
-members as ``jaxvae train`` runs it, and K eager torch_ref runs; for K > 1 also one jaxvae run (K runs one after
-another train K times the images in K times the time, so a single run's images per second are their
-member-images per second; their K start-ups and compilations are left out, in their favour) and torch.func's
-ensemble of the same K models (``torch_ref.ensemble``). Members 0..K-1 have seeds 0..K-1; every runner starts from
-their weights and trains on their epoch's batches; the runners' repetitions alternate so that machine noise hits
-them alike; warm-up (compilation, first steps) is excluded; figures are medians over the repetitions.
+Per batch size and ensemble size K (``--members``), in member-images per second: jaxvae's run of K members as
+``jaxvae train`` runs it and K eager torch_ref runs; for K > 1 also one jaxvae run (K runs one after another train K
+times the images in K times the time; their start-ups and compilations are left out, in their favour) and
+torch.func's ensemble of the K models (``torch_ref.ensemble``). Members have seeds 0..K-1; every runner starts from
+their weights and trains on their batches; repetitions alternate so that machine noise hits every runner alike;
+warm-up is excluded; figures are medians.
 """
 
 from __future__ import annotations
@@ -32,16 +31,7 @@ from jaxvae.run.engine import RunSetup, Trainer, member_state
 from jaxvae.run.members import member_grid
 from jaxvae.run.report import versions
 
-BENCH_FLAGS = [
-    "dataset",
-    "data_dir",
-    "train_examples",
-    "conv_impl",
-    "compute_dtype",
-    "micro_batch",
-    "chunk_steps",
-    "devices",
-]
+BENCH_FLAGS = "dataset data_dir train_examples conv_impl compute_dtype micro_batch chunk_steps devices".split()
 
 
 @dataclass
@@ -143,11 +133,10 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
     if members > 1:
         runners["jax_single"] = single.run
     if not args.no_torch:
-        runners["torch"] = torch_runner(single.start_weights, dataset.train.images, single.batches, lr)
+        images = dataset.train.images
+        runners["torch"] = torch_runner(single.start_weights, images, single.batches, lr)
         if members > 1:
-            runners["torch_func"] = torch_runner(
-                jax_run.start_weights, dataset.train.images, jax_run.batches, lr, ensemble=True
-            )
+            runners["torch_func"] = torch_runner(jax_run.start_weights, images, jax_run.batches, lr, ensemble=True)
     for name in runners.keys() - {"jax", "jax_single"}:
         runners[name]()  # warm-up
     seconds = median_seconds(runners, args.repeats)
@@ -181,15 +170,10 @@ def environment() -> dict:
     return info
 
 
-COLUMNS = {  # column title -> row key, in member-images per second then ratios
-    "jaxvae": "jax_images_per_s",
-    "single": "jax_single_images_per_s",
-    "torch": "torch_images_per_s",
-    "torch.func": "torch_func_images_per_s",
-    "/single": "ratio_jax_over_jax_single",
-    "/torch": "ratio_jax_over_torch",
-    "/torch.func": "ratio_jax_over_torch_func",
-}
+RUNNERS = {"jaxvae": "jax", "single": "jax_single", "torch": "torch", "torch.func": "torch_func"}
+# column title -> row key: member-images per second, then the ratios of jaxvae's K members over each
+COLUMNS = {title: f"{n}_images_per_s" for title, n in RUNNERS.items()}
+COLUMNS |= {f"/{title}": f"ratio_jax_over_{n}" for title, n in list(RUNNERS.items())[1:]}
 
 
 def format_rows(env: dict, rows: list[dict]) -> str:

@@ -1,11 +1,9 @@
 """Orbax checkpoints of a run's training state, one per finished epoch, through one ``CheckpointManager``.
 
-Orbax writes each checkpoint into a temporary folder and renames it when complete, so a crash mid-write
-leaves the previous checkpoint as it was. Over several processes every process takes part in each save and
-restore (one checkpoint, on a file system they share); a restored state has the shardings of its target.
-Each checkpoint holds the state and a small JSON record (epoch, step, latent size) that is read first, so that a
-mismatch is reported before arrays are restored. A run opens ``Checkpoints`` once and keeps it; the module's
-functions open one for a single call.
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so a crash mid-write leaves the
+previous one as it was. Over several processes every process takes part in each save and restore (one checkpoint,
+on a shared file system); a restored state has the shardings of its target. Each checkpoint holds the state and a
+JSON record (epoch, step, latent size), read first, so that a mismatch is reported before arrays are restored.
 """
 
 from __future__ import annotations
