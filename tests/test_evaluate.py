@@ -46,8 +46,12 @@ def test_the_report(run):
 
 
 def test_an_ensemble_evaluated_at_once_is_each_member_evaluated_alone(ensemble_run, capsys):
-    """Members one at a time (the suite ensemble's grouping): a member's figures are its own folder's, exactly;
-    and each setting's mean over seeds is their mean."""
+    """Members one at a time (the suite ensemble's grouping): a member's figures are its own folder's, and each
+    setting's mean over seeds is their mean. The same float32 sums in another fusion (a member inside ``lax.map``,
+    or alone) may round differently (jax 0.10 gives identical figures, 0.12 not): an a priori bound of 784 pixels
+    x 6e-8 = 5e-5 of each image's log p(x), so of their mean; the standard error (~2 nats) moves by at most that
+    0.03 nats (of ~550) over sqrt(N - 1) = 10, 1.5e-3 of itself. 2e-3 holds on any CPU and
+    still tells the members apart: they differ by 5 % and more."""
     assert main(["evaluate", "--run", str(ensemble_run), "--iw-samples", str(IW)]) == 0
     together = json.loads(capsys.readouterr().out)
     names = json.loads((ensemble_run / "ensemble.json").read_text())["members"]
@@ -56,9 +60,10 @@ def test_an_ensemble_evaluated_at_once_is_each_member_evaluated_alone(ensemble_r
         assert main(["evaluate", "--run", str(ensemble_run / "members" / name), "--iw-samples", str(IW)]) == 0
         alone = json.loads(capsys.readouterr().out)
         mine = together["members"][name]
-        assert {k: v for k, v in mine.items() if k != "iw_seconds"} == {
-            k: v for k, v in alone.items() if k != "iw_seconds"
-        }
+        assert mine.keys() == alone.keys()
+        for key, value in alone.items():
+            if key != "iw_seconds":
+                assert mine[key] == (pytest.approx(value, rel=2e-3) if isinstance(value, float) else value), key
     setting = next(s for s in together["settings"] if s["reconstruction_weight"] == 0.5 and s["lr"] == 0.001)
     values = [together["members"][f"seed{s}_lr0.001_rw0.5"]["log_px_nats"] for s in (123, 7)]
     assert setting["evaluation"]["log_px_nats"]["mean"] == pytest.approx(np.mean(values), rel=1e-12)
