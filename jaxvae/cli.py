@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from jaxvae.run import bench, commands, distributed
 from jaxvae.run.config import PER_MEMBER, add_config_flags, config_from_args
 from jaxvae.run.files import ENSEMBLE, new_run_dir
 from jaxvae.run.members import member_grid
-from jaxvae.run.training import train, train_ensemble
+from jaxvae.run.training import resume_hint, train, train_ensemble
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,7 +114,7 @@ def _train(args) -> int:
         raise UserError("several processes need one --out that all of them share")
     if several:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
-    out = args.out or new_run_dir()
+    out = args.out = args.out or new_run_dir()  # in args: a stopped run's last line names it
     if len(members) == 1 and not (args.resume and (out / ENSEMBLE).is_file()):
         summary = train(members[0].config, out, resume=args.resume)
         done = f"test loss {summary['final_test']['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s"
@@ -165,16 +166,33 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())  # one line, whatever a library put into the message
 
 
+def _resume_hint(args) -> str:
+    return f"; {resume_hint(args.out)}" if args.command == "train" and args.out else ""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, what a scheduler sends before it kills: the same clean stop as Ctrl-C's."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _dispatch(args)
     except UserError as exc:
         print(f"jaxvae {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         status = 2
-    except KeyboardInterrupt:
-        print(f"jaxvae {args.command}: interrupted", file=sys.stderr)
-        status = 130
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: each finished epoch's checkpoint is whole
+        how, status = ("stopped by SIGTERM", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"jaxvae {args.command}: {how}{_resume_hint(args)}", file=sys.stderr)
+    except OSError as exc:  # a full disk, a quota, a file system turned read-only: what could not be written, and why
+        cause = f"{exc.filename}: {exc.strerror or exc}"
+        print(f"jaxvae {args.command}: error: {cause}{_resume_hint(args)}", file=sys.stderr)
+        status = 1
     except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below
         if not jax.distributed.is_initialized():
             raise
@@ -186,6 +204,11 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         status = 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if argv is None and status in (1, 130, 143):  # the process is ours, and ends: what threads say after is noise
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # (Orbax's writers, cut short, log their tasks' failures)
     if jax.distributed.is_initialized():
         # JAX's exit waits at a barrier for every process and aborts with a stack trace if one is gone
         sys.stderr.flush()

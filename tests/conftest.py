@@ -6,6 +6,7 @@ session, see the top ``conftest.py``) serves them all.
 """
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -36,6 +37,12 @@ def mnist5k():
 def digits(mnist5k):
     """Eight real test digits, (8, 28, 28, 1) float32 in [0, 1]."""
     return np.asarray(mnist5k.test.images[:8])
+
+
+def records(folder: Path, split=None) -> list[dict]:
+    """A run folder's ``metrics.jsonl`` rows of one split (None: the training steps)."""
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r.get("split") == split]
 
 
 def train_small(out: Path, *flags: str) -> Path:

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import SMALL_RUN
 from jaxvae.cli import main
+from jaxvae.run.files import LOCK
 
 pytestmark = pytest.mark.xdist_group("refusals")  # one worker computes the module's fixtures
 
@@ -49,6 +50,7 @@ train --resume --out {{}}/empty                             | --resume: {{}}/emp
 train --resume --epochs 2 --out {{}}/run {{run}}            | --resume: {{}}/run has trained 2 epochs already
 train --resume --epochs 3 --latent-dim 4 --out {{}}/run {{run}} | --resume: this run was trained with --latent-dim 2
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
+evaluate --run {{}}/damaged                                 | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:1 --num-processes 2 --process-id 2 | --process-id must be in 0..1
@@ -97,7 +99,9 @@ NEEDS_TORCH = ["export --run {}/run --to {}/w.pt", "parity --batch-size 2"]
 
 
 def checksums(folder: Path) -> dict:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's hash, but a run's lock (which says who last held it, jaxvae's own bookkeeping)."""
+    files = (p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK)
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 @pytest.fixture(scope="session")

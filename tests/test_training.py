@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import SMALL_RUN, train_small
+from conftest import SMALL_RUN, records, train_small
 from jaxvae.cli import main
 from jaxvae.run import checkpoint, training
 from jaxvae.run import files as run_files
@@ -21,11 +21,6 @@ from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = [f"seed{s}_lr{lr}_rw{w}" for s in (123, 7) for lr in ("0.0005", "0.001") for w in ("1", "0.5")]
 SMALL = dict(batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)  # SMALL_RUN as a RunConfig
-
-
-def records(folder, split=None) -> list[dict]:
-    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if r.get("split") == split]
 
 
 def test_the_run_folder(small_run):
@@ -228,9 +223,10 @@ def test_out_is_read_by_every_process_before_process_0_probes_it(tmp_path, monke
     monkeypatch.setattr(training, "barrier", lambda name: events.append("barrier"))
     real_probe = run_files.check_writable
     monkeypatch.setattr(run_files, "check_writable", lambda *a, **k: (events.append("probe"), real_probe(*a, **k)))
-    training.check_out_dir(tmp_path / "new", resume=False)
-    assert events == (["barrier", "probe", "barrier"] if primary else ["barrier", "barrier"])
-    assert not (tmp_path / "new").exists()  # the probe leaves nothing behind
+    with training.claim_out_dir(tmp_path / "new", resume=False):
+        assert events == (["barrier", "probe", "barrier"] if primary else ["barrier", "barrier"])
+        assert (tmp_path / "new" / run_files.LOCK).is_file() == primary  # process 0 holds it
+    assert not (tmp_path / "new").exists()  # nothing was written into it: nothing is left behind
 
 
 def test_member_names_say_their_values():

@@ -8,6 +8,10 @@ JSON record (epoch, step, latent size), read first, so that a mismatch is report
 
 from __future__ import annotations
 
+import errno
+import logging
+import shutil
+import sys
 from pathlib import Path
 
 import jax
@@ -30,6 +34,19 @@ def restore_target(state: TrainState) -> dict:
     return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _tree(state))
 
 
+def _quiet_closed_loops(previous=sys.unraisablehook) -> None:
+    """Once a write has failed, Orbax's writer threads call into their closed event loops, and each complaint would
+    print a traceback (an unraisable exception, at any moment, even before the failure reaches the caller): drop
+    those, and only those. Installed once, with the first manager."""
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    if sys.unraisablehook is previous:
+        sys.unraisablehook = hook
+
+
 class Checkpoints:
     """The checkpoints in ``directory``, through one Orbax manager (created on first use, closed by ``close``)."""
 
@@ -46,6 +63,7 @@ class Checkpoints:
     @property
     def manager(self) -> ocp.CheckpointManager:
         if self._manager is None:
+            _quiet_closed_loops()
             options = ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=False)
             self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
         return self._manager
@@ -56,10 +74,24 @@ class Checkpoints:
             self._manager = None
 
     def save(self, epoch: int, state: TrainState, meta: dict) -> None:
-        """Write the state after ``epoch`` (1-based) and its record; keeps the last ``KEEP``."""
+        """Write the state after ``epoch`` (1-based) and its record; keeps the last ``KEEP``. A write that fails (a
+        full disk, a quota, a signal) leaves no temporary folder and raises ``OSError`` naming the checkpoint."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(_tree(state)), meta=ocp.args.JsonSave(meta))
-        self.manager.save(epoch, args=args)
-        self.manager.wait_until_finished()
+        absl_log = logging.getLogger("absl")  # Orbax's writer thread logs its failure's traceback there
+        try:
+            absl_log.disabled = True
+            self.manager.save(epoch, args=args)
+            self.manager.wait_until_finished()
+        except BaseException as exc:
+            self.close()
+            for tmp in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) or not isinstance(exc, Exception):
+                raise
+            cause = "No space left on device" if "No space left" in str(exc) else " ".join(str(exc).split())[:200]
+            raise OSError(errno.EIO, cause, str(self.directory / str(epoch))) from None  # Orbax wraps it in others
+        finally:
+            absl_log.disabled = False
 
     def latest_epoch(self) -> int | None:
         """The last finished epoch with a checkpoint, or None."""
@@ -72,10 +104,7 @@ class Checkpoints:
         try:
             return dict(self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
         except Exception as exc:  # orbax raises many types for a damaged folder
-            raise UserError(
-                f"checkpoint {self.directory / str(epoch)} is damaged ({type(exc).__name__}); delete that "
-                "folder to resume from the one before, or start a new --out"
-            ) from None
+            raise self._damaged(epoch, f"is damaged ({type(exc).__name__})") from None
 
     def restore(self, epoch: int, like: TrainState) -> TrainState:
         """The state saved after ``epoch``, with the structure, shapes, dtypes and shardings of ``like``."""
@@ -83,14 +112,22 @@ class Checkpoints:
         try:
             restored = self.manager.restore(epoch, args=args)["state"]
         except Exception as exc:
-            raise UserError(
-                f"checkpoint {self.directory / str(epoch)} is damaged or does not fit this model "
-                f"({type(exc).__name__}); start a new --out"
-            ) from None
+            raise self._damaged(epoch, f"is damaged or does not fit this model ({type(exc).__name__})") from None
         for leaf in jax.tree_util.tree_leaves(to_host(restored)):
             if not np.all(np.isfinite(leaf)):
-                raise UserError(f"checkpoint {self.directory / str(epoch)} holds non-finite values; start a new --out")
+                raise self._damaged(epoch, "holds non-finite values")
         return TrainState(restored["params"], restored["opt_state"], restored["step"])
+
+    def _damaged(self, epoch: int, what: str) -> UserError:
+        """The refusal of a damaged checkpoint: it is kept, and the command that continues from the one before."""
+        path, earlier = self.directory / str(epoch), [e for e in self.manager.all_steps() if e < epoch]
+        if not earlier:
+            return UserError(f"checkpoint {path} {what}, and no earlier one is left; start a new --out")
+        aside = self.directory.parent / f"damaged-checkpoint-{epoch}"
+        return UserError(
+            f"checkpoint {path} {what}; to continue from epoch {max(earlier)}'s, move it aside (mv {path} {aside}) "
+            "and run the same command again"
+        )
 
     def restore_checked(self, epoch: int, latent_dim: int, like: TrainState) -> TrainState:
         """The state saved after ``epoch``; checks that it is there and its latent size first, from its JSON record."""

@@ -1,10 +1,14 @@
-"""The files of a run folder: ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/``, ``plots/``."""
+"""The files of a run folder: ``config.json``, ``metrics.jsonl``, ``summary.json``, ``checkpoints/``, ``plots/``,
+and the lock its one writer holds."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -18,6 +22,7 @@ CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
 ENSEMBLE = "ensemble.json"  # marks an ensemble's folder: its members and the lists they came from
 MEMBERS = "members"  # the members' run folders, inside an ensemble's
+LOCK = ".jaxvae.lock"  # flock-ed by the process that writes the run; says who, for the refusal of a second writer
 
 
 def new_run_dir(root: Path = Path("runs")) -> Path:
@@ -60,6 +65,52 @@ def check_writable(path: Path, flag: str, folder: bool) -> None:
                 p.rmdir()
             except OSError:
                 pass
+
+
+def _locked(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _in_use(out: Path, holder: str) -> UserError:
+    return UserError(
+        f"--out {out} is in use by {holder.strip() or 'another process'}; wait for it to finish or choose another "
+        "--out (nothing was changed)"
+    )
+
+
+def refuse_held(out: Path) -> None:
+    """Refuse, without writing anything, a run folder whose lock another process holds."""
+    if (out / LOCK).is_file():
+        with (out / LOCK).open() as handle:
+            if not _locked(handle):
+                raise _in_use(out, handle.read())
+
+
+@contextlib.contextmanager
+def hold(out: Path):
+    """Hold the run folder ``out`` as its one writer: an advisory ``flock`` on ``OUT/.jaxvae.lock``, which the OS
+    releases when the process ends however it ends, so a crash leaves no stale lock. A second writer is refused in
+    one line naming the holder; readers (``evaluate``, ``sample``, ``export``) take no lock. A folder it made
+    that holds nothing else at the end (a run refused before writing) is removed."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with (out / LOCK).open("a+") as handle:
+            if not _locked(handle):
+                handle.seek(0)
+                raise _in_use(out, handle.read())
+            handle.truncate(0)
+            handle.write(f"jaxvae train (pid {os.getpid()} on host {socket.gethostname()}, since {time.ctime()})\n")
+            handle.flush()
+            yield
+    finally:
+        if created and [p.name for p in out.iterdir()] == [LOCK]:
+            (out / LOCK).unlink()
+            out.rmdir()
 
 
 def write_json(path: Path, value) -> None:

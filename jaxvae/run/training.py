@@ -50,28 +50,46 @@ def unfinished_run(out: Path) -> bool:
     """Whether ``out`` holds a run whose first epoch never finished (interrupted, killed, or stopped by a
     non-finite loss): its settings and step records, but no checkpoint and nothing else. Such a run is started
     afresh by the same ``train`` command, and from epoch 1 by ``--resume``."""
-    names = {p.name.removesuffix(".tmp") for p in out.iterdir()}
+    names = {p.name.removesuffix(".tmp") for p in out.iterdir()} - {files.LOCK}
     unfinished = names <= {files.CONFIG, files.METRICS, files.CHECKPOINTS} and (out / files.CONFIG).is_file()
     return unfinished and latest_epoch(out / files.CHECKPOINTS) is None
 
 
-def check_out_dir(out: Path, resume: bool, marker: str = files.CONFIG) -> None:
-    """Refuse an ``--out`` that is a file, holds another run (unless resuming it), holds no run to resume (no
-    ``marker``: ``config.json``, or an ensemble's ``ensemble.json``) or cannot be written. Every process reads it
-    before any writes; then process 0, the one that writes the run's files, probes it (a probe or a folder made and
-    removed by one process while another looked would read as "already holds files" or "cannot be written")."""
+@contextlib.contextmanager
+def claim_out_dir(out: Path, resume: bool, marker: str = files.CONFIG):
+    """Refuse an ``--out`` that is a file, that another run is writing, that holds another run (unless resuming
+    it), holds no run to resume (no ``marker``: ``config.json``, or an ensemble's ``ensemble.json``) or cannot be
+    written; then hold it (process 0, the one writer) for the life of the context. Every process reads it before
+    any writes; then process 0 probes it (a probe or a folder made and removed by one process while another looked
+    would read as "already holds files" or "cannot be written") and takes its lock."""
     files.refuse_file_on_path(out, "--out", folder=True)
+    files.refuse_held(out)
     if resume and not (out / marker).exists():
         what = "ensemble" if marker == files.ENSEMBLE else "run"
         raise UserError(f"--resume: {out} holds no {what} to resume (no {marker}); drop --resume to start one")
-    if not resume and out.exists() and any(out.iterdir()) and not unfinished_run(out):
+    if not resume and out.exists() and {p.name for p in out.iterdir()} - {files.LOCK} and not unfinished_run(out):
         raise UserError(
             f"--out {out} already holds a run (or other files); pass --resume to continue it or choose a new --out"
         )
     barrier("jaxvae: every process read --out")
     if is_primary():
         files.check_writable(out, "--out", folder=True)
-    barrier("jaxvae: process 0 can write --out")  # before process 0 writes into it
+    with files.hold(out) if is_primary() else contextlib.nullcontext():
+        barrier("jaxvae: process 0 holds --out")  # before process 0 writes into it
+        yield
+
+
+def resume_hint(out: Path) -> str:
+    """What a stopped run in ``out`` keeps, and the command that continues it: its last complete checkpoint (every
+    member's, for an ensemble), read from the folder names, which Orbax gives a checkpoint only once it is whole."""
+    ensemble = (out / files.ENSEMBLE).is_file() and (out / files.MEMBERS).is_dir()
+    folders = sorted((out / files.MEMBERS).iterdir()) if ensemble else [out]
+    epochs = [[int(p.name) for p in (f / files.CHECKPOINTS).glob("*") if p.name.isdigit()] for f in folders]
+    done = min((max(e, default=0) for e in epochs), default=0)
+    if not done:
+        return f"no epoch had finished, so {out} holds no checkpoint: the same command starts it again"
+    where = f"every member's folder in {out / files.MEMBERS}" if ensemble else str(out / files.CHECKPOINTS)
+    return f"the last complete checkpoint (epoch {done}) is in {where}: continue with jaxvae train --out {out} --resume"
 
 
 def prepare_data(config: RunConfig) -> Dataset:
@@ -213,13 +231,13 @@ def train_members(
                 f"--resume: this ensemble was trained with {describe_lists(saved)}, not {describe_lists(lists)}; pass "
                 "the same lists or start a new --out"
             )
-    check_out_dir(out, resume, files.CONFIG if lists is None else files.ENSEMBLE)
-    setup = RunSetup.build(members, member_group)
-    cfg = setup.config
-    check_batch_splits(cfg, setup.mesh.size)
-    keys = setup.keys()
-    paths = [out] if lists is None else [out / files.MEMBERS / m.name for m in members]
     with contextlib.ExitStack() as stack:
+        stack.enter_context(claim_out_dir(out, resume, files.CONFIG if lists is None else files.ENSEMBLE))
+        setup = RunSetup.build(members, member_group)
+        cfg = setup.config
+        check_batch_splits(cfg, setup.mesh.size)
+        keys = setup.keys()
+        paths = [out] if lists is None else [out / files.MEMBERS / m.name for m in members]
         checkpoints = [stack.enter_context(Checkpoints(p / files.CHECKPOINTS)) for p in paths]
         state, done = _starting_state(setup, out, paths, checkpoints, resume, keys, initial_params)
         if resume and done >= cfg.epochs:

@@ -1,0 +1,107 @@
+"""What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
+and kill -9 mid-run (real signals), a full disk while a checkpoint is written (a real tmpfs), a checkpoint cut
+short on disk. Each ends in one line, keeps what the run had, and the run continues with ``--resume`` bit for bit."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SMALL_RUN, records
+from jaxvae.cli import main
+from jaxvae.run import checkpoint
+
+pytestmark = pytest.mark.xdist_group("faults")  # one worker: the runs share small_run's compilations
+
+
+def one_line(err: str) -> str:
+    """The last line on stderr, which must say it all: no traceback before it."""
+    assert "Traceback" not in err, err[-3000:]
+    return err.strip().splitlines()[-1]
+
+
+def start_training(out, *flags) -> subprocess.Popen:
+    """``jaxvae train --out OUT SMALL_RUN FLAGS`` in a process of its own, once it has saved a checkpoint after the
+    ones ``out`` already had."""
+    before = checkpoint.latest_epoch(out / "checkpoints") or 0
+    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(out), *SMALL_RUN, *flags]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while (checkpoint.latest_epoch(out / "checkpoints") or 0) <= before:
+        assert process.poll() is None and time.monotonic() < deadline, "no new checkpoint"
+        time.sleep(0.1)
+    return process
+
+
+def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
+    """A second ``train`` on a folder in use is refused and touches nothing; SIGTERM stops the run in one line,
+    status 143; kill -9 leaves no stale lock; each time ``--resume`` continues, no step logged twice, the first two
+    epochs those of small_run, which was never stopped, bit for bit."""
+    out = tmp_path / "run"
+    first = start_training(out, "--epochs", "1000")
+    config = (out / "config.json").read_bytes()
+    for flags in ([], ["--resume"]):  # a second writer, fresh or resuming
+        assert main(["train", "--out", str(out), "--epochs", "3", *SMALL_RUN, *flags]) == 2
+        line = one_line(capsys.readouterr().err)
+        assert f"--out {out} is in use by jaxvae train (pid {first.pid} on host " in line
+    assert (out / "config.json").read_bytes() == config and first.poll() is None
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    done = checkpoint.latest_epoch(out / "checkpoints")
+    assert first.returncode == 143 and one_line(err) == (
+        f"jaxvae train: stopped by SIGTERM; the last complete checkpoint (epoch {done}) is in {out / 'checkpoints'}: "
+        f"continue with jaxvae train --out {out} --resume"
+    )
+    second = start_training(out, "--epochs", "1000", "--resume")
+    time.sleep(0.3)  # into the next epoch
+    second.kill()
+    second.communicate()
+    done = checkpoint.latest_epoch(out / "checkpoints")
+    assert main(["train", "--out", str(out), "--resume", "--epochs", str(done + 1), *SMALL_RUN]) == 0
+    assert [r["step"] for r in records(out)] == list(range(1, 8 * (done + 1) + 1))
+    ours, never_stopped = ((f / "metrics.jsonl").read_text().splitlines() for f in (out, small_run))
+    assert ours[: len(never_stopped)] == never_stopped
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3.6 MB tmpfs: room for one checkpoint of the small run (2.4 MB), not two."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3600k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"mounting a tmpfs needs root (CI runs as root): {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, small_disk, capsys):
+    out = small_disk / "run"
+    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 1
+    assert one_line(capsys.readouterr().err) == (
+        f"jaxvae train: error: {out / 'checkpoints' / '2'}: No space left on device; the last complete checkpoint "
+        f"(epoch 1) is in {out / 'checkpoints'}: continue with jaxvae train --out {out} --resume"
+    )
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]  # no temporary folder left behind
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is back
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
+    assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_run, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 0  # compiled already: seconds
+    largest = max((p for p in (out / "checkpoints" / "2").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+    aside = tmp_path / "run" / "damaged-checkpoint-2"
+    for command in (["evaluate", "--run", str(out), "--iw-samples", "1"], ["train", "--out", str(out), "--resume",
+                    "--epochs", "2", *SMALL_RUN]):  # fmt: skip
+        assert main(command) == 2
+        line = one_line(capsys.readouterr().err)
+        assert f"checkpoint {out / 'checkpoints' / '2'} is damaged" in line
+        assert f"to continue from epoch 1's, move it aside (mv {out / 'checkpoints' / '2'} {aside})" in line
+    (out / "checkpoints" / "2").rename(aside)  # as the line says; nothing was deleted
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *SMALL_RUN]) == 0
+    assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
