@@ -36,9 +36,9 @@ def start_training(out, *flags) -> subprocess.Popen:
 
 
 def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
-    """A second ``train`` on a folder in use is refused and touches nothing; SIGTERM stops the run in one line,
-    status 143; kill -9 leaves no stale lock; each time ``--resume`` continues, no step logged twice, the first two
-    epochs those of small_run, which was never stopped, bit for bit."""
+    """A second ``train`` on a folder in use is refused and touches nothing, while ``evaluate`` reads it; SIGTERM
+    stops the run in one line, status 143; kill -9 leaves no stale lock; each time ``--resume`` continues, no step
+    logged twice, the first two epochs those of small_run, which was never stopped, bit for bit."""
     out = tmp_path / "run"
     first = start_training(out, "--epochs", "1000")
     config = (out / "config.json").read_bytes()
@@ -47,6 +47,8 @@ def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
         line = one_line(capsys.readouterr().err)
         assert f"--out {out} is in use by jaxvae train (pid {first.pid} on host " in line
     assert (out / "config.json").read_bytes() == config and first.poll() is None
+    assert main(["evaluate", "--run", str(out), "--iw-samples", "1"]) == 0  # a reader takes no lock
+    assert first.poll() is None
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=120)
     done = checkpoint.latest_epoch(out / "checkpoints")

@@ -4,7 +4,6 @@ and the lock its one writer holds."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -14,6 +13,11 @@ from pathlib import Path
 
 from jaxvae.errors import UserError
 from jaxvae.train_step import METRIC_NAMES
+
+try:
+    import fcntl  # POSIX (Linux, macOS): on Windows a run folder is not locked
+except ImportError:
+    fcntl = None
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -68,6 +72,8 @@ def check_writable(path: Path, flag: str, folder: bool) -> None:
 
 
 def _locked(handle) -> bool:
+    if fcntl is None:
+        return True
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return True
@@ -113,11 +119,20 @@ def hold(out: Path):
             out.rmdir()
 
 
-def write_json(path: Path, value) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a reader never sees half a file; a write that fails (a full
+    disk) leaves the file as it was and no temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, value) -> None:
+    write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path, what: str) -> dict:
@@ -163,9 +178,7 @@ class MetricsLog:
                 "split" not in record and record["step"] <= step
             ):
                 kept.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.path)
+        write_atomically(self.path, "".join(line + "\n" for line in kept))
 
     def append(self, records: list[dict]) -> None:
         if not self.enabled:
