@@ -54,7 +54,7 @@ def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
     done = checkpoint.latest_epoch(out / "checkpoints")
     assert first.returncode == 143 and one_line(err) == (
         f"jaxvae train: stopped by SIGTERM; the last complete checkpoint (epoch {done}) is in {out / 'checkpoints'}: "
-        f"continue with jaxvae train --out {out} --resume"
+        "continue with the same command and --resume"
     )
     second = start_training(out, "--epochs", "1000", "--resume")
     time.sleep(0.3)  # into the next epoch
@@ -84,7 +84,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, s
     assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 1
     assert one_line(capsys.readouterr().err) == (
         f"jaxvae train: error: {out / 'checkpoints' / '2'}: No space left on device; the last complete checkpoint "
-        f"(epoch 1) is in {out / 'checkpoints'}: continue with jaxvae train --out {out} --resume"
+        f"(epoch 1) is in {out / 'checkpoints'}: continue with the same command and --resume"
     )
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]  # no temporary folder left behind
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is back

@@ -89,7 +89,7 @@ def resume_hint(out: Path) -> str:
     if not done:
         return f"no epoch had finished, so {out} holds no checkpoint: the same command starts it again"
     where = f"every member's folder in {out / files.MEMBERS}" if ensemble else str(out / files.CHECKPOINTS)
-    return f"the last complete checkpoint (epoch {done}) is in {where}: continue with jaxvae train --out {out} --resume"
+    return f"the last complete checkpoint (epoch {done}) is in {where}: continue with the same command and --resume"
 
 
 def prepare_data(config: RunConfig) -> Dataset:
