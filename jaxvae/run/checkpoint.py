@@ -8,10 +8,13 @@ JSON record (epoch, step, latent size), read first, so that a mismatch is report
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import shutil
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import jax
@@ -47,6 +50,25 @@ def _quiet_closed_loops(previous=sys.unraisablehook) -> None:
         sys.unraisablehook = hook
 
 
+@contextlib.contextmanager
+def _signals_held():
+    """Ctrl-C and SIGTERM wait until the checkpoint is whole (Orbax's writer threads, cut short, can hang the
+    process's exit): the first to come is handed to its own handler when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending, handlers = [], {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in handlers:
+        signal.signal(s, lambda signum, frame: pending.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        for signum, frame in pending[:1]:
+            handlers[signum](signum, frame) if callable(handlers[signum]) else signal.raise_signal(signum)
+
+
 class Checkpoints:
     """The checkpoints in ``directory``, through one Orbax manager (created on first use, closed by ``close``)."""
 
@@ -80,8 +102,9 @@ class Checkpoints:
         absl_log = logging.getLogger("absl")  # Orbax's writer thread logs its failure's traceback there
         try:
             absl_log.disabled = True
-            self.manager.save(epoch, args=args)
-            self.manager.wait_until_finished()
+            with _signals_held():
+                self.manager.save(epoch, args=args)
+                self.manager.wait_until_finished()
         except BaseException as exc:
             self.close()
             for tmp in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
