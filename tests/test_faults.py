@@ -94,7 +94,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, s
 
 def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_run, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 0  # compiled already: seconds
+    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 0  # shares small_run's compilation
     largest = max((p for p in (out / "checkpoints" / "2").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
     aside = tmp_path / "run" / "damaged-checkpoint-2"

@@ -81,11 +81,10 @@ def claim_out_dir(out: Path, resume: bool, marker: str = files.CONFIG):
 
 def resume_hint(out: Path) -> str:
     """What a stopped run in ``out`` keeps, and the command that continues it: its last complete checkpoint (every
-    member's, for an ensemble), read from the folder names, which Orbax gives a checkpoint only once it is whole."""
+    member's, for an ensemble)."""
     ensemble = (out / files.ENSEMBLE).is_file() and (out / files.MEMBERS).is_dir()
     folders = sorted((out / files.MEMBERS).iterdir()) if ensemble else [out]
-    epochs = [[int(p.name) for p in (f / files.CHECKPOINTS).glob("*") if p.name.isdigit()] for f in folders]
-    done = min((max(e, default=0) for e in epochs), default=0)
+    done = min((latest_epoch(f / files.CHECKPOINTS) or 0 for f in folders), default=0)
     if not done:
         return f"no epoch had finished, so {out} holds no checkpoint: the same command starts it again"
     where = f"every member's folder in {out / files.MEMBERS}" if ensemble else str(out / files.CHECKPOINTS)
