@@ -82,6 +82,7 @@ def _add_torch_commands(sub) -> None:
     _add(p, "--seed", int, 0, "seed of the weights, digits and noise")
     _add(p, "--conv-impl", str, "all", "the implementations compared", choices=["all", *CONV_IMPLS])
     _add(p, "--likelihood", str, "gaussian", "the loss whose value and gradients are compared", choices=[*LIKELIHOODS])
+    add_config_flags(p, ["objective", "iw_train_samples"])
     _add(p, "--json", bool, False, "print one JSON object instead of the tables")
     p = sub.add_parser("bench", help="training throughput of jaxvae against torch_ref, side by side")
     _add(p, "--batch-sizes", str, "32,256", "comma-separated batch sizes")
@@ -140,8 +141,9 @@ def _run_command(args) -> int:
         print(commands.export_run(args.run, args.to))
     elif args.command == "parity":
         impls = list(CONV_IMPLS) if args.conv_impl == "all" else [args.conv_impl]
+        loss = dict(likelihood=args.likelihood, objective=args.objective, samples=args.iw_train_samples)
         text, ok = parity_check(
-            args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json, args.likelihood
+            args.torch_weights, args.latent_dim, args.batch_size, args.seed, impls, args.json, **loss
         )
         print(text)
         return 0 if ok else 1

@@ -1,4 +1,5 @@
-"""The VAE's loss terms as pure functions: the decoder's likelihood, the KL term and the loss they make.
+"""The VAE's loss terms as pure functions: the decoder's likelihood, the KL term, the Gaussian densities of z, and
+the training objectives they make (``OBJECTIVES``: the ELBO, and Burda et al.'s importance-weighted bound).
 
 A likelihood is one object that owns what depends on the decoder's distribution: the decoder output its loss takes
 (images or logits), the per-example reconstruction term, ``log p(x | z)`` for the IWAE estimate (with the constant
@@ -14,6 +15,19 @@ import math
 import jax
 import jax.numpy as jnp
 import optax
+
+LOG_2PI = math.log(2.0 * math.pi)
+OBJECTIVES = ("elbo", "iwae")
+
+
+def log_normal(z, mean, log_var):
+    """``log N(z; mean, diag(exp(log_var)))`` summed over the last axis: ``(..., L) -> (...)``."""
+    return -0.5 * jnp.sum(LOG_2PI + log_var + (z - mean) ** 2 * jnp.exp(-log_var), axis=-1)
+
+
+def log_standard_normal(z):
+    """``log N(z; 0, I)`` summed over the last axis: ``(..., L) -> (...)``."""
+    return -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
 
 
 def kl_divergence(z_mean, z_log_var):
@@ -142,6 +156,40 @@ def vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight=1.0, likelihoo
     reconstruction = jnp.mean(reconstruction_error(x, decoded, likelihood))
     kl = jnp.mean(kl_divergence(z_mean, z_log_var))
     return reconstruction_weight * reconstruction + kl, reconstruction, kl
+
+
+def importance_weighting_gain(log_weights):
+    """``log mean_j exp(w_j) - mean_j w_j`` over the last axis (k draws): ``(..., k) -> (...)``. What the k-sample
+    importance-weighted bound adds to the mean of the k draws' ELBOs: >= 0 (Jensen), exactly 0 for one draw, and
+    unchanged when every log weight moves by one constant (so a likelihood's constant may be left out)."""
+    k = log_weights.shape[-1]
+    return jax.nn.logsumexp(log_weights, axis=-1) - math.log(k) - jnp.mean(log_weights, axis=-1)
+
+
+def objective_loss(
+    x, output, z, z_mean, z_log_var, reconstruction_weight=1.0, likelihood="gaussian", objective: str = "elbo"
+):
+    """``(loss, reconstruction, kl)`` as batch means, for k draws of z per image.
+
+    ``x`` ``(B, ...)``; ``z`` ``(B, k, L)``; ``output`` ``(B * k, ...)``, the decoder's for each draw, an image's k
+    draws together. ``"elbo"``: ``vae_loss`` over every draw, the mean of the k draws' ELBOs with the KL in closed
+    form (for k = 1 the seed's loss, op for op). ``"iwae"``: that loss less the mean ``importance_weighting_gain`` of
+    the log weights ``-weight * reconstruction + log p(z) - log q(z | x)``: the negative k-sample bound ``log mean_j
+    exp(w_j)`` of Burda et al. (2016) with the same expectation, its KL part in closed form; for k = 1 the gain is 0
+    and the loss and its gradient are the ELBO's. For the Gaussian decoder the log weights leave out the
+    likelihood's constant, as the loss does; for the Bernoulli decoder a weight other than 1 tempers the likelihood.
+    """
+    batch, k = z.shape[:2]
+    repeated = jnp.repeat(x, k, axis=0)  # (B * k, ...): image b for each of its k draws
+    loss, reconstruction, kl = vae_loss(repeated, output, z_mean, z_log_var, reconstruction_weight, likelihood)
+    if objective == "iwae":
+        per_draw = reconstruction_error(repeated, output, likelihood).reshape(batch, k)  # (B, k)
+        log_q = log_normal(z, z_mean[:, None], z_log_var[:, None])  # (B, k)
+        log_weights = -reconstruction_weight * per_draw + log_standard_normal(z) - log_q
+        loss = loss - jnp.mean(importance_weighting_gain(log_weights))
+    elif objective != "elbo":
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    return loss, reconstruction, kl
 
 
 def elbo_from_terms(

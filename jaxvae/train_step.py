@@ -20,7 +20,7 @@ import optax
 
 from jaxvae.architecture import IMAGE_SHAPE
 from jaxvae.devices import data_parallel
-from jaxvae.likelihoods import get_likelihood, kl_divergence, vae_loss
+from jaxvae.likelihoods import get_likelihood, kl_divergence, objective_loss
 from jaxvae.model import VAE, shift_and_scale
 
 METRIC_NAMES = ("loss", "reconstruction", "kl")
@@ -73,11 +73,14 @@ def decoder_output(likelihood: str):
 
 
 def _forward(model: VAE, params, x, eps, likelihood: str = "gaussian"):
-    """``(z_mean, z_log_var, output)`` of ``x`` with the given reparameterisation noise ``eps``; ``output`` as
+    """``(z_mean, z_log_var, z, output)`` of ``x`` with the given reparameterisation noise ``eps``, ``(B, L)`` or
+    ``(B, k, L)`` for k draws per image; ``z`` is ``(B, k, L)``, ``output`` ``(B * k, ...)`` as
     ``decoder_output(likelihood)`` gives it."""
     z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
-    z = shift_and_scale(eps, z_mean, z_log_var)
-    return z_mean, z_log_var, model.apply({"params": params}, z, method=decoder_output(likelihood))
+    draws = eps.reshape(eps.shape[0], -1, eps.shape[-1])  # (B, k, L)
+    z = shift_and_scale(draws, z_mean[:, None], z_log_var[:, None])  # (B, k, L)
+    flat = z.reshape(-1, z.shape[-1])  # (B * k, L)
+    return z_mean, z_log_var, z, model.apply({"params": params}, flat, method=decoder_output(likelihood))
 
 
 def _scan_sum(fn: Callable, zero, parts, width: int):
@@ -93,13 +96,17 @@ def _scan_sum(fn: Callable, zero, parts, width: int):
     return jax.lax.scan(body, zero, grouped)[0]
 
 
-def make_loss_fn(model: VAE, reconstruction_weight: float, likelihood: str = "gaussian") -> Callable:
-    """``loss_fn(params, x, eps) -> (loss, metrics (3,))``; ``eps`` is the reparameterisation noise."""
+def make_loss_fn(
+    model: VAE, reconstruction_weight: float, likelihood: str = "gaussian", objective: str = "elbo"
+) -> Callable:
+    """``loss_fn(params, x, eps) -> (loss, metrics (3,))``; ``eps`` is the reparameterisation noise, ``(B, L)`` or
+    ``(B, k, L)`` for k draws per image; ``objective`` is one of ``jaxvae.likelihoods.OBJECTIVES``
+    (``objective_loss``)."""
 
     def loss_fn(params, x, eps):
-        z_mean, z_log_var, output = _forward(model, params, x, eps, likelihood)
-        loss, reconstruction, kl = vae_loss(x, output, z_mean, z_log_var, reconstruction_weight, likelihood)
-        return loss, jnp.stack([loss, reconstruction, kl])
+        z_mean, z_log_var, z, output = _forward(model, params, x, eps, likelihood)
+        terms = objective_loss(x, output, z, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
+        return terms[0], jnp.stack(terms)
 
     return loss_fn
 
@@ -127,7 +134,7 @@ def batch_gradients(loss_fn: Callable, params, x, eps, micro_batch: int, concurr
         return grad_fn(params, x, eps)
     parts = batch // micro
     xs = x.reshape(parts, micro, *x.shape[1:])  # (parts, micro, 28, 28, 1)
-    epss = eps.reshape(parts, micro, eps.shape[-1])  # (parts, micro, latent)
+    epss = eps.reshape(parts, micro, *eps.shape[1:])  # (parts, micro, [k,] latent)
     zero = jax.tree_util.tree_map(jnp.zeros_like, (params, jnp.zeros(3, x.dtype)))
     total = _scan_sum(partial(grad_fn, params), zero, (xs, epss), width)
     return jax.tree_util.tree_map(lambda t: t / parts, total)
@@ -142,22 +149,26 @@ def make_train_step(
     mesh=None,
     likelihood: str = "gaussian",
     binarize: str = "none",
+    objective: str = "elbo",
+    samples: int = 1,
 ) -> Callable:
     """``train_step(state, batch (B, 28, 28, 1), train_key) -> (state, metrics (3,))``, pure.
 
-    The step's noise is ``normal(fold_in(train_key, state.step), (B, latent))`` whatever ``micro_batch`` and the
-    mesh are. With a ``mesh``, the batch is split over its devices (B divisible by their number) and
-    ``micro_batch`` applies to each device's rows. ``binarize="sample"`` trains on a Bernoulli draw of the batch
-    keyed ``fold_in(step key, SAMPLE_STREAM)``: a fresh binary image each time an image is seen, i.e. once per epoch.
+    The step's noise is ``normal(fold_in(train_key, state.step), (B, samples, latent))`` whatever ``micro_batch`` and
+    the mesh are: ``samples`` (k) draws of z per image for ``objective`` (``jaxvae.likelihoods.objective_loss``); for
+    k = 1 the same numbers as ``(B, latent)``. With a ``mesh``, the batch is split over its devices (B divisible by
+    their number) and ``micro_batch`` applies to each device's rows. ``binarize="sample"`` trains on a Bernoulli draw
+    of the batch keyed ``fold_in(step key, SAMPLE_STREAM)``: a fresh binary image each time an image is seen, i.e. once
+    per epoch.
     """
-    loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
+    loss_fn = make_loss_fn(model, reconstruction_weight, likelihood, objective)
     gradients = partial(batch_gradients, loss_fn, micro_batch=micro_batch, concurrent=concurrent)
     if mesh is not None:
         gradients = data_parallel(gradients, mesh)
 
     def train_step(state: TrainState, batch, train_key):
         key = jax.random.fold_in(train_key, state.step)
-        eps = jax.random.normal(key, (batch.shape[0], model.latent_dim), batch.dtype)
+        eps = jax.random.normal(key, (batch.shape[0], samples, model.latent_dim), batch.dtype)
         if binarize == "sample":
             batch = bernoulli_sample(jax.random.fold_in(key, SAMPLE_STREAM), batch)
         grads, metrics = gradients(state.params, batch, eps)
@@ -175,6 +186,8 @@ def make_member_step(
     mesh=None,
     likelihood: str = "gaussian",
     binarize: str = "none",
+    objective: str = "elbo",
+    samples: int = 1,
 ) -> Callable:
     """``member_step(state, batch, (train_key, lr, reconstruction_weight)) -> (state, metrics (3,))``: the step of
     ``make_train_step`` with the learning rate and the reconstruction weight as arguments (float32 scalars), so
@@ -184,7 +197,16 @@ def make_member_step(
         train_key, lr, reconstruction_weight = member
         optimizer = make_optimizer(lr)  # Adam's state does not depend on lr: the same state as the member's own run
         step = make_train_step(
-            model, optimizer, reconstruction_weight, micro_batch, concurrent, mesh, likelihood, binarize
+            model,
+            optimizer,
+            reconstruction_weight,
+            micro_batch,
+            concurrent,
+            mesh,
+            likelihood,
+            binarize,
+            objective,
+            samples,
         )
         return step(state, batch, train_key)
 
@@ -248,7 +270,7 @@ def make_evaluate(
 
     def sums(params, x, eps, mask):  # one device's rows -> (squared error, KL) summed over the unmasked ones
         def batch_sums(x, eps, mask):
-            z_mean, z_log_var, output = _forward(model, params, x, eps, likelihood)
+            z_mean, z_log_var, _, output = _forward(model, params, x, eps, likelihood)
             rec = get_likelihood(likelihood).reconstruction_error(x, output)
             return jnp.stack([jnp.sum(rec * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
 

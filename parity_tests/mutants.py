@@ -7,6 +7,7 @@ Nothing here is a copy of the code: every mutant patches one function or constan
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import torch
 import torch.nn.functional as F
@@ -59,7 +60,7 @@ def torch_transpose_padding(mp):
 
 
 def torch_kl_without_half(mp):
-    def vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight=1.0):
+    def vae_loss(x, decoded, z_mean, z_log_var, reconstruction_weight=1.0, likelihood="gaussian"):
         kl = -torch.sum(1 + z_log_var - z_mean**2 - torch.exp(z_log_var), dim=1).mean()
         reconstruction = F.mse_loss(decoded, x, reduction="none").view(x.size(0), -1).sum(dim=1).mean()
         return reconstruction_weight * reconstruction + kl, reconstruction, kl
@@ -189,7 +190,34 @@ def bfloat16_input_gradient_dropped(mp):
     _around_operands(mp, lambda apply: lambda x, k: apply(lax.stop_gradient(x), k))
 
 
-MUTANTS = [f for name, f in dict(globals()).items() if name.startswith(("torch_", "jax_", "bfloat16_")) and callable(f)]
-TORCH_MUTANTS, JAX_MUTANTS, BFLOAT16_MUTANTS = (
-    [f for f in MUTANTS if f.__name__.startswith(p)] for p in ("torch_", "jax_", "bfloat16_")
+# ---- the importance-weighted objective, on a case with several draws per image (IWAE_SAMPLES) ------------------
+
+IWAE_SAMPLES = 5
+
+
+def iwae_jax_mean_of_log_weights(mp):
+    """The bound as the mean of the log weights, not their log-mean-exp: the k draws' ELBO."""
+    mp.setattr(jaxvae.likelihoods, "importance_weighting_gain", lambda lw: jnp.mean(lw, -1) - jnp.mean(lw, -1))
+
+
+def iwae_jax_without_log_k(mp):
+    """The log-sum-exp of the log weights without the log k: the loss off by log k, its gradient unchanged."""
+    mp.setattr(jaxvae.likelihoods, "importance_weighting_gain", lambda lw: jax.nn.logsumexp(lw, -1) - jnp.mean(lw, -1))
+
+
+def iwae_torch_mean_of_log_weights(mp):
+    mp.setattr(torch_ref.train, "importance_weighting_gain", lambda lw: lw.mean(dim=1) - lw.mean(dim=1))
+
+
+def iwae_torch_without_log_k(mp):
+    mp.setattr(torch_ref.train, "importance_weighting_gain", lambda lw: torch.logsumexp(lw, dim=1) - lw.mean(dim=1))
+
+
+MUTANTS = [
+    f
+    for name, f in dict(globals()).items()
+    if name.startswith(("torch_", "jax_", "bfloat16_", "iwae_")) and callable(f)
+]
+TORCH_MUTANTS, JAX_MUTANTS, BFLOAT16_MUTANTS, IWAE_MUTANTS = (
+    [f for f in MUTANTS if f.__name__.startswith(p)] for p in ("torch_", "jax_", "bfloat16_", "iwae_")
 )

@@ -18,7 +18,16 @@ import pytest
 from jaxvae.layers import CONV_IMPLS
 from jaxvae.parity.check import parity_inputs, parity_weights
 from jaxvae.parity.method import EXACT_RTOL, RUNS, run_parity
-from parity_tests.mutants import BATCH, BFLOAT16_MUTANTS, JAX_MUTANTS, LATENT, SEED, TORCH_MUTANTS
+from parity_tests.mutants import (
+    BATCH,
+    BFLOAT16_MUTANTS,
+    IWAE_MUTANTS,
+    IWAE_SAMPLES,
+    JAX_MUTANTS,
+    LATENT,
+    SEED,
+    TORCH_MUTANTS,
+)
 
 MODEL_MUTANTS = TORCH_MUTANTS + JAX_MUTANTS
 
@@ -86,3 +95,26 @@ def test_bfloat16_mutant_fails(mutant, impl, case, monkeypatch):
     for impl, runs in report.by_impl.items():
         assert not runs["bfloat16"].passed, (impl, mutant.__name__)
         assert runs["float32"].passed and runs["float64"].passed, (impl, mutant.__name__)
+
+
+@pytest.fixture(scope="session")
+def iwae_case():
+    x, eps = parity_inputs(BATCH, LATENT, SEED, samples=IWAE_SAMPLES)
+    return parity_weights(None, LATENT, SEED), x, eps
+
+
+@pytest.mark.parametrize("mutant", [None, *IWAE_MUTANTS], ids=lambda m: getattr(m, "__name__", "unmutated"))
+def test_iwae_mutant_fails(mutant, iwae_case, monkeypatch):
+    """The importance-weighted objective with IWAE_SAMPLES draws per image passes unmutated, in float64 and float32;
+    each mutant of its bound fails float64 by orders of magnitude (on one implementation: the bound is no
+    implementation's code), and float32 too (the loss moves by ~log k / |loss|, ~1e-3, far above float32's bound)."""
+    if mutant:
+        mutant(monkeypatch)
+    report = run_parity(*iwae_case, conv_impls=["matmul"], runs=("float64", "float32"), objective="iwae")
+    if mutant is None:
+        assert report.passed
+        return
+    for v in report.by_impl["matmul"].values():  # a mutated reference or a mutated port: jaxvae's verdicts fail
+        assert not v.passed, (v.label, mutant.__name__)
+    exact = report.by_impl["matmul"]["float64"]
+    assert max(r.rel for r in exact.rows) > 1e3 * EXACT_RTOL

@@ -41,14 +41,15 @@ def load_torch_weights(path: Path) -> dict:
     return state
 
 
-def parity_inputs(batch_size: int, latent_dim: int, seed: int, test=None) -> tuple[np.ndarray, np.ndarray]:
+def parity_inputs(batch_size: int, latent_dim: int, seed: int, test=None, samples=1) -> tuple[np.ndarray, np.ndarray]:
     """``batch_size`` real test digits drawn by ``seed`` (from mnist5k's test images, or from ``test``), and
-    standard-normal noise from ``PRNGKey(seed)``."""
+    standard-normal noise from ``PRNGKey(seed)``: ``(B, L)``, or ``(B, samples, L)`` for several draws per image."""
     test = load_mnist5k().test.images if test is None else test
     if not 1 <= batch_size <= len(test):
         raise UserError(f"--batch-size must be between 1 and {len(test)} (the test digits), got {batch_size}")
     x = test[np.sort(np.random.default_rng(seed).choice(len(test), batch_size, replace=False))]
-    return x, np.asarray(jax.random.normal(jax.random.PRNGKey(seed), (batch_size, latent_dim)))
+    shape = (batch_size, latent_dim) if samples == 1 else (batch_size, samples, latent_dim)
+    return x, np.asarray(jax.random.normal(jax.random.PRNGKey(seed), shape))
 
 
 def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> dict:
@@ -74,22 +75,26 @@ def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> di
 
 def parity_check(
     torch_weights: Path | None, latent_dim: int, batch_size: int, seed: int, conv_impls: list[str], as_json=False,
-    likelihood: str = "gaussian", test_images=None,
+    likelihood: str = "gaussian", test_images=None, objective: str = "elbo", samples: int = 1,
 ) -> tuple[str, bool]:  # fmt: skip
     """Every verdict per tensor for each implementation (a table, or JSON); and whether the port passed. The
-    digits are mnist5k's test images, or ``test_images``."""
+    digits are mnist5k's test images, or ``test_images``; the loss is ``objective``'s with ``samples`` draws of z
+    per image."""
+    check_value("iw_train_samples", samples)
     state = parity_weights(torch_weights, latent_dim, seed)
     latent_dim = infer_latent_dim(state)
-    x, eps = parity_inputs(batch_size, latent_dim, seed, test_images)
-    report = run_parity(state, x, eps, conv_impls, likelihood)
+    x, eps = parity_inputs(batch_size, latent_dim, seed, test_images, samples)
+    report = run_parity(state, x, eps, conv_impls, likelihood, objective=objective)
     weights = f"from {torch_weights}" if torch_weights else f"random (torch_ref's initialisation, seed {seed})"
+    loss = dict(likelihood=likelihood, objective=objective, iw_train_samples=samples)
     if as_json:
-        header = dict(latent_dim=latent_dim, batch_size=batch_size, seed=seed, weights=weights, likelihood=likelihood)
+        header = dict(latent_dim=latent_dim, batch_size=batch_size, seed=seed, weights=weights, **loss)
         return json.dumps(report_json(header, report)), report.passed
     tf32 = "; TF32 off for this comparison (torch's default allows it)" if report.torch_device == "cuda" else ""
     header = (
         f"parity: jaxvae vs torch_ref, latent {latent_dim}, batch {batch_size} real MNIST test digits (seed {seed}), "
-        f"weights {weights}; {likelihood} loss; torch float32 on {report.torch_device}{tf32}; float64 on the CPU"
+        f"weights {weights}; {likelihood} loss, {objective} objective with {samples} draw(s) of z per image; torch "
+        f"float32 on {report.torch_device}{tf32}; float64 on the CPU"
     )
     return format_report(header, report), report.passed
 

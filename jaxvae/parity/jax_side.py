@@ -38,7 +38,8 @@ def _activations(model: VAE, variables, x, eps) -> dict:
 
     def forward(module, x, eps):
         z_mean, z_log_var = module.encode(x)
-        z = shift_and_scale(eps, z_mean, z_log_var)
+        draws = eps.reshape(eps.shape[0], -1, eps.shape[-1])  # (B, k, L)
+        z = shift_and_scale(draws, z_mean[:, None], z_log_var[:, None]).reshape(-1, eps.shape[-1])  # (B * k, L)
         module.decode(z)
         return z
 
@@ -56,15 +57,17 @@ def jax_capture(
     likelihood: str = "gaussian",
     compute_dtype: str = "float32",
     float64_device: str = "cpu",
+    objective: str = "elbo",
 ) -> Capture:
     """Activations, loss and gradients (torch keys and layout) of jaxvae from ``state_dict``: parameters and data
-    in ``dtype``, convolutions and matmuls in ``compute_dtype`` (see ``jaxvae.layers``)."""
+    in ``dtype``, convolutions and matmuls in ``compute_dtype`` (see ``jaxvae.layers``); ``eps`` ``(B, L)``, or
+    ``(B, k, L)`` for k draws per image (the decoder's activations then ``(B * k, ...)``)."""
     with _precision(dtype, float64_device):
         variables = jax.tree_util.tree_map(jnp.asarray, params_from_torch(state_dict, dtype=dtype))
         x = jnp.asarray(np.asarray(x_nhwc, dtype))
         noise = jnp.asarray(np.asarray(eps, dtype))
         model = VAE(int(noise.shape[-1]), conv_impl=conv_impl, compute_dtype=compute_dtype)
-        loss_fn = make_loss_fn(model, reconstruction_weight, likelihood)
+        loss_fn = make_loss_fn(model, reconstruction_weight, likelihood, objective)
 
         def forward_and_backward(params, x, noise):
             (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, noise)

@@ -108,17 +108,18 @@ class Verdict:
         return self.error is None and all(r.passed for r in self.rows)
 
 
-def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances, likelihood="gaussian", bfloat16_operands=False):
-    """``compute()``'s capture against torch_ref in float64 on the CPU, matched to its branches within its kink
-    zone (and, with ``bfloat16_operands``, to its operands' bfloat16 rounding). An exception on either side is a
-    failed verdict that names it."""
+def verdict(label: str, compute, state_dict, x, eps, tol: Tolerances, loss=None, bfloat16_operands=False):
+    """``compute()``'s capture against torch_ref in float64 on the CPU (the loss of ``loss``, torch_capture's
+    ``likelihood`` and ``objective``; default the seed's), matched to its branches within its kink zone (and, with
+    ``bfloat16_operands``, to its operands' bfloat16 rounding). An exception on either side is a failed verdict
+    that names it."""
     import torch  # optional: the parity harness needs it, training does not
 
     from jaxvae.parity.torch_side import torch_capture
 
     try:
         got = compute()
-        options = dict(follow=got, zone=tol.activations, likelihood=likelihood, bfloat16_operands=bfloat16_operands)
+        options = dict(follow=got, zone=tol.activations, bfloat16_operands=bfloat16_operands, **(loss or {}))
         reference = torch_capture(state_dict, x, eps, torch.float64, "cpu", **options)
     except Exception as exc:  # a port that cannot run, or a reference that cannot load the weights, fails
         return Verdict(label, [], error=f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}")
@@ -142,24 +143,27 @@ class ParityReport:
         return all(v.passed for v in self.verdicts())
 
 
-def run_parity(state_dict, x, eps, conv_impls=CONV_IMPLS, likelihood="gaussian", runs=tuple(RUNS)) -> ParityReport:
-    """Compare jaxvae with torch_ref from ``state_dict`` on images ``x`` (NHWC, [0, 1]) with noise ``eps``, for each
-    of ``conv_impls`` and ``runs`` (names in ``RUNS``); the loss and its gradients are those of ``likelihood``
-    (with ``"bernoulli"`` torch's Sigmoid output is not computed)."""
+def run_parity(
+    state_dict, x, eps, conv_impls=CONV_IMPLS, likelihood="gaussian", runs=tuple(RUNS), objective="elbo"
+) -> ParityReport:
+    """Compare jaxvae with torch_ref from ``state_dict`` on images ``x`` (NHWC, [0, 1]) with noise ``eps`` (``(B, L)``,
+    or ``(B, k, L)``: k draws per image), for each of ``conv_impls`` and ``runs`` (names in ``RUNS``); the loss and
+    its gradients are those of ``likelihood`` (with ``"bernoulli"`` torch's Sigmoid output is not computed) and
+    ``objective``."""
+    loss = dict(likelihood=likelihood, objective=objective)
     import torch  # optional: the parity harness needs it, training does not
 
     from jaxvae.parity.torch_side import float32_without_tf32, torch_capture, torch_device
 
     def jaxvae_verdict(run: str, impl: str) -> Verdict:
         dtype, compute_dtype, tol = RUNS[run]
-        options = dict(likelihood=likelihood, compute_dtype=compute_dtype)
-        capture = lambda: jax_capture(state_dict, x, eps, dtype, impl, **options)  # noqa: E731
-        return verdict(f"jaxvae {run}", capture, state_dict, x, eps, tol, likelihood, compute_dtype == "bfloat16")
+        capture = lambda: jax_capture(state_dict, x, eps, dtype, impl, compute_dtype=compute_dtype, **loss)  # noqa: E731
+        return verdict(f"jaxvae {run}", capture, state_dict, x, eps, tol, loss, compute_dtype == "bfloat16")
 
     device = torch_device()
     with float32_without_tf32():
-        reference = lambda: torch_capture(state_dict, x, eps, torch.float32, device, likelihood=likelihood)  # noqa: E731
-        torch32 = verdict("torch float32", reference, state_dict, x, eps, FLOAT32, likelihood)
+        reference = lambda: torch_capture(state_dict, x, eps, torch.float32, device, **loss)  # noqa: E731
+        torch32 = verdict("torch float32", reference, state_dict, x, eps, FLOAT32, loss)
         by_impl = {impl: {run: jaxvae_verdict(run, impl) for run in runs} for impl in conv_impls}
     return ParityReport(torch32, by_impl, device)
 

@@ -1,7 +1,7 @@
 """The torch side of the parity harness (imported where the harness runs: torch is optional): ``torch_capture``
 runs a fresh ``torch_ref.VAE`` from a state dict (whatever ``torch_ref`` is at call time) forward and backward on the
 given images and noise, in the given dtype, capturing every ``nn.Sequential`` child's output, both heads, the loss
-of ``torch_ref.train.vae_loss`` and every gradient.
+of ``torch_ref.train.objective_loss`` and every gradient.
 
 Given ``follow`` (another run's capture) and a zone half-width ``zone``, each LeakyReLU takes that run's branch
 wherever its own input lies within ``zone * max|input|`` of the kink and the two disagree: how the float64 reference
@@ -154,6 +154,7 @@ def torch_capture(
     reconstruction_weight: float = 1.0,
     likelihood: str = "gaussian",
     bfloat16_operands: bool = False,
+    objective: str = "elbo",
 ) -> Capture:
     """Activations, loss and gradients of ``torch_ref.VAE`` loaded with ``state_dict``, in ``dtype`` on ``device``.
 
@@ -174,10 +175,9 @@ def torch_capture(
     try:
         x = torch.from_numpy(np.ascontiguousarray(to_nchw(np.asarray(x_nhwc)))).to(device=device, dtype=dtype)
         noise = torch.from_numpy(np.array(eps)).to(device=device, dtype=dtype)
-        z_mean, z_log_var, output = torch_train.model_outputs(
-            model, x, noise, likelihood
-        )  # bernoulli: no decoder.10 (Sigmoid)
-        loss, _, _ = torch_train.vae_loss(x, output, z_mean, z_log_var, reconstruction_weight, likelihood)
+        z_mean, z_log_var, z, output = torch_train.model_outputs(model, x, noise, likelihood)  # bernoulli: no Sigmoid
+        terms = (x, output, z, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
+        loss = torch_train.objective_loss(*terms)[0]
         loss.backward()
     finally:
         for hook in hooks:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from jaxvae.data.binarize import BINARIZE_MODES
 from jaxvae.errors import UserError
 from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS
-from jaxvae.likelihoods import LIKELIHOODS
+from jaxvae.likelihoods import LIKELIHOODS, OBJECTIVES
 
 SEED_RANGE = (0, 2**32 - 1)  # jax.random.PRNGKey's seed is 32 bits: larger seeds would repeat smaller ones
 # Three 3136 x L layers (the heads and the decoder's input) with Adam's two moments and the gradient: 4096 is
@@ -111,6 +111,18 @@ class RunConfig:
         "none, threshold (pixel > 0.5) or sample (a fresh Bernoulli draw of each training image every epoch; the test "
         "split drawn once from --seed)",
         one_of(*BINARIZE_MODES),
+    )
+    objective: str = setting(
+        "elbo",
+        "elbo, or iwae: the importance-weighted bound of --iw-train-samples draws (Burda et al. 2016), tighter as "
+        "they grow",
+        one_of(*OBJECTIVES),
+    )
+    iw_train_samples: int = setting(
+        1,
+        "draws of z per training image, k: elbo averages their ELBOs, iwae log-mean-exps their importance weights; "
+        "the decoder does k times the work",
+        at_least(1),
     )
 
     def to_json(self) -> dict:

@@ -149,7 +149,14 @@ class RunSetup:
         3))``: each member's ``make_member_step`` over its batches, ``lax.scan``-ned."""
         cfg, backend = self.config, self.backend
         step = make_member_step(
-            self.model, backend.micro_batch, backend.concurrent, self.mesh, cfg.likelihood, cfg.binarize
+            self.model,
+            backend.micro_batch,
+            backend.concurrent,
+            self.mesh,
+            cfg.likelihood,
+            cfg.binarize,
+            cfg.objective,
+            cfg.iw_train_samples,
         )
         chunk = make_train_chunk(step, chunk_steps)
         mapped = self.map(lambda state, batches, own: chunk(state, batches, 0, own), (0, 0, 0))
