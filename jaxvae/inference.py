@@ -22,12 +22,15 @@ def _decode(model: VAE, params, z):
     return model.apply({"params": params}, z, method=VAE.decode)
 
 
+def encode_posterior(model: VAE, params, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """``(z_mean, z_log_var)`` of every image, each ``(N, latent_dim)``, in batches: the Gaussians q(z | x)."""
+    parts = [_encode(model, params, images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
+    return tuple(np.concatenate([np.asarray(part[j]) for part in parts]) for j in (0, 1))
+
+
 def encode_means(model: VAE, params, images, batch_size: int = 500) -> np.ndarray:
     """``z_mean`` of every image, ``(N, latent_dim)``, in batches."""
-    parts = [
-        np.asarray(_encode(model, params, images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)
-    ]
-    return np.concatenate(parts)
+    return encode_posterior(model, params, images, batch_size)[0]
 
 
 @partial(jax.jit, static_argnums=0)

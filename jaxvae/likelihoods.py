@@ -179,17 +179,26 @@ def objective_loss(
     and the loss and its gradient are the ELBO's. For the Gaussian decoder the log weights leave out the
     likelihood's constant, as the loss does; for the Bernoulli decoder a weight other than 1 tempers the likelihood.
     """
-    batch, k = z.shape[:2]
-    repeated = jnp.repeat(x, k, axis=0)  # (B * k, ...): image b for each of its k draws
+    check_objective(objective)
+    repeated = jnp.repeat(x, z.shape[1], axis=0)  # (B * k, ...): image b for each of its k draws
     loss, reconstruction, kl = vae_loss(repeated, output, z_mean, z_log_var, reconstruction_weight, likelihood)
     if objective == "iwae":
-        per_draw = reconstruction_error(repeated, output, likelihood).reshape(batch, k)  # (B, k)
-        log_q = log_normal(z, z_mean[:, None], z_log_var[:, None])  # (B, k)
-        log_weights = -reconstruction_weight * per_draw + log_standard_normal(z) - log_q
+        per_draw = reconstruction_error(repeated, output, likelihood).reshape(z.shape[:2])  # (B, k)
+        log_weights = log_importance_weights(per_draw, z, z_mean, z_log_var, reconstruction_weight)
         loss = loss - jnp.mean(importance_weighting_gain(log_weights))
-    elif objective != "elbo":
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     return loss, reconstruction, kl
+
+
+def check_objective(objective: str) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+
+
+def log_importance_weights(reconstruction, z, z_mean, z_log_var, reconstruction_weight=1.0):
+    """The loss's log weights ``-weight * reconstruction + log p(z) - log q(z | x)`` of k draws per image: the
+    reconstruction terms ``(B, k)``, ``z`` ``(B, k, L)``, the posterior ``(B, L)`` each -> ``(B, k)``."""
+    log_q = log_normal(z, z_mean[:, None], z_log_var[:, None])  # (B, k)
+    return -reconstruction_weight * reconstruction + log_standard_normal(z) - log_q
 
 
 def elbo_from_terms(

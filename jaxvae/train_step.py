@@ -20,7 +20,15 @@ import optax
 
 from jaxvae.architecture import IMAGE_SHAPE
 from jaxvae.devices import data_parallel
-from jaxvae.likelihoods import get_likelihood, kl_divergence, objective_loss
+from jaxvae.likelihoods import (
+    check_objective,
+    get_likelihood,
+    importance_weighting_gain,
+    kl_divergence,
+    log_importance_weights,
+    objective_loss,
+    reconstruction_error,
+)
 from jaxvae.model import VAE, shift_and_scale
 
 METRIC_NAMES = ("loss", "reconstruction", "kl")
@@ -254,13 +262,16 @@ def make_evaluate(
     mesh=None,
     likelihood: str = "gaussian",
     at_mean: bool = False,
+    objective: str = "elbo",
+    samples: int = 1,
 ) -> Callable:
-    """``evaluate(params, images (N, 28, 28, 1), key, count=None) -> metrics (3,)``: loss, reconstruction, KL.
+    """``evaluate(params, images (N, 28, 28, 1), key, count=None) -> metrics (3,)``: the loss of ``objective`` with
+    ``samples`` draws of z per image, the reconstruction (averaged over the draws), the KL.
 
     ``at_mean``: decode z = mean (no noise), the deterministic reconstruction.
 
     The metrics are means over the first ``count`` images (all N by default); rows beyond are padding. The
-    noise is ``normal(key, (count, latent))`` however the images are batched or split over a ``mesh``, so every
+    noise is ``normal(key, (count, samples, latent))`` however the images are batched or split over a ``mesh``, so every
     ``batch``, ``concurrent`` and device count give the same result up to summation order. Images are padded
     to ``evaluation_rows`` by ``padding_index`` (a caller that splits them over a mesh pads them so), then each
     device scans its
@@ -268,14 +279,20 @@ def make_evaluate(
     """
     devices = 1 if mesh is None else mesh.size
 
-    def sums(params, x, eps, mask):  # one device's rows -> (squared error, KL) summed over the unmasked ones
+    check_objective(objective)
+
+    def sums(params, x, eps, mask):  # one device's rows -> (reconstruction, KL, IWAE gain) summed over the unmasked
         def batch_sums(x, eps, mask):
-            z_mean, z_log_var, _, output = _forward(model, params, x, eps, likelihood)
-            rec = get_likelihood(likelihood).reconstruction_error(x, output)
-            return jnp.stack([jnp.sum(rec * mask), jnp.sum(kl_divergence(z_mean, z_log_var) * mask)])
+            z_mean, z_log_var, z, output = _forward(model, params, x, eps, likelihood)
+            repeated = jnp.repeat(x, samples, axis=0)  # (batch * k, 28, 28, 1)
+            per_draw = reconstruction_error(repeated, output, likelihood).reshape(z.shape[:2])  # (batch, k)
+            log_weights = log_importance_weights(per_draw, z, z_mean, z_log_var, reconstruction_weight)
+            gain = importance_weighting_gain(log_weights) if objective == "iwae" else jnp.zeros_like(mask)
+            terms = (jnp.mean(per_draw, axis=1), kl_divergence(z_mean, z_log_var), gain)
+            return jnp.stack([jnp.sum(term * mask) for term in terms])
 
         grouped = [a.reshape(-1, batch, *a.shape[1:]) for a in (x, eps, mask)]  # (rows / batch, batch, ...)
-        return _scan_sum(batch_sums, jnp.zeros(2, x.dtype), grouped, concurrent)
+        return _scan_sum(batch_sums, jnp.zeros(3, x.dtype), grouped, concurrent)
 
     if mesh is not None:
         sums = data_parallel(sums, mesh, reduce=jax.lax.psum)
@@ -284,10 +301,10 @@ def make_evaluate(
         n = images.shape[0] if count is None else count
         rows = evaluation_rows(images.shape[0], batch, concurrent, devices)
         zeros = lambda a: jnp.pad(a, [(0, rows - a.shape[0])] + [(0, 0)] * (a.ndim - 1))  # noqa: E731
-        eps = jax.random.normal(key, (n, model.latent_dim), images.dtype)
+        eps = jax.random.normal(key, (n, samples, model.latent_dim), images.dtype)
         eps = jnp.zeros_like(eps) if at_mean else eps
         padded = images[padding_index(images.shape[0], rows)] if rows > images.shape[0] else images
-        rec, kl = sums(params, padded, zeros(eps), zeros(jnp.ones(n, images.dtype))) / n
-        return jnp.stack([reconstruction_weight * rec + kl, rec, kl])
+        rec, kl, gain = sums(params, padded, zeros(eps), zeros(jnp.ones(n, images.dtype))) / n
+        return jnp.stack([reconstruction_weight * rec + kl - gain, rec, kl])
 
     return evaluate

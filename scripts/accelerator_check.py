@@ -71,13 +71,14 @@ FULL = SimpleNamespace(
     torch_compile_backend="inductor",
     members=(1, 4, 16),
     ensemble_images=4096,  # per member
+    iwae_samples=50,  # the importance-weighted objective's row: k draws of z per image
 )
 DRY = SimpleNamespace(  # the test suite's shapes (as far as the shared data allow), whose compilations it caches
     **{
         **vars(FULL),
         **dict(parity_batch=8, parity_impls=("pad",), batch_sizes=(32,), impls=("matmul",), dtypes=("float32",)),
         **dict(train_examples=256, images=32, chunk_steps=4, repeats=1, epochs=1, members=(2,), ensemble_images=32),
-        **dict(epoch_images=256, epoch_test=100, epoch_batch=32),
+        **dict(epoch_images=256, epoch_test=100, epoch_batch=32, iwae_samples=2),
         "torch_compile_backend": "eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
     }
 )  # bfloat16 is a setting of the same code path as float32: the dry run leaves it out
@@ -156,11 +157,14 @@ def bench_args(sizes, **given) -> SimpleNamespace:
     """``jaxvae bench``'s flags for one part."""
     flags = dict(dataset="mnist5k", data_dir=None, train_examples=sizes.train_examples, conv_impl="auto")
     flags.update(compute_dtype="float32", micro_batch=0, devices=1, chunk_steps=sizes.chunk_steps, member_group=0)
+    flags.update(objective="elbo", iw_train_samples=1)
     return SimpleNamespace(**{**flags, "no_torch": not WITH_TORCH, "images": sizes.images, **given})
 
 
-def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes) -> dict:
-    run = jax_runner(1, batch, bench_args(sizes, conv_impl=impl, compute_dtype=dtype), dataset)
+def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes, objective="elbo", k=1) -> dict:
+    """jaxvae's images per second; ``objective`` with ``k`` draws of z per image."""
+    args = bench_args(sizes, conv_impl=impl, compute_dtype=dtype, objective=objective, iw_train_samples=k)
+    run = jax_runner(1, batch, args, dataset)
     seconds = median_seconds({"jax": run.run}, sizes.repeats)["jax"]
     backend = run.trainer.setup.describe_backend()
     return {
@@ -168,6 +172,7 @@ def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes) -> dict:
         "batch_size": batch,
         "conv_impl": impl,
         "compute_dtype": dtype,
+        "objective": f"{objective} k={k}",
         "images_per_s": run.steps * batch / seconds,
         "compile_s": run.trainer.compile_seconds,
         "steps_per_dispatch": run.trainer.chunk_steps,
@@ -219,6 +224,19 @@ def throughput(dataset, sizes, budget: Budget) -> dict:
                 rows.append(
                     budget.run(f"jaxvae {batch} {impl} {dtype}", jax_throughput, batch, impl, dtype, dataset, sizes)
                 )
+        iwae = ("iwae", sizes.iwae_samples)
+        rows.append(
+            budget.run(
+                f"jaxvae {batch} iwae k={iwae[1]}",
+                jax_throughput,
+                batch,
+                sizes.impls[0],
+                "float32",
+                dataset,
+                sizes,
+                *iwae,
+            )
+        )
         for mode in ("eager", "autocast", "compile"):
             rows.append(budget.run(f"torch_ref {batch} {mode}", torch_throughput, batch, mode, dataset, sizes))
     return {"rows": rows}
@@ -298,6 +316,7 @@ def markdown(report: dict) -> str:
     lines += ["", f"float64 on the device: `{json.dumps(par.get('float64_on_device'))}`", ""]
     lines += ["## Throughput (training images per second)", ""]
     columns = {"framework": "framework", "batch": "batch_size", "conv": "conv_impl", "dtype": "compute_dtype"}
+    columns["objective"] = "objective"
     lines += table(
         report["throughput"].get("rows", []), {**columns, "images/s": "images_per_s", "compile s": "compile_s"}
     )

@@ -38,6 +38,8 @@ def test_the_report(run):
     # training (measured: 20-40 nats), its standard error ~1-3 nats
     assert result["log_px_nats"] > result["elbo_nats"] and result["nll_nats"] == -result["log_px_nats"]
     assert 0 < result["log_px_standard_error"] < 20
+    # the KL per latent unit (float64, of the encoder's means and variances) sums to the sampled terms' KL (float32)
+    assert abs(sum(result["kl_per_dim"]) - result["kl"]) <= 1e-5 * result["kl"] and result["active_units"] <= 2
     # another seed, other draws (the same seed, the same estimate: the next test); the reconstruction at z = mean is
     # deterministic, and no worse than a sampled one here
     other = evaluate_run(out, iw_samples=IW, seed=1)

@@ -51,9 +51,15 @@ def _split_metrics(model, params, x, key):
 
 @pytest.mark.parametrize("batch, concurrent", [(5, 3)])
 def test_evaluation_is_the_split_mean_however_batched(model_and_params, batch, concurrent):
-    """37 images in groups of 3 batches of 5: 8 rows of padding, which must not count."""
+    """37 images in groups of 3 batches of 5: 8 rows of padding, which must not count. The ELBO's terms by hand;
+    the importance-weighted objective's (3 draws per image, ``normal(key, (N, 3, latent))``) as the training loss
+    computes them for the whole split at once."""
     model, params = model_and_params
     x = np.random.default_rng(1).random((EVAL_IMAGES, 28, 28, 1))
     key = jax.random.PRNGKey(3)
     evaluate = jax.jit(make_evaluate(model, RECONSTRUCTION_WEIGHT, batch, concurrent))
     np.testing.assert_allclose(evaluate(params, x, key), _split_metrics(model, params, x, key), rtol=1e-10)
+    evaluate = jax.jit(make_evaluate(model, RECONSTRUCTION_WEIGHT, batch, concurrent, objective="iwae", samples=3))
+    eps = jax.random.normal(key, (EVAL_IMAGES, 3, LATENT), jnp.float64)
+    whole = make_loss_fn(model, RECONSTRUCTION_WEIGHT, objective="iwae")(params, jnp.asarray(x), eps)[1]
+    np.testing.assert_allclose(evaluate(params, x, key), whole, rtol=1e-10)

@@ -37,7 +37,16 @@ def test_the_run_folder(small_run):
     assert [r["epoch"] for r in tests] == [1, 2] and summary["final_test"] == {
         k: tests[-1][k] for k in ("loss", "reconstruction", "kl")
     }
-    for name in ("training_loss", "reconstructions", "latent_interpolations", "latent_space", "prior_samples"):
+    latent = summary["latent"]  # of the test split; by hand in tests/test_diagnostics.py
+    assert len(latent["kl_per_dim"]) == len(latent["activity_per_dim"]) == 2 and 0 <= latent["active_units"] <= 2
+    for name in (
+        "training_loss",
+        "reconstructions",
+        "latent_interpolations",
+        "latent_space",
+        "prior_samples",
+        "latent_usage",
+    ):
         png = small_run / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
     assert (small_run / "plots" / "latent_manifold.png").is_file()
@@ -87,7 +96,8 @@ def test_the_ensemble_folder(ensemble_run):
     setting = summary["settings"][3]  # lr 1e-3, weight 0.5
     values = [finals[f"seed{s}_lr0.001_rw0.5"]["kl"] for s in (123, 7)]
     assert setting["final_test"]["kl"] == {"mean": np.mean(values), "sd": np.std(values, ddof=1), "n": 2}
-    assert summary["plots"] == ["plots/losses.png", "plots/rate_distortion.png"]
+    assert summary["plots"] == ["plots/losses.png", "plots/latent_usage.png", "plots/rate_distortion.png"]
+    assert setting["latent"]["active_units"]["n"] == 2
     for plot in summary["plots"]:
         assert (ensemble_run / plot).read_bytes()[:8] == PNG and (ensemble_run / plot).stat().st_size > 5000
 

@@ -31,7 +31,9 @@ from jaxvae.run.engine import RunSetup, Trainer, member_state
 from jaxvae.run.members import member_grid
 from jaxvae.run.report import versions
 
-BENCH_FLAGS = "dataset data_dir train_examples conv_impl compute_dtype micro_batch chunk_steps devices".split()
+BENCH_FLAGS = (
+    "dataset data_dir train_examples conv_impl compute_dtype micro_batch chunk_steps devices objective iw_train_samples"
+).split()
 
 
 @dataclass
@@ -83,9 +85,10 @@ def _torch_model(state_dict, device):
     return model
 
 
-def torch_runner(state_dicts: list[dict], images_nhwc, batches: np.ndarray, lr: float, ensemble: bool = False):
+def torch_runner(state_dicts, images_nhwc, batches: np.ndarray, config: RunConfig, ensemble: bool = False):
     """A closure that trains torch_ref over ``batches`` ``(K, steps, B)`` and syncs the device: member 0 eagerly
-    (``ensemble`` False), or all K members in torch.func's ensemble."""
+    with ``config``'s learning rate and objective (``config.iw_train_samples`` draws per image), or all K members in
+    torch.func's ensemble (the ELBO)."""
     import torch
 
     from torch_ref.ensemble import FuncEnsemble
@@ -94,14 +97,18 @@ def torch_runner(state_dicts: list[dict], images_nhwc, batches: np.ndarray, lr: 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(device)
     rows = [torch.from_numpy(batches[:, s].astype(np.int64)).to(device) for s in range(batches.shape[1])]  # (K, B)
+    latent = state_dicts[0]["z_mean.weight"].shape[0]
     if ensemble:
-        members = FuncEnsemble([_torch_model(s, device) for s in state_dicts], lr)
-        latent = state_dicts[0]["z_mean.weight"].shape[0]
+        members = FuncEnsemble([_torch_model(s, device) for s in state_dicts], config.lr)
         step = lambda r: members.step(data[r], torch.randn(*r.shape, latent, device=device))  # noqa: E731
     else:
         model = _torch_model(state_dicts[0], device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        step = lambda r: train_step(model, optimizer, data[r[0]])  # noqa: E731
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        draws = (batches.shape[2], config.iw_train_samples, latent)
+
+        def step(r):
+            eps = torch.randn(*draws, device=device)
+            return train_step(model, optimizer, data[r[0]], eps, objective=config.objective)
 
     def run():
         for r in rows:
@@ -128,15 +135,15 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
     """One row: every runner at ``batch_size`` and K = ``members``, their member-images per second and the ratios
     of jaxvae's K-member run over each."""
     jax_run = jax_runner(members, batch_size, args, dataset)
-    runners, lr = {"jax": jax_run.run}, jax_run.trainer.setup.config.lr
+    runners, config = {"jax": jax_run.run}, jax_run.trainer.setup.config
     single = jax_runner(1, batch_size, args, dataset) if members > 1 else jax_run
     if members > 1:
         runners["jax_single"] = single.run
     if not args.no_torch:
         images = dataset.train.images
-        runners["torch"] = torch_runner(single.start_weights, images, single.batches, lr)
-        if members > 1:
-            runners["torch_func"] = torch_runner(jax_run.start_weights, images, jax_run.batches, lr, ensemble=True)
+        runners["torch"] = torch_runner(single.start_weights, images, single.batches, config)
+        if members > 1 and config.objective == "elbo":  # torch.func's ensemble trains the ELBO only
+            runners["torch_func"] = torch_runner(jax_run.start_weights, images, jax_run.batches, config, ensemble=True)
     for name in runners.keys() - {"jax", "jax_single"}:
         runners[name]()  # warm-up
     seconds = median_seconds(runners, args.repeats)
@@ -146,6 +153,8 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
     return {
         "batch_size": batch_size,
         "members": members,
+        "objective": config.objective,
+        "iw_train_samples": config.iw_train_samples,
         "steps_per_repeat": jax_run.steps,
         "steps_per_dispatch": jax_run.trainer.chunk_steps,
         **{f"{name}_images_per_s": rate for name, rate in rates.items()},
@@ -179,6 +188,7 @@ COLUMNS |= {f"/{title}": f"ratio_jax_over_{n}" for title, n in list(RUNNERS.item
 def format_rows(env: dict, rows: list[dict]) -> str:
     lines = [
         f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
+        f"objective: {rows[0]['objective']}, {rows[0]['iw_train_samples']} draw(s) of z per image",
         "member-images per second (K single runs: one run's images per second); ratios: jaxvae's K members over each",
         f"{'batch':>6} {'K':>3} {'group':>5} {'devices':>7} " + " ".join(f"{c:>11}" for c in COLUMNS) + " compile s",
     ]

@@ -11,15 +11,16 @@ import jax
 import numpy as np
 
 from jaxvae.devices import resolve_conv_impl, to_host
+from jaxvae.diagnostics import latent_diagnostics
 from jaxvae.errors import UserError
-from jaxvae.inference import sample_prior
+from jaxvae.inference import encode_posterior, sample_prior
 from jaxvae.iwae import estimate_log_px
 from jaxvae.likelihoods import elbo_from_terms, get_likelihood
 from jaxvae.model import VAE
 from jaxvae.run import files, plots
 from jaxvae.run.checkpoint import Checkpoints
 from jaxvae.run.config import RunConfig, check_value
-from jaxvae.run.engine import RunSetup, stack_members
+from jaxvae.run.engine import RunSetup, member_state, stack_members
 from jaxvae.run.members import Member
 from jaxvae.run.progress import Progress
 from jaxvae.run.report import summarize_settings
@@ -28,7 +29,10 @@ from jaxvae.train_step import METRIC_NAMES, abstract_state, make_optimizer
 
 MAX_SAMPLES = 1024  # a 32 x 32 grid: one matplotlib figure of that many images is already ~100 MB to draw
 DEFAULT_IW_SAMPLES = 250  # mnist5k's 1,000 test images in about a minute on a 2-core CPU (~5,000 decodes/s; README)
-EVALUATED = ("loss", "reconstruction", "kl", "reconstruction_at_mean", "elbo_nats", "log_px_nats", "nll_nats")
+EVALUATED = (
+    *("loss", "reconstruction", "kl", "reconstruction_at_mean", "elbo_nats", "log_px_nats", "nll_nats"),
+    *("active_units", "mutual_information_nats"),
+)
 
 
 def read_config(run_dir: Path) -> RunConfig:
@@ -79,9 +83,9 @@ def _evaluated_config(config: RunConfig, test_examples: int | None) -> RunConfig
     return dataclasses.replace(config, devices=0, test_examples=test_examples or config.test_examples)
 
 
-def _record(config, epoch: int, dataset, sampled, reconstruction_at_mean, estimates, iw_samples, seconds, seed) -> dict:
+def _record(config, epoch, dataset, sampled, reconstruction_at_mean, estimates, iw_samples, seconds, seed, latent):
     """One member's figures: ``sampled`` loss terms (3,), the reconstruction at z = mean, the IWAE ``estimates``
-    (N,) of log p(x)."""
+    (N,) of log p(x), the ``latent`` units' diagnostics."""
     likelihood = get_likelihood(config.likelihood)
     terms = dict(zip(METRIC_NAMES, np.asarray(sampled).tolist()))
     return {
@@ -101,6 +105,7 @@ def _record(config, epoch: int, dataset, sampled, reconstruction_at_mean, estima
         else None,
         "iw_seconds": seconds,
         "iw_seed": seed,
+        **latent,
     }
 
 
@@ -109,7 +114,8 @@ def evaluate_run(
 ) -> dict:
     """The latest checkpoint on its test split (or its first ``test_examples`` images): the loss terms with z
     sampled (as training reports them), the reconstruction at z = mean, the ELBO and the IWAE estimate of log p(x)
-    with ``iw_samples`` draws per image, in nats per image; the likelihood they belong to, stated. An ensemble's
+    with ``iw_samples`` draws per image, in nats per image; the likelihood they belong to, stated; the latent units'
+    diagnostics (``jaxvae.diagnostics``: active units, KL and activity per unit, mutual information). An ensemble's
     folder: every member at once, ``{"members": {name: its figures}, "settings": mean ± sd over seeds of each
     setting}``; a member's figures are those its own folder gives, up to the order of float32 sums."""
     if iw_samples < 1:
@@ -137,8 +143,22 @@ def evaluate_run(
         key, log_px = jax.random.PRNGKey(seed), setup.log_px(iw_samples)
         estimates = estimate_log_px(log_px, params, dataset.test.images, key, progress=progress.update)  # (K, N)
     seconds = time.perf_counter() - started
+    posteriors = [
+        encode_posterior(setup.model, member_state(params, k), dataset.test.images) for k in range(len(members))
+    ]
     records = [
-        _record(m.config, epoch, dataset, sampled[k], at_mean[k, 1], estimates[k], iw_samples, seconds, seed)
+        _record(
+            m.config,
+            epoch,
+            dataset,
+            sampled[k],
+            at_mean[k, 1],
+            estimates[k],
+            iw_samples,
+            seconds,
+            seed,
+            latent_diagnostics(*posteriors[k], seed),
+        )  # fmt: skip
         for k, m in enumerate(members)
     ]
     if not ensemble:

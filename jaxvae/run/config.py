@@ -36,6 +36,9 @@ def one_of(*choices: str) -> Callable:
     return rule(lambda v: v in choices, f"one of {', '.join(choices)}")
 
 
+IN_SEED_RANGE = rule(lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1], "an integer in {}..{}".format(*SEED_RANGE))
+
+
 def setting(default, help: str, check=None, shown=None, per_member=False, identity=True):
     """A ``RunConfig`` field: its default, ``--help`` text and check; how ``--help`` shows the default; whether the
     members of an ensemble may each have their own value (``jaxvae train`` then takes a list); and whether it is
@@ -54,7 +57,7 @@ class RunConfig:
     seed: int = setting(
         123,
         f"the seed of initialisation, shuffle and noise, in {SEED_RANGE[0]}..{SEED_RANGE[1]}",
-        rule(lambda v: SEED_RANGE[0] <= v <= SEED_RANGE[1], "an integer in {}..{}".format(*SEED_RANGE)),
+        IN_SEED_RANGE,
         per_member=True,
     )
     lr: float = setting(
@@ -111,6 +114,13 @@ class RunConfig:
         "none, threshold (pixel > 0.5) or sample (a fresh Bernoulli draw of each training image every epoch; the test "
         "split drawn once from --seed)",
         one_of(*BINARIZE_MODES),
+    )
+    binarize_seed: int | None = setting(
+        None,
+        "the seed of the test split's one Bernoulli draw under --binarize sample; one value for every member lets an "
+        "ensemble sweep --seed",
+        IN_SEED_RANGE,
+        "--seed",
     )
     objective: str = setting(
         "elbo",

@@ -176,7 +176,15 @@ class RunSetup:
         def evaluate(params, images, keys, constants, epoch, count=None):
             def member(params, key, weight):
                 fn = make_evaluate(
-                    self.model, weight, backend.eval_batch, backend.concurrent, self.mesh, cfg.likelihood, at_mean
+                    self.model,
+                    weight,
+                    backend.eval_batch,
+                    backend.concurrent,
+                    self.mesh,
+                    cfg.likelihood,
+                    at_mean,
+                    cfg.objective,
+                    cfg.iw_train_samples,
                 )
                 return fn(params, images, jax.random.fold_in(key, epoch), count)
 

@@ -169,3 +169,26 @@ def rate_distortion(points: list[tuple[float, float, float]], path: Path) -> Pat
     ax.set_title("rate against distortion, one point per member, after the last epoch")
     ax.legend(title="reconstruction weight", fontsize=8)
     return _save(fig, path)
+
+
+def latent_usage(settings: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float, path: Path) -> Path:
+    """Each latent unit's KL and activity ``Cov_x(E_q[z_u | x])``, units sorted by their KL (largest first), the
+    active-unit threshold marked; per setting ``(kl (seeds, L), activity (seeds, L))``, the mean over seeds with
+    their standard deviation as error bars (none for one seed)."""
+    fig, (top, bottom) = _subplots(2, 1, figsize=(8, 6), sharex=True)
+    for label, (kl, units) in settings.items():
+        order = np.argsort(-kl, axis=1)  # each member's units by its own KL
+        kl, units = np.take_along_axis(kl, order, axis=1), np.take_along_axis(units, order, axis=1)
+        rank = np.arange(1, kl.shape[1] + 1)
+        spread = (lambda a: a.std(axis=0, ddof=1)) if len(kl) > 1 else (lambda a: None)
+        top.errorbar(rank, kl.mean(axis=0), yerr=spread(kl), fmt="o-", ms=3, capsize=2, label=label)
+        bottom.errorbar(rank, units.mean(axis=0), yerr=spread(units), fmt="o-", ms=3, capsize=2, label=label)
+    top.set_ylabel("KL per unit (nats)")
+    top.set_title("latent units, sorted by KL")
+    bottom.axhline(threshold, color="k", ls="--", lw=1, label=f"active above {threshold:g}")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("Cov_x(E[z_u | x])")
+    bottom.set_xlabel("unit (by KL, largest first)")
+    bottom.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    bottom.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,7 +1,8 @@
-"""The end of a run: each member's plots under ``plots/`` and ``summary.json`` in its run folder, and for an
-ensemble its own ``OUT/summary.json`` (every member's final results, the mean and standard deviation over seeds of
-each setting, member-images per second) and ``OUT/plots/`` (each setting's losses as a mean with a band over
-seeds; the rate-distortion picture when the reconstruction weight is swept).
+"""The end of a run: each member's plots under ``plots/`` and ``summary.json`` in its run folder (with the latent
+units' diagnostics on the test split, ``jaxvae.diagnostics``), and for an ensemble its own ``OUT/summary.json``
+(every member's final results, the mean and standard deviation over seeds of each setting, member-images per second)
+and ``OUT/plots/`` (each setting's losses as a mean with a band over seeds, its latent units' KL and activity; the
+rate-distortion picture when the reconstruction weight is swept).
 
 A leaf: it is handed what the run did and computes nothing of the training itself. The standard deviation is the
 sample one (n - 1), over the seeds of a setting; ``null`` for a single seed.
@@ -19,12 +20,14 @@ import optax
 
 from jaxvae import inference
 from jaxvae.devices import describe, to_host
+from jaxvae.diagnostics import ACTIVE_THRESHOLD, latent_diagnostics
 from jaxvae.run import files, plots
 from jaxvae.run.distributed import is_primary
 from jaxvae.run.engine import member_state
 from jaxvae.run.members import Member, number
 from jaxvae.train_step import METRIC_NAMES
 
+LATENT_FIGURES = ("active_units", "mutual_information_nats")  # an ensemble's summary: mean ± sd over seeds
 N_RECONSTRUCTIONS = 10
 N_SAMPLES = 64
 N_INTERPOLATIONS = 5
@@ -76,9 +79,9 @@ def interpolation_pairs(labels: np.ndarray, pairs: int = N_INTERPOLATIONS) -> li
     return chosen[:pairs] or [(0, len(labels) - 1)]
 
 
-def write_plots(out: Path, model, params, dataset, records: list[dict], steps_per_epoch: int, key) -> list[str]:
-    """The seed's four pictures, reconstructions at z = mean, latent interpolations (and the manifold of a 2-D
-    latent); returns their paths relative to ``out``."""
+def write_plots(out: Path, model, params, dataset, records, steps_per_epoch: int, key, latent: dict) -> list[str]:
+    """The seed's four pictures, reconstructions at z = mean, latent interpolations, the latent units' usage
+    (``latent``: ``latent_diagnostics``), and the manifold of a 2-D latent; returns their paths relative to ``out``."""
     folder, images, labels = out / files.PLOTS, dataset.test.images, dataset.test.labels
     tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
     recon_key, sample_key = jax.random.split(key)
@@ -94,10 +97,16 @@ def write_plots(out: Path, model, params, dataset, records: list[dict], steps_pe
         plots.interpolations(images[a], paths, images[b], folder / "latent_interpolations.png"),
         plots.latent_space(inference.encode_means(model, params, images), labels, folder / "latent_space.png"),
         plots.image_grid(samples, folder / "prior_samples.png", title="decoded from z ~ N(0, I)"),
+        plots.latent_usage({"this run": _usage([latent])}, ACTIVE_THRESHOLD, folder / "latent_usage.png"),
     ]
     if model.latent_dim == 2:
         made.append(plots.manifold(inference.manifold(model, params), folder / "latent_manifold.png"))
     return [str(p.relative_to(out)) for p in made]
+
+
+def _usage(latents: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The members' KL and activity per unit, ``(members, L)`` each."""
+    return tuple(np.array([d[key] for d in latents]) for key in ("kl_per_dim", "activity_per_dim"))
 
 
 def mean_sd(values: list[float]) -> dict:
@@ -130,15 +139,19 @@ def summarize_settings(members: list[Member], results: list[dict], keys=METRIC_N
     return rows
 
 
-def write_ensemble_plots(out: Path, members: list[Member], records: list[list[dict]], finals, steps: int):
+def write_ensemble_plots(out: Path, members: list[Member], records: list[list[dict]], finals, steps: int, latents):
     """The ensemble's pictures; returns their paths relative to ``out``."""
     folder = out / files.PLOTS
-    settings = {}
+    settings, usage = {}, {}
     for (lr, weight), chosen in by_setting(members).items():
         train = np.array([_losses(records[k]) for k in chosen], np.float64)  # (seeds, steps)
         test = np.array([_losses(records[k], "test") for k in chosen], np.float64)  # (seeds, evaluated epochs)
         settings[f"lr {number(lr)}, weight {number(weight)}"] = (train, test)
-    made = [plots.ensemble_losses(settings, steps, folder / "losses.png")]
+        usage[f"lr {number(lr)}, weight {number(weight)}"] = _usage([latents[k] for k in chosen])
+    made = [
+        plots.ensemble_losses(settings, steps, folder / "losses.png"),
+        plots.latent_usage(usage, ACTIVE_THRESHOLD, folder / "latent_usage.png"),
+    ]
     if len({m.config.reconstruction_weight for m in members}) > 1:
         points = [(m.config.reconstruction_weight, f["kl"], f["reconstruction"]) for m, f in zip(members, finals)]
         made.append(plots.rate_distortion(points, folder / "rate_distortion.png"))
@@ -178,19 +191,31 @@ def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, reco
         }
         if is_primary():
             params = to_host(member_state(state.params, k))
+            means, log_vars = inference.encode_posterior(setup.model, params, dataset.test.images)
+            summary["latent"] = latent_diagnostics(means, log_vars, member.config.seed)
             summary["plots"] = write_plots(
-                path, setup.model, params, dataset, member_records, trainer.steps_per_epoch, plot_keys[k]
+                path,
+                setup.model,
+                params,
+                dataset,
+                member_records,
+                trainer.steps_per_epoch,
+                plot_keys[k],
+                summary["latent"],
             )
             files.write_json(path / files.SUMMARY, summary)
         summaries.append(summary)
     if lists is None:
         return summaries[0]
     results = [{"final_train": s["final_train"], "final_test": s["final_test"]} for s in summaries]
+    if is_primary():
+        for result, member_summary in zip(results, summaries):
+            result["latent"] = {key: member_summary["latent"][key] for key in LATENT_FIGURES}
     summary = {
         "members": [
             {"name": m.name, **m.values(), "folder": f"{files.MEMBERS}/{m.name}", **r} for m, r in zip(members, results)
         ],
-        "settings": summarize_settings(members, results),
+        "settings": summarize_settings(members, results, METRIC_NAMES + LATENT_FIGURES),
         "lists": lists,
         "config": {k: v for k, v in setup.config.to_json().items() if k not in lists},
         **shared,
@@ -199,6 +224,7 @@ def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, reco
     }
     if is_primary():
         finals = [r["final_test"] for r in results]
-        summary["plots"] = write_ensemble_plots(out, members, records, finals, trainer.steps_per_epoch)
+        latents = [s["latent"] for s in summaries]
+        summary["plots"] = write_ensemble_plots(out, members, records, finals, trainer.steps_per_epoch, latents)
         files.write_json(out / files.SUMMARY, summary)
     return summary

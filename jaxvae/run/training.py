@@ -99,7 +99,7 @@ def prepare_data(config: RunConfig) -> Dataset:
         return Dataset(dataset.name, dataset.source, train, test)
     mode = "none" if config.binarize == "sample" else config.binarize  # sampled training images are drawn per step
     train = Split(binarize.binarize_split(train.images, mode, None), train.labels)
-    test_key = binarize.test_split_key(config.seed)
+    test_key = binarize.test_split_key(config.seed if config.binarize_seed is None else config.binarize_seed)
     test = Split(binarize.binarize_split(test.images, config.binarize, test_key), test.labels)
     return Dataset(dataset.name, f"{dataset.source}, binarised ({config.binarize})", train, test)
 
@@ -214,10 +214,11 @@ def train_members(
     every process calls this with the same arguments."""
     for member in members:
         check_flags(member.config)
-    if members[0].config.binarize == "sample" and len({m.config.seed for m in members}) > 1:
+    cfg = members[0].config
+    if cfg.binarize == "sample" and cfg.binarize_seed is None and len({m.config.seed for m in members}) > 1:
         raise UserError(
             "--binarize sample draws each member's test split from its --seed, which an ensemble's one test split "
-            "cannot follow; give one --seed, or train the seeds as separate runs"
+            "cannot follow; give --binarize-seed N (one draw for every member), one --seed, or separate runs"
         )
     if member_group < 0:
         raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
