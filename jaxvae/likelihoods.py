@@ -167,24 +167,25 @@ def importance_weighting_gain(log_weights):
 
 
 def objective_loss(
-    x, output, z, z_mean, z_log_var, reconstruction_weight=1.0, likelihood="gaussian", objective: str = "elbo"
+    x, output, z, eps, z_mean, z_log_var, reconstruction_weight=1.0, likelihood="gaussian", objective: str = "elbo"
 ):
     """``(loss, reconstruction, kl)`` as batch means, for k draws of z per image.
 
-    ``x`` ``(B, ...)``; ``z`` ``(B, k, L)``; ``output`` ``(B * k, ...)``, the decoder's for each draw, an image's k
-    draws together. ``"elbo"``: ``vae_loss`` over every draw, the mean of the k draws' ELBOs with the KL in closed
-    form (for k = 1 the seed's loss, op for op). ``"iwae"``: that loss less the mean ``importance_weighting_gain`` of
-    the log weights ``-weight * reconstruction + log p(z) - log q(z | x)``: the negative k-sample bound ``log mean_j
-    exp(w_j)`` of Burda et al. (2016) with the same expectation, its KL part in closed form; for k = 1 the gain is 0
-    and the loss and its gradient are the ELBO's. For the Gaussian decoder the log weights leave out the
-    likelihood's constant, as the loss does; for the Bernoulli decoder a weight other than 1 tempers the likelihood.
+    ``x`` ``(B, ...)``; ``z`` ``(B, k, L)`` drawn with the standard-normal ``eps`` ``(B, k, L)``; ``output``
+    ``(B * k, ...)``, the decoder's for each draw, an image's k draws together. ``"elbo"``: ``vae_loss`` over every
+    draw, the mean of the k draws' ELBOs with the KL in closed form (for k = 1 the seed's loss, op for op).
+    ``"iwae"``: that loss less the mean ``importance_weighting_gain`` of the log weights ``-weight * reconstruction
+    + log p(z) - log q(z | x)``: the negative k-sample bound ``log mean_j exp(w_j)`` of Burda et al. (2016) with the
+    same expectation, its KL part in closed form; for k = 1 the gain is 0 and the loss and its gradient are the
+    ELBO's. For the Gaussian decoder the log weights leave out the likelihood's constant, as the loss does; for the
+    Bernoulli decoder a weight other than 1 tempers the likelihood.
     """
     check_objective(objective)
     repeated = jnp.repeat(x, z.shape[1], axis=0)  # (B * k, ...): image b for each of its k draws
     loss, reconstruction, kl = vae_loss(repeated, output, z_mean, z_log_var, reconstruction_weight, likelihood)
     if objective == "iwae":
         per_draw = reconstruction_error(repeated, output, likelihood).reshape(z.shape[:2])  # (B, k)
-        log_weights = log_importance_weights(per_draw, z, z_mean, z_log_var, reconstruction_weight)
+        log_weights = log_importance_weights(per_draw, z, eps, z_log_var, reconstruction_weight)
         loss = loss - jnp.mean(importance_weighting_gain(log_weights))
     return loss, reconstruction, kl
 
@@ -194,10 +195,13 @@ def check_objective(objective: str) -> None:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
 
 
-def log_importance_weights(reconstruction, z, z_mean, z_log_var, reconstruction_weight=1.0):
+def log_importance_weights(reconstruction, z, eps, z_log_var, reconstruction_weight=1.0):
     """The loss's log weights ``-weight * reconstruction + log p(z) - log q(z | x)`` of k draws per image: the
-    reconstruction terms ``(B, k)``, ``z`` ``(B, k, L)``, the posterior ``(B, L)`` each -> ``(B, k)``."""
-    log_q = log_normal(z, z_mean[:, None], z_log_var[:, None])  # (B, k)
+    reconstruction terms ``(B, k)``, ``z`` and the noise ``eps`` that drew it ``(B, k, L)``, the posterior's
+    ``z_log_var`` ``(B, L)`` -> ``(B, k)``. ``log q(z | x)`` is ``log N(eps; 0, I) - sum(log_var) / 2``: the number
+    ``log N(z; mean, exp(log_var))`` is, and so is its gradient, without that form's ``z - mean``, whose float32
+    rounding is large against a small sigma."""
+    log_q = log_standard_normal(eps) - 0.5 * jnp.sum(z_log_var, axis=-1)[:, None]  # (B, k)
     return -reconstruction_weight * reconstruction + log_standard_normal(z) - log_q
 
 

@@ -81,14 +81,14 @@ def decoder_output(likelihood: str):
 
 
 def _forward(model: VAE, params, x, eps, likelihood: str = "gaussian"):
-    """``(z_mean, z_log_var, z, output)`` of ``x`` with the given reparameterisation noise ``eps``, ``(B, L)`` or
-    ``(B, k, L)`` for k draws per image; ``z`` is ``(B, k, L)``, ``output`` ``(B * k, ...)`` as
-    ``decoder_output(likelihood)`` gives it."""
+    """``(z_mean, z_log_var, draws, z, output)`` of ``x`` with the given reparameterisation noise ``eps``, ``(B, L)``
+    or ``(B, k, L)`` for k draws per image; ``draws`` (the noise) and ``z`` are ``(B, k, L)``, ``output``
+    ``(B * k, ...)`` as ``decoder_output(likelihood)`` gives it."""
     z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
     draws = eps.reshape(eps.shape[0], -1, eps.shape[-1])  # (B, k, L)
     z = shift_and_scale(draws, z_mean[:, None], z_log_var[:, None])  # (B, k, L)
     flat = z.reshape(-1, z.shape[-1])  # (B * k, L)
-    return z_mean, z_log_var, z, model.apply({"params": params}, flat, method=decoder_output(likelihood))
+    return z_mean, z_log_var, draws, z, model.apply({"params": params}, flat, method=decoder_output(likelihood))
 
 
 def _scan_sum(fn: Callable, zero, parts, width: int):
@@ -112,8 +112,8 @@ def make_loss_fn(
     (``objective_loss``)."""
 
     def loss_fn(params, x, eps):
-        z_mean, z_log_var, z, output = _forward(model, params, x, eps, likelihood)
-        terms = objective_loss(x, output, z, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
+        z_mean, z_log_var, draws, z, output = _forward(model, params, x, eps, likelihood)
+        terms = objective_loss(x, output, z, draws, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
         return terms[0], jnp.stack(terms)
 
     return loss_fn
@@ -283,10 +283,10 @@ def make_evaluate(
 
     def sums(params, x, eps, mask):  # one device's rows -> (reconstruction, KL, IWAE gain) summed over the unmasked
         def batch_sums(x, eps, mask):
-            z_mean, z_log_var, z, output = _forward(model, params, x, eps, likelihood)
+            z_mean, z_log_var, draws, z, output = _forward(model, params, x, eps, likelihood)
             repeated = jnp.repeat(x, samples, axis=0)  # (batch * k, 28, 28, 1)
             per_draw = reconstruction_error(repeated, output, likelihood).reshape(z.shape[:2])  # (batch, k)
-            log_weights = log_importance_weights(per_draw, z, z_mean, z_log_var, reconstruction_weight)
+            log_weights = log_importance_weights(per_draw, z, draws, z_log_var, reconstruction_weight)
             gain = importance_weighting_gain(log_weights) if objective == "iwae" else jnp.zeros_like(mask)
             terms = (jnp.mean(per_draw, axis=1), kl_divergence(z_mean, z_log_var), gain)
             return jnp.stack([jnp.sum(term * mask) for term in terms])

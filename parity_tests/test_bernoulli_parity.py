@@ -55,9 +55,12 @@ def _targets_and_logits_swapped(monkeypatch):
     )
 
 
-def test_the_unmutated_case_passes():
-    x, eps = parity_inputs(8, 2, 4)
-    assert run_parity(parity_weights(None, 2, 4), x, eps, ["xla"], likelihood="bernoulli").passed
+@pytest.mark.parametrize("objective, samples", [("elbo", 1), ("iwae", 3)])
+def test_the_unmutated_case_passes(objective, samples):
+    """The ELBO, and the importance-weighted bound with 3 draws per image."""
+    x, eps = parity_inputs(8, 2, 4, samples=samples)
+    report = run_parity(parity_weights(None, 2, 4), x, eps, ["xla"], likelihood="bernoulli", objective=objective)
+    assert report.passed
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,7 @@ def torch_throughput(batch: int, mode: str, dataset, sizes) -> dict:
     def run():
         for r in rows:
             with torch.autocast(device, dtype=torch.bfloat16, enabled=mode == "autocast"):
-                z_mean, z_log_var, _, decoded = model_outputs(trained, data[r])
+                z_mean, z_log_var, _, _, decoded = model_outputs(trained, data[r])
                 loss = vae_loss(data[r], decoded.float(), z_mean.float(), z_log_var.float())[0]
             optimizer.zero_grad()
             loss.backward()

@@ -144,7 +144,8 @@ def test_iwae_objective_has_the_bounds_expectation(seed, shift):
 
     def objective(x, eps, mean):  # one image's k draws -> jaxvae's estimate of the bound (its likelihood's constant)
         z = mean + eps * jnp.exp(log_var / 2)  # (k, L)
-        terms = objective_loss(x[None], z @ w.T + b, z[None], mean[None], log_var[None], weight, "gaussian", "iwae")
+        posterior = (mean[None], log_var[None])
+        terms = objective_loss(x[None], z @ w.T + b, z[None], eps[None], *posterior, weight, "gaussian", "iwae")
         return -terms[0] + gaussian_constant(D, weight)
 
     with jax.enable_x64(True):

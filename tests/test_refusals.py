@@ -39,6 +39,9 @@ train --devices -1                                          | --devices must be 
 train --conv-impl cudnn                                     | --conv-impl must be one of auto, xla, matmul, pad
 train --compute-dtype float16                               | --compute-dtype must be one of float32, bfloat16
 train --likelihood poisson                                  | --likelihood must be one of gaussian, bernoulli
+train --objective vae                                       | --objective must be one of elbo, iwae
+train --iw-train-samples 0                                  | --iw-train-samples must be at least 1
+train --binarize-seed -1                                    | --binarize-seed must be an integer in 0..4294967295
 train --dataset cifar10                                     | unknown dataset 'cifar10'
 train --dataset idx:{{}}/nope                               | idx: {{}}/nope is not a directory
 train --batch-size 5000 --out {{}}/new                      | --batch-size 5000 is larger than the training split
@@ -49,6 +52,7 @@ train --resume                                              | --resume needs --o
 train --resume --out {{}}/empty                             | --resume: {{}}/empty holds no run
 train --resume --epochs 2 --out {{}}/run {{run}}            | --resume: {{}}/run has trained 2 epochs already
 train --resume --epochs 3 --latent-dim 4 --out {{}}/run {{run}} | --resume: this run was trained with --latent-dim 2
+train --resume --epochs 3 --objective iwae --out {{}}/run {{run}} | --resume: this run was trained with --objective elbo
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
 evaluate --run {{}}/damaged                                 | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
@@ -91,6 +95,7 @@ bench --conv-impl cudnn                                     | --conv-impl must b
 bench --micro-batch -2                                      | --micro-batch must be >= 0
 parity --batch-size 0                                       | --batch-size must be between 1 and 1000
 parity --latent-dim 0                                       | --latent-dim must be an integer in 1..4096
+parity --iw-train-samples 0                                 | --iw-train-samples must be at least 1
 parity --torch-weights {{}}/garbage.pt | --torch-weights {{}}/garbage.pt is not a loadable torch state dict
 parity --torch-weights {{}}/partial.pt | --torch-weights {{}}/partial.pt does not fit the seed's VAE: missing
 """

@@ -38,43 +38,46 @@ def importance_weighting_gain(log_weights):
 
 
 def objective_loss(
-    x, output, z, z_mean, z_log_var, reconstruction_weight: float = 1.0, likelihood="gaussian", objective="elbo"
+    x, output, z, eps, z_mean, z_log_var, reconstruction_weight: float = 1.0, likelihood="gaussian", objective="elbo"
 ):
-    """``(loss, reconstruction, kl)`` batch means for k draws ``z`` ``(B, k, L)`` per image, ``output`` the decoder's
-    for each ``(B * k, 1, 28, 28)``. ``"elbo"``: ``vae_loss`` over every draw. ``"iwae"``: the negative k-sample
-    bound ``log mean_j w_j`` of Burda et al. (2016), ``w_j = p(x | z_j) p(z_j) / q(z_j | x)``, in the form with the
-    same expectation whose KL part is in closed form: the ELBO loss less ``importance_weighting_gain``."""
+    """``(loss, reconstruction, kl)`` batch means for k draws ``z`` ``(B, k, L)`` per image (of the standard-normal
+    ``eps``, same shape), ``output`` the decoder's for each ``(B * k, 1, 28, 28)``. ``"elbo"``: ``vae_loss`` over
+    every draw. ``"iwae"``: the negative k-sample bound ``log mean_j w_j`` of Burda et al. (2016), ``w_j = p(x | z_j)
+    p(z_j) / q(z_j | x)``, in the form with the same expectation whose KL part is in closed form: the ELBO loss less
+    ``importance_weighting_gain``."""
     batch, k = z.shape[:2]
     repeated = x.repeat_interleave(k, dim=0)  # (B * k, 1, 28, 28)
     loss, reconstruction, kl = vae_loss(repeated, output, z_mean, z_log_var, reconstruction_weight, likelihood)
     if objective == "iwae":
         log_likelihood = -reconstruction_weight * reconstruction_error(repeated, output, likelihood).view(batch, k)
         log_prior = Normal(0.0, 1.0).log_prob(z).sum(dim=-1)  # (B, k)
-        log_q = Normal(z_mean[:, None], torch.exp(z_log_var[:, None] / 2)).log_prob(z).sum(dim=-1)  # (B, k)
+        # log q(z | x) = log N(z; mean, sigma^2), written as log N(eps; 0, 1) - log sigma: no z - mean to round
+        log_q = (Normal(0.0, 1.0).log_prob(eps) - z_log_var[:, None] / 2).sum(dim=-1)  # (B, k)
         loss = loss - importance_weighting_gain(log_likelihood + log_prior - log_q).mean()
     return loss, reconstruction, kl
 
 
 def model_outputs(model, x, eps=None, likelihood: str = "gaussian"):
-    """``(z_mean, z_log_var, z, output)`` of the noise ``eps``, ``(B, L)`` or ``(B, k, L)`` for k draws per image
-    (drawn here if None); ``z`` is ``(B, k, L)``, ``output`` the decoded images (gaussian) or the decoder's logits
-    (bernoulli) of every draw, ``(B * k, 1, 28, 28)``."""
+    """``(z_mean, z_log_var, draws, z, output)`` of the noise ``eps``, ``(B, L)`` or ``(B, k, L)`` for k draws per
+    image (drawn here if None); ``draws`` (the noise) and ``z`` are ``(B, k, L)``, ``output`` the decoded images
+    (gaussian) or the decoder's logits (bernoulli) of every draw, ``(B * k, 1, 28, 28)``."""
     features = model.encoder(x)  # (B, 3136)
     z_mean, z_log_var = model.z_mean(features), model.z_log_var(features)
     eps = torch.randn_like(z_mean) if eps is None else eps
     draws = eps.view(eps.size(0), -1, eps.size(-1))  # (B, k, L)
     z = model.reparameterize(z_mean[:, None], z_log_var[:, None], draws)  # (B, k, L)
     flat = z.reshape(-1, z.size(-1))  # (B * k, L)
-    return z_mean, z_log_var, z, model.decode_logits(flat) if likelihood == "bernoulli" else model.decoder(flat)
+    output = model.decode_logits(flat) if likelihood == "bernoulli" else model.decoder(flat)
+    return z_mean, z_log_var, draws, z, output
 
 
 def train_step(
     model, optimizer, x, eps=None, reconstruction_weight: float = 1.0, likelihood="gaussian", objective="elbo"
 ):
     """One Adam step on batch ``x`` (NCHW, [0, 1]); returns the loss terms as Python floats."""
-    z_mean, z_log_var, z, output = model_outputs(model, x, eps, likelihood)
+    z_mean, z_log_var, draws, z, output = model_outputs(model, x, eps, likelihood)
     loss, reconstruction, kl = objective_loss(
-        x, output, z, z_mean, z_log_var, reconstruction_weight, likelihood, objective
+        x, output, z, draws, z_mean, z_log_var, reconstruction_weight, likelihood, objective
     )
     optimizer.zero_grad()
     loss.backward()

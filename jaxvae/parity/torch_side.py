@@ -175,8 +175,10 @@ def torch_capture(
     try:
         x = torch.from_numpy(np.ascontiguousarray(to_nchw(np.asarray(x_nhwc)))).to(device=device, dtype=dtype)
         noise = torch.from_numpy(np.array(eps)).to(device=device, dtype=dtype)
-        z_mean, z_log_var, z, output = torch_train.model_outputs(model, x, noise, likelihood)  # bernoulli: no Sigmoid
-        terms = (x, output, z, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
+        z_mean, z_log_var, draws, z, output = torch_train.model_outputs(
+            model, x, noise, likelihood
+        )  # bernoulli: no Sigmoid
+        terms = (x, output, z, draws, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
         loss = torch_train.objective_loss(*terms)[0]
         loss.backward()
     finally:
