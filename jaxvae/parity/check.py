@@ -97,7 +97,7 @@ def parity_check(
         f"float32 on {report.torch_device}{tf32}; float64 on the CPU"
     )
     if objective == "iwae":
-        header += "\nthe bound's float32 and bfloat16 gradients are held to their bound + 8e-6 x |loss| (objective_tolerances)"
+        header += "\nthe bound's float32 and bfloat16 gradients: their bound + 8e-6 x |loss| (objective_tolerances)"
     return format_report(header, report), report.passed
 
 
