@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from jaxvae.cli import main
 
 
+@pytest.mark.long  # ~55 s: every runner of a benchmark row
 def test_json_report(capsys, small_run):  # after small_run, whose compilation of K = 1 it shares
     """Batch 32, 4 steps per dispatch (the suite's training shapes); K = 1 and K = 2 members."""
     flags = ["--batch-sizes", "32", "--members", "1,2", "--images", "128", "--repeats", "1"]

@@ -57,6 +57,7 @@ def case():
     return parity_weights(None, LATENT, SEED), x, eps
 
 
+@pytest.mark.long  # ~50 s: every form and verdict; each form's parity is tested in test_model_parity.py
 def test_the_unmutated_case_passes(case):
     assert run_parity(*case).passed
 
@@ -107,10 +108,11 @@ def iwae_case():
 def test_iwae_mutant_fails(mutant, iwae_case, monkeypatch):
     """The importance-weighted objective with IWAE_SAMPLES draws per image passes unmutated, in float64 and float32;
     each mutant of its bound fails float64 by orders of magnitude (on one implementation: the bound is no
-    implementation's code), and float32 too (the loss moves by ~log k / |loss|, ~1e-3, far above float32's bound)."""
+    implementation's code; float32 fails as well, 9e-3 and more: docs/parity.md)."""
     if mutant:
         mutant(monkeypatch)
-    report = run_parity(*iwae_case, conv_impls=["matmul"], runs=("float64", "float32"), objective="iwae")
+    runs = ("float64", "float32") if mutant is None else ("float64",)  # a mutated capture compiles afresh
+    report = run_parity(*iwae_case, conv_impls=["matmul"], runs=runs, objective="iwae")
     if mutant is None:
         assert report.passed
         return

@@ -12,6 +12,7 @@ import jaxvae
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.long  # ~30 s: the README's example as a user runs it
 def test_the_readme_example_runs(tmp_path):
     pytest.importorskip("torch", reason="the example moves the weights into torch_ref: pip install -e '.[dev]'")
     text = README.read_text()

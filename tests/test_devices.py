@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import SMALL_RUN
 from jaxvae.parity.method import F32_LOSS_RTOL
 from jaxvae.run import checkpoint
@@ -64,6 +66,7 @@ def _finish(processes) -> list[tuple[int, str]]:
     return [(p.communicate(timeout=600)[1], p.returncode)[::-1] for p in processes]
 
 
+@pytest.mark.long  # ~100 s: two jaxvae processes, twice
 def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp_path, ensemble_run):
     """Two processes train two members, one after another; process 1 is killed once every member has a checkpoint:
     process 0 stops in one line, the last checkpoint whole. Both started again with --resume continue it one more

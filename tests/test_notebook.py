@@ -4,11 +4,13 @@ the seed's four plots, so that it cannot rot."""
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "seed_notebook.ipynb"
 
 
+@pytest.mark.long  # ~30 s: the whole notebook
 def test_the_seed_notebook_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXVAE_NOTEBOOK_EPOCHS", "1")
     monkeypatch.setenv("JAXVAE_NOTEBOOK_TRAIN_EXAMPLES", "128")
