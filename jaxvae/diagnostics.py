@@ -11,8 +11,9 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
+from jaxvae.likelihoods import LOG_2PI
+
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: unit u is active when Cov_x(E_q[z_u | x]) exceeds it
-LOG_2PI = math.log(2.0 * math.pi)
 CHUNK_ELEMENTS = (
     4_000_000  # the mutual information's pairwise densities, computed this many (image, image, unit) at a time
 )

@@ -1,4 +1,4 @@
-"""The VAE's loss terms as pure functions: the decoder's likelihood, the KL term, the Gaussian densities of z, and
+"""The VAE's loss terms as pure functions: the decoder's likelihood, the KL term, the prior's density, and
 the training objectives they make (``OBJECTIVES``: the ELBO, and Burda et al.'s importance-weighted bound).
 
 A likelihood is one object that owns what depends on the decoder's distribution: the decoder output its loss takes
@@ -18,11 +18,6 @@ import optax
 
 LOG_2PI = math.log(2.0 * math.pi)
 OBJECTIVES = ("elbo", "iwae")
-
-
-def log_normal(z, mean, log_var):
-    """``log N(z; mean, diag(exp(log_var)))`` summed over the last axis: ``(..., L) -> (...)``."""
-    return -0.5 * jnp.sum(LOG_2PI + log_var + (z - mean) ** 2 * jnp.exp(-log_var), axis=-1)
 
 
 def log_standard_normal(z):

@@ -286,8 +286,10 @@ def make_evaluate(
             z_mean, z_log_var, draws, z, output = _forward(model, params, x, eps, likelihood)
             repeated = jnp.repeat(x, samples, axis=0)  # (batch * k, 28, 28, 1)
             per_draw = reconstruction_error(repeated, output, likelihood).reshape(z.shape[:2])  # (batch, k)
-            log_weights = log_importance_weights(per_draw, z, draws, z_log_var, reconstruction_weight)
-            gain = importance_weighting_gain(log_weights) if objective == "iwae" else jnp.zeros_like(mask)
+            gain = jnp.zeros_like(mask)
+            if objective == "iwae":
+                log_weights = log_importance_weights(per_draw, z, draws, z_log_var, reconstruction_weight)
+                gain = importance_weighting_gain(log_weights)
             terms = (jnp.mean(per_draw, axis=1), kl_divergence(z_mean, z_log_var), gain)
             return jnp.stack([jnp.sum(term * mask) for term in terms])
 

@@ -79,9 +79,10 @@ def interpolation_pairs(labels: np.ndarray, pairs: int = N_INTERPOLATIONS) -> li
     return chosen[:pairs] or [(0, len(labels) - 1)]
 
 
-def write_plots(out: Path, model, params, dataset, records, steps_per_epoch: int, key, latent: dict) -> list[str]:
+def write_plots(out: Path, model, params, dataset, records, steps_per_epoch: int, key, means, latent) -> list[str]:
     """The seed's four pictures, reconstructions at z = mean, latent interpolations, the latent units' usage
-    (``latent``: ``latent_diagnostics``), and the manifold of a 2-D latent; returns their paths relative to ``out``."""
+    (``latent``: ``latent_diagnostics``), and the manifold of a 2-D latent; ``means``: the test images' posterior
+    means. Returns their paths relative to ``out``."""
     folder, images, labels = out / files.PLOTS, dataset.test.images, dataset.test.labels
     tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
     recon_key, sample_key = jax.random.split(key)
@@ -95,7 +96,7 @@ def write_plots(out: Path, model, params, dataset, records, steps_per_epoch: int
         plots.training_loss(_losses(records), steps_per_epoch, folder / "training_loss.png", tests),
         plots.reconstructions(originals, rows, folder / "reconstructions.png"),
         plots.interpolations(images[a], paths, images[b], folder / "latent_interpolations.png"),
-        plots.latent_space(inference.encode_means(model, params, images), labels, folder / "latent_space.png"),
+        plots.latent_space(means, labels, folder / "latent_space.png"),
         plots.image_grid(samples, folder / "prior_samples.png", title="decoded from z ~ N(0, I)"),
         plots.latent_usage({"this run": _usage([latent])}, ACTIVE_THRESHOLD, folder / "latent_usage.png"),
     ]
@@ -201,6 +202,7 @@ def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, reco
                 member_records,
                 trainer.steps_per_epoch,
                 plot_keys[k],
+                means,
                 summary["latent"],
             )
             files.write_json(path / files.SUMMARY, summary)
