@@ -26,6 +26,7 @@ from jaxvae.errors import UserError
 from jaxvae.train_step import TrainState
 
 KEEP = 2
+LISTING_ATTEMPTS = 3  # a reader lists the checkpoints again when a writer removed one under it
 
 
 def _tree(state: TrainState) -> dict:
@@ -87,7 +88,13 @@ class Checkpoints:
         if self._manager is None:
             _quiet_closed_loops()
             options = ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=False)
-            self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+            for attempt in range(LISTING_ATTEMPTS):
+                try:
+                    self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+                    break
+                except FileNotFoundError:  # a run writing here removed an old checkpoint while this one listed them
+                    if attempt == LISTING_ATTEMPTS - 1:
+                        raise
         return self._manager
 
     def close(self) -> None:
