@@ -7,6 +7,7 @@ import runpy
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from jaxvae import VAE, params_from_torch
 from torch_ref import VAE as TorchVAE
@@ -14,6 +15,7 @@ from torch_ref import VAE as TorchVAE
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "nnx_bridge.py"
 
 
+@pytest.mark.long  # ~25 s: the example as a user runs it, op by op (eager)
 def test_the_example_is_the_linen_module(real_digits):
     example = runpy.run_path(str(EXAMPLE))
     model, state_dict = example["model"], example["state_dict"]

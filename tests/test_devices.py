@@ -1,6 +1,7 @@
 """Several devices and several processes, each in processes of their own (JAX fixes its devices when it starts).
 
-- ``tests/devices/`` runs under 4 virtual CPU devices; this test fails if any of it fails or skips.
+- ``tests/devices/`` runs under 4 virtual CPU devices, its long tier (training over them) with the suite's; this test
+  fails if any of it fails or skips.
 - Two ``jaxvae train`` processes on 127.0.0.1 (gloo collectives) train one ensemble; a process killed mid-run stops
   the other in one line and leaves the last checkpoint whole, from which both continue with --resume; a coordinator
   that is not there is one line within the timeout.
@@ -29,11 +30,25 @@ def _env(**extra):
     return {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **extra}
 
 
-def test_on_four_virtual_cpu_devices(small_run):
+@pytest.mark.parametrize("tier", ["not long", pytest.param("long", marks=pytest.mark.long)])
+def test_on_four_virtual_cpu_devices(small_run, tier):
     env = _env(
         XLA_FLAGS="--xla_force_host_platform_device_count=4", JAXVAE_DEVICE_TESTS="1", JAXVAE_SMALL_RUN=str(small_run)
     )
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-rs", "tests/devices"]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "0",
+        "-rs",
+        "-m",
+        tier,
+        "tests/devices",
+    ]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout and "error" not in result.stdout.lower()

@@ -86,6 +86,7 @@ def four_devices(tmp_path_factory):
     return out
 
 
+@pytest.mark.long  # ~25 s: jaxvae train over the devices (its gradient and evaluation: the tests above)
 def test_a_run_over_four_devices(four_devices):
     """Its first step against the run on one device: one float32 forward pass each, each within ``F32_LOSS_RTOL``
     of float64 (the parity harness's bound), so within twice that of each other on any machine. Later steps are not
@@ -97,6 +98,7 @@ def test_a_run_over_four_devices(four_devices):
     assert abs(got - want) <= 2 * F32_LOSS_RTOL * want
 
 
+@pytest.mark.long
 def test_resume_over_four_devices_is_bit_exact(four_devices, tmp_path):
     out = tmp_path / "resumed"
     assert main(["train", "--out", str(out), "--epochs", "1", *RUN, *DEVICES]) == 0
