@@ -48,7 +48,7 @@ from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS  # noqa: E402
 from jaxvae.parity.check import parity_check, parity_inputs, parity_weights  # noqa: E402
 from jaxvae.parity.jax_side import jax_capture  # noqa: E402
 from jaxvae.parity.method import EXACT, verdict  # noqa: E402
-from jaxvae.run.bench import bench_row, jax_runner, median_seconds  # noqa: E402
+from jaxvae.run.bench import bench_row, jax_runner, median_seconds, torch_runner  # noqa: E402
 from jaxvae.run.config import RunConfig  # noqa: E402
 from jaxvae.run.report import versions  # noqa: E402
 from jaxvae.run.training import train  # noqa: E402
@@ -181,37 +181,22 @@ def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes, objective=
 
 
 def torch_throughput(batch: int, mode: str, dataset, sizes) -> dict:
-    """torch_ref's training step eager, under bfloat16 autocast, or through torch.compile."""
+    """torch_ref's training step as ``jaxvae bench`` runs it, eager, under bfloat16 autocast, or through torch.compile,
+    from torch's initialisation (seed 0) on random batches of the embedded digits."""
     if not WITH_TORCH:
         return {"framework": f"torch_ref {mode}", "batch_size": batch, "skipped": "no torch"}
     import torch  # optional: the GPU image may lack it
 
     from torch_ref import VAE as TorchVAE
-    from torch_ref.train import model_outputs, vae_loss
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
-    model = TorchVAE(2).to(device)
-    trained = torch.compile(model, backend=sizes.torch_compile_backend) if mode == "compile" else model
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
-    data = torch.from_numpy(np.ascontiguousarray(dataset.train.images.transpose(0, 3, 1, 2))).to(device)
-    steps = max(1, sizes.images // batch)
-    rows = [torch.from_numpy(r).to(device) for r in np.random.default_rng(0).integers(0, len(data), (steps, batch))]
-
-    def run():
-        for r in rows:
-            with torch.autocast(device, dtype=torch.bfloat16, enabled=mode == "autocast"):
-                z_mean, z_log_var, _, _, decoded = model_outputs(trained, data[r])
-                loss = vae_loss(data[r], decoded.float(), z_mean.float(), z_log_var.float())[0]
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        float(loss)  # one sync per repetition, as jaxvae's chunks sync once
-
+    weights = {k: v.numpy() for k, v in TorchVAE(2).state_dict().items()}
+    batches = np.random.default_rng(0).integers(0, len(dataset.train), (1, max(1, sizes.images // batch), batch))
+    run = torch_runner([weights], dataset.train.images, batches, RunConfig(), mode, sizes.torch_compile_backend)
     start = time.perf_counter()
     run()  # warm-up: torch.compile compiles here
     warm, seconds = time.perf_counter() - start, median_seconds({"torch": run}, sizes.repeats)["torch"]
-    rate = steps * batch / seconds
+    device, rate = "cuda" if torch.cuda.is_available() else "cpu", batches.shape[1] * batch / seconds
     return {"framework": f"torch_ref {mode}", "batch_size": batch, "device": device, "images_per_s": rate,
             "compile_s": warm if mode == "compile" else None, "warmup_s": warm}  # fmt: skip
 
@@ -224,18 +209,9 @@ def throughput(dataset, sizes, budget: Budget) -> dict:
                 rows.append(
                     budget.run(f"jaxvae {batch} {impl} {dtype}", jax_throughput, batch, impl, dtype, dataset, sizes)
                 )
-        iwae = ("iwae", sizes.iwae_samples)
+        k, impl = sizes.iwae_samples, sizes.impls[0]
         rows.append(
-            budget.run(
-                f"jaxvae {batch} iwae k={iwae[1]}",
-                jax_throughput,
-                batch,
-                sizes.impls[0],
-                "float32",
-                dataset,
-                sizes,
-                *iwae,
-            )
+            budget.run(f"jaxvae {batch} iwae k={k}", jax_throughput, batch, impl, "float32", dataset, sizes, "iwae", k)
         )
         for mode in ("eager", "autocast", "compile"):
             rows.append(budget.run(f"torch_ref {batch} {mode}", torch_throughput, batch, mode, dataset, sizes))

@@ -85,20 +85,21 @@ def _torch_model(state_dict, device):
     return model
 
 
-def torch_runner(state_dicts, images_nhwc, batches: np.ndarray, config: RunConfig, ensemble: bool = False):
-    """A closure that trains torch_ref over ``batches`` ``(K, steps, B)`` and syncs the device: member 0 eagerly
-    with ``config``'s learning rate and objective (``config.iw_train_samples`` draws per image), or all K members in
-    torch.func's ensemble (the ELBO)."""
+def torch_runner(state_dicts, images_nhwc, batches: np.ndarray, config: RunConfig, mode="eager", backend="inductor"):
+    """A closure that trains torch_ref over ``batches`` ``(K, steps, B)`` and syncs the device once: member 0 with
+    ``config``'s learning rate and objective (``config.iw_train_samples`` draws per image), its forward pass and loss
+    ``mode`` ``eager``, under bfloat16 ``autocast`` or through torch.``compile`` (with ``backend``); or all K members
+    in torch.func's ``ensemble`` (the ELBO)."""
     import torch
 
     from torch_ref.ensemble import FuncEnsemble
-    from torch_ref.train import train_step
+    from torch_ref.train import model_outputs, objective_loss
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     data = torch.from_numpy(np.ascontiguousarray(images_nhwc.transpose(0, 3, 1, 2))).to(device)
     rows = [torch.from_numpy(batches[:, s].astype(np.int64)).to(device) for s in range(batches.shape[1])]  # (K, B)
     latent = state_dicts[0]["z_mean.weight"].shape[0]
-    if ensemble:
+    if mode == "ensemble":
         members = FuncEnsemble([_torch_model(s, device) for s in state_dicts], config.lr)
         step = lambda r: members.step(data[r], torch.randn(*r.shape, latent, device=device))  # noqa: E731
     else:
@@ -106,9 +107,18 @@ def torch_runner(state_dicts, images_nhwc, batches: np.ndarray, config: RunConfi
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
         draws = (batches.shape[2], config.iw_train_samples, latent)
 
+        def loss(x, eps):  # torch.compile of the module itself would leave model_outputs' submodule calls eager
+            z_mean, z_log_var, draws, z, output = model_outputs(model, x, eps)
+            return objective_loss(x, output, z, draws, z_mean, z_log_var, objective=config.objective)[0]
+
+        loss = torch.compile(loss, backend=backend) if mode == "compile" else loss
+
         def step(r):
-            eps = torch.randn(*draws, device=device)
-            return train_step(model, optimizer, data[r[0]], eps, objective=config.objective)
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=mode == "autocast"):
+                value = loss(data[r[0]], torch.randn(*draws, device=device))
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
 
     def run():
         for r in rows:
@@ -143,7 +153,7 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
         images = dataset.train.images
         runners["torch"] = torch_runner(single.start_weights, images, single.batches, config)
         if members > 1 and config.objective == "elbo":  # torch.func's ensemble trains the ELBO only
-            runners["torch_func"] = torch_runner(jax_run.start_weights, images, jax_run.batches, config, ensemble=True)
+            runners["torch_func"] = torch_runner(jax_run.start_weights, images, jax_run.batches, config, "ensemble")
     for name in runners.keys() - {"jax", "jax_single"}:
         runners[name]()  # warm-up
     seconds = median_seconds(runners, args.repeats)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import SMALL_RUN
 from jaxvae.cli import main
 from jaxvae.devices import data_parallel, make_mesh, put_rows
 from jaxvae.errors import UserError
@@ -26,7 +27,6 @@ from jaxvae.run.training import train
 from jaxvae.train_step import batch_gradients, evaluation_rows, init_state, make_evaluate, make_loss_fn, make_optimizer
 
 BATCH, LATENT = 32, 2
-RUN = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]  # SMALL_RUN
 DEVICES = ["--devices", "4"]
 
 
@@ -82,7 +82,7 @@ def _records(folder: Path) -> list[str]:
 def four_devices(tmp_path_factory):
     """small_run's flags over the 4 devices for 2 epochs, never stopped."""
     out = tmp_path_factory.mktemp("devices") / "four"
-    assert main(["train", "--out", str(out), "--epochs", "2", *RUN, *DEVICES]) == 0
+    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN, *DEVICES]) == 0
     return out
 
 
@@ -101,8 +101,8 @@ def test_a_run_over_four_devices(four_devices):
 @pytest.mark.long
 def test_resume_over_four_devices_is_bit_exact(four_devices, tmp_path):
     out = tmp_path / "resumed"
-    assert main(["train", "--out", str(out), "--epochs", "1", *RUN, *DEVICES]) == 0
-    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *RUN, *DEVICES]) == 0
+    assert main(["train", "--out", str(out), "--epochs", "1", *SMALL_RUN, *DEVICES]) == 0
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN, *DEVICES]) == 0
     assert _records(out) == _records(four_devices)
 
 
