@@ -35,20 +35,7 @@ def test_on_four_virtual_cpu_devices(small_run, tier):
     env = _env(
         XLA_FLAGS="--xla_force_host_platform_device_count=4", JAXVAE_DEVICE_TESTS="1", JAXVAE_SMALL_RUN=str(small_run)
     )
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "-n",
-        "0",
-        "-rs",
-        "-m",
-        tier,
-        "tests/devices",
-    ]
+    command = [sys.executable, "-m", "pytest", "-qrs", "-p", "no:cacheprovider", "-n", "0", "-m", tier, "tests/devices"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout and "error" not in result.stdout.lower()
