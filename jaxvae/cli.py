@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         how, status = ("stopped by SIGTERM", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
         print(f"jaxvae {args.command}: {how}{_resume_hint(args)}", file=sys.stderr)
     except OSError as exc:  # a full disk, a quota, a file system turned read-only: what could not be written, and why
-        cause = f"{exc.filename}: {exc.strerror or exc}"
+        cause = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
         print(f"jaxvae {args.command}: error: {cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below

@@ -1,17 +1,22 @@
 """What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
 and kill -9 mid-run (real signals), a full disk while a checkpoint is written (a real tmpfs), a checkpoint cut
-short on disk. Each ends in one line, keeps what the run had, and the run continues with ``--resume`` bit for bit."""
+short on disk. Each ends in one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The
+forms in which Orbax's writer reports a failure, through a stand-in for it."""
 
+import errno
 import signal
 import subprocess
 import sys
 import time
 
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
 import pytest
 
 from conftest import SMALL_RUN, records
 from jaxvae.cli import main
 from jaxvae.run import checkpoint
+from jaxvae.train_step import TrainState
 
 pytestmark = pytest.mark.xdist_group("faults")  # one worker: the runs share small_run's compilations
 
@@ -107,3 +112,20 @@ def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_r
     (out / "checkpoints" / "2").rename(aside)  # as the line says; nothing was deleted
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"), ValueError("No space left")])
+def test_a_failed_write_names_the_checkpoint(tmp_path, monkeypatch, raised):
+    """Orbax's writer may raise a bare OSError (no file name) or wrap one in another exception: the error names the
+    checkpoint being written, whose temporary folder is gone."""
+    state = TrainState({"w": jnp.zeros(3)}, (), jnp.int32(0))
+
+    def fail(manager, epoch, args):
+        (tmp_path / "1.orbax-checkpoint-tmp-0").mkdir()
+        raise raised
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", fail)
+    with checkpoint.Checkpoints(tmp_path) as checkpoints, pytest.raises(OSError) as error:
+        checkpoints.save(1, state, {"epoch": 1})
+    assert (error.value.filename, error.value.strerror) == (str(tmp_path / "1"), "No space left on device")
+    assert not list(tmp_path.iterdir())

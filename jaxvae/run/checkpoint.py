@@ -116,9 +116,10 @@ class Checkpoints:
             self.close()
             for tmp in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
                 shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError) or not isinstance(exc, Exception):
-                raise
-            cause = "No space left on device" if "No space left" in str(exc) else " ".join(str(exc).split())[:200]
+            if not isinstance(exc, Exception) or getattr(exc, "filename", None):
+                raise  # a signal, or an OSError that names its file
+            text = getattr(exc, "strerror", None) or " ".join(str(exc).split())  # Orbax's own, or one it wraps
+            cause = "No space left on device" if "No space left" in text else text[:200]
             raise OSError(errno.EIO, cause, str(self.directory / str(epoch))) from None  # Orbax wraps it in others
         finally:
             absl_log.disabled = False
