@@ -17,7 +17,7 @@ pytestmark = pytest.mark.xdist_group("evaluate")  # one worker computes the modu
 IW = 20  # importance samples: one value for the whole suite, so the estimator compiles once
 
 
-@pytest.fixture(scope="session", params=["gaussian", "bernoulli"])
+@pytest.fixture(scope="session", params=["gaussian", pytest.param("bernoulli", marks=pytest.mark.long)])
 def run(request, tmp_path_factory, small_run):
     """A 2-epoch run of each likelihood: the suite's shared Gaussian run, and a Bernoulli one on thresholded digits."""
     if request.param == "gaussian":
