@@ -270,12 +270,11 @@ def make_evaluate(
 
     ``at_mean``: decode z = mean (no noise), the deterministic reconstruction.
 
-    The metrics are means over the first ``count`` images (all N by default); rows beyond are padding. The
-    noise is ``normal(key, (count, samples, latent))`` however the images are batched or split over a ``mesh``, so every
-    ``batch``, ``concurrent`` and device count give the same result up to summation order. Images are padded
-    to ``evaluation_rows`` by ``padding_index`` (a caller that splits them over a mesh pads them so), then each
-    device scans its
-    rows in groups of ``concurrent`` batches side by side (``_scan_sum``, as in ``batch_gradients``), masked.
+    The metrics are means over the first ``count`` images (all N by default); rows beyond are padding. The noise is
+    ``normal(key, (count, samples, latent))`` however the images are batched or split over a ``mesh``, so every
+    ``batch``, ``concurrent`` and device count give the same result up to summation order. Images are padded to
+    ``evaluation_rows`` by ``padding_index`` (a caller that splits them over a mesh pads them so), then each device
+    scans its rows in groups of ``concurrent`` batches side by side (``_scan_sum``, as in ``batch_gradients``), masked.
     """
     devices = 1 if mesh is None else mesh.size
 

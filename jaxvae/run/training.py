@@ -260,9 +260,8 @@ def train_members(
             for path, member, log in zip(paths, members, logs):
                 path.mkdir(parents=True, exist_ok=True)
                 files.write_json(path / files.CONFIG, member.config.to_json())
-                log.truncate_after(
-                    step, done
-                )  # a fresh start (step 0) over an unfinished run keeps none of its records
+                # a fresh start (step 0) over an unfinished run keeps none of its records
+                log.truncate_after(step, done)
         train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
         trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
         side_by_side = setup.describe_backend()["member_group"]
