@@ -8,8 +8,9 @@ shared by the xdist workers (they inherit the variable). ``JAX_COMPILATION_CACHE
 as given (and kept).
 
 Most of the suite's time is XLA compiling, which runs on one core, and waiting for the processes some tests start:
-one worker more than the cores keeps them busy (on a 2-core Zen 4, `python -m pytest -q` took 6:09 with 3 workers,
-6:59 with 2 and 6:37 with 4). More than four would mostly add memory (each worker holds JAX and torch).
+one worker more than the cores keeps them busy (on a 2-core Zen 4, `python -m pytest -q` took 6:09 and 6:56 with 3
+workers, 6:59 with 2 and 6:37 with 4: a gain within that machine's noise, not beyond it). More than four would
+mostly add memory (each worker holds JAX and torch).
 """
 
 import os

@@ -105,7 +105,7 @@ def torch_runner(state_dicts, images_nhwc, batches: np.ndarray, config: RunConfi
     else:
         model = _torch_model(state_dicts[0], device)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        draws = (batches.shape[2], config.iw_train_samples, latent)
+        noise_shape = (batches.shape[2], config.iw_train_samples, latent)  # (B, k, L)
 
         def loss(x, eps):  # torch.compile of the module itself would leave model_outputs' submodule calls eager
             z_mean, z_log_var, draws, z, output = model_outputs(model, x, eps)
@@ -115,7 +115,7 @@ def torch_runner(state_dicts, images_nhwc, batches: np.ndarray, config: RunConfi
 
         def step(r):
             with torch.autocast(device, dtype=torch.bfloat16, enabled=mode == "autocast"):
-                value = loss(data[r[0]], torch.randn(*draws, device=device))
+                value = loss(data[r[0]], torch.randn(*noise_shape, device=device))
             optimizer.zero_grad()
             value.backward()
             optimizer.step()
