@@ -27,7 +27,7 @@ from jaxvae.data import load_dataset
 from jaxvae.devices import to_host
 from jaxvae.errors import UserError
 from jaxvae.run.config import RunConfig, check_batch_splits, check_flags
-from jaxvae.run.engine import RunSetup, Trainer, member_state
+from jaxvae.run.engine import RunSetup, Trainer
 from jaxvae.run.members import member_grid
 from jaxvae.run.report import versions
 
@@ -55,7 +55,7 @@ def jax_runner(members: int, batch_size: int, args, dataset) -> JaxRun:
     check_batch_splits(setup.config, setup.mesh.size)
     keys = setup.keys()
     state = setup.fresh_state(keys)
-    weights = [params_to_torch(to_host(member_state(state.params, k))) for k in range(members)]
+    weights = [params_to_torch(to_host(params)) for params in setup.unstack(state.params)]
     train = dataset.train.head(config.train_examples)
     train_images = setup.place_train(train.images)
     test = setup.place_test(dataset.test.images[:1])  # the evaluation is compiled with the chunk; not timed here

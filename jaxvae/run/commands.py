@@ -20,7 +20,7 @@ from jaxvae.model import VAE
 from jaxvae.run import files, plots
 from jaxvae.run.checkpoint import Checkpoints
 from jaxvae.run.config import RunConfig, check_value
-from jaxvae.run.engine import RunSetup, member_state, stack_members
+from jaxvae.run.engine import RunSetup, stack_members
 from jaxvae.run.members import Member
 from jaxvae.run.progress import Progress
 from jaxvae.run.report import summarize_settings
@@ -136,16 +136,14 @@ def evaluate_run(
     params, epoch = stack_members(*[state.params for state, _ in restored]), epochs[0]
     dataset = prepare_data(members[0].config)
     test, keys, constants = setup.place_test(dataset.test.images), setup.keys(), setup.constants()
-    args = (params, test.images, keys.eval, constants, setup.epoch_index(epoch), test.count)
+    args = (params, test.images, keys.eval, constants, setup.int32(epoch), test.count)
     sampled, at_mean = (to_host(jax.jit(setup.evaluation(m), static_argnums=5)(*args)) for m in (False, True))  # (K, 3)
     started = time.perf_counter()
     with Progress("log p(x)", len(dataset.test), "images") as progress:
         key, log_px = jax.random.PRNGKey(seed), setup.log_px(iw_samples)
         estimates = estimate_log_px(log_px, params, dataset.test.images, key, progress=progress.update)  # (K, N)
     seconds = time.perf_counter() - started
-    posteriors = [
-        encode_posterior(setup.model, member_state(params, k), dataset.test.images) for k in range(len(members))
-    ]
+    posteriors = [encode_posterior(setup.model, member, dataset.test.images) for member in setup.unstack(params)]
     records = [
         _record(
             m.config,

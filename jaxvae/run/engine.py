@@ -19,7 +19,6 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -78,9 +77,10 @@ def stack_members(*trees):
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
-@partial(jax.jit, static_argnums=1)
-def member_state(tree, k: int):
-    """Member ``k``'s part of a tree with a member axis (a state, parameters), sliced on the devices."""
+@jax.jit
+def member_state(tree, k: jax.Array):
+    """Member ``k``'s part of a tree with a member axis (a state, parameters), sliced on the devices; ``k`` is an
+    argument, so one program serves every member."""
     return jax.tree_util.tree_map(lambda a: a[k], tree)
 
 
@@ -208,9 +208,14 @@ class RunSetup:
         """The training images where the epochs are gathered: on every device (one process), or on the host."""
         return images if jax.process_count() > 1 else put_replicated(images, self.mesh)
 
-    def epoch_index(self, epoch: int) -> jax.Array:
-        """``epoch`` as an int32 on every device (an explicit copy: the epoch loop makes no implicit one)."""
-        return put_replicated(np.int32(epoch), self.mesh)
+    def int32(self, value: int) -> jax.Array:
+        """``value`` (an epoch, a member) as an int32 on every device: an explicit copy (the epoch loop makes no
+        implicit one)."""
+        return put_replicated(np.int32(value), self.mesh)
+
+    def unstack(self, tree) -> list:
+        """Each member's part of ``tree`` (a state, parameters), sliced on the devices."""
+        return [member_state(tree, self.int32(k)) for k in range(len(self.members))]
 
     def describe_backend(self) -> dict:
         """The backend's choices as they run, for ``summary.json``: the gradient's split is each device's (its
@@ -274,7 +279,7 @@ class Trainer:
         chunk = jax.jit(_counted(traces, "train_chunk", setup.train_chunk(chunk_steps)), donate_argnums=0)
         compiled_chunk = chunk.lower(state, batches, keys.train, trainer.constants).compile()
         evaluate = jax.jit(_counted(traces, "evaluate", setup.evaluation()), static_argnums=5)
-        args = (state.params, test.images, keys.eval, trainer.constants, setup.epoch_index(1), test.count)
+        args = (state.params, test.images, keys.eval, trainer.constants, setup.int32(1), test.count)
         compiled_evaluate = evaluate.lower(*args).compile()
         seconds = time.perf_counter() - start
         return dataclasses.replace(trainer, chunk=compiled_chunk, evaluate=compiled_evaluate, compile_seconds=seconds)
@@ -284,7 +289,7 @@ class Trainer:
         host where each process gathers its own rows."""
         if self.gather is None:  # from this process's copy of the keys, on its first device
             return jax.device_get(self.epoch_order(data_keys.addressable_data(0), np.int32(epoch)))
-        return self.epoch_order(data_keys, self.setup.epoch_index(epoch))
+        return self.epoch_order(data_keys, self.setup.int32(epoch))
 
     def batches(self, train_images, order, step, first: int) -> jax.Array:
         """The batches of the chunk starting at step ``first`` of the epoch, ``(K, chunk, B, 28, 28, 1)``, each device
@@ -298,4 +303,4 @@ class Trainer:
 
     def evaluate_split(self, params, test: PlacedSplit, keys: RunKeys, epoch: int) -> jax.Array:
         """Each member's test metrics after ``epoch``, ``(K, 3)``."""
-        return self.evaluate(params, test.images, keys.eval, self.constants, self.setup.epoch_index(epoch))
+        return self.evaluate(params, test.images, keys.eval, self.constants, self.setup.int32(epoch))

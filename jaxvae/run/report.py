@@ -23,7 +23,6 @@ from jaxvae.devices import describe, to_host
 from jaxvae.diagnostics import ACTIVE_THRESHOLD, latent_diagnostics
 from jaxvae.run import files, plots
 from jaxvae.run.distributed import is_primary
-from jaxvae.run.engine import member_state
 from jaxvae.run.members import Member, number
 from jaxvae.train_step import METRIC_NAMES
 
@@ -178,7 +177,7 @@ def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, reco
         "versions": versions(),
     }
     plot_keys = to_host(keys.eval)
-    summaries = []
+    summaries, member_params = [], setup.unstack(state.params)
     for k, (member, path, member_records) in enumerate(zip(members, paths, records)):
         last_epoch, test = final_test(member_records)
         summary = {
@@ -191,7 +190,7 @@ def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, reco
             "images_per_second": timing["trained_images"] / seconds if seconds > 0 else None,
         }
         if is_primary():
-            params = to_host(member_state(state.params, k))
+            params = to_host(member_params[k])
             means, log_vars = inference.encode_posterior(setup.model, params, dataset.test.images)
             summary["latent"] = latent_diagnostics(means, log_vars, member.config.seed)
             summary["plots"] = write_plots(

@@ -36,7 +36,7 @@ from jaxvae.run.config import (
     evaluates_after,
 )
 from jaxvae.run.distributed import barrier, is_primary
-from jaxvae.run.engine import RunSetup, Trainer, member_state, stack_members
+from jaxvae.run.engine import RunSetup, Trainer, stack_members
 from jaxvae.run.members import Member, describe_lists, member_name
 from jaxvae.run.progress import Progress
 from jaxvae.run.report import finish_run
@@ -152,12 +152,10 @@ class RunFolders:
         log_line(f"epoch {epoch}/{epochs}: test loss {m[0]:.4f}{spread} (reconstruction {m[1]:.4f}, KL {m[2]:.4f}"
                  f"{extremes})")  # fmt: skip
 
-    def save(self, epoch: int, step: int, state) -> None:
-        """Each member's state after ``epoch``, sliced on the devices, into its checkpoints."""
-        for k, checkpoints in enumerate(self.checkpoints):
-            checkpoints.save(
-                epoch, member_state(state, k), {"epoch": epoch, "step": step, "latent_dim": self.latent_dim}
-            )
+    def save(self, epoch: int, step: int, states: list) -> None:
+        """Each member's state after ``epoch`` into its checkpoints."""
+        for checkpoints, member in zip(self.checkpoints, states):
+            checkpoints.save(epoch, member, {"epoch": epoch, "step": step, "latent_dim": self.latent_dim})
 
 
 def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, folders: RunFolders):
@@ -186,7 +184,7 @@ def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, fol
             metrics = to_host(trainer.evaluate_split(state.params, test, keys, epoch))  # (K, 3)
             timing["eval_seconds"] += time.perf_counter() - start
             folders.test(metrics, epoch, cfg.epochs, step)
-        folders.save(epoch, step, state)
+        folders.save(epoch, step, trainer.setup.unstack(state))
     return state, {**timing, "compile_seconds": trainer.compile_seconds, "traces": dict(trainer.traces)}
 
 
