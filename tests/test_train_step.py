@@ -3,6 +3,8 @@ however the batches are grouped. In float64: the groupings then differ by the or
 relative), so 1e-10 holds on any machine, while a wrong scale (a sum for a mean, a dropped micro-batch, a padded
 row counted) is off by >= 1 %."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,13 +42,14 @@ def test_micro_batches_give_the_batch_gradient(model_and_params, micro_batch, co
         assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b), jax.tree_util.keystr(path)
 
 
+@partial(jax.jit, static_argnums=0)  # jitted: op by op, each float64 convolution compiles alone (~5 s more)
 def _split_metrics(model, params, x, key):
     """By hand: the whole split in one call, its noise ``normal(key, (N, latent))``."""
     z_mean, z_log_var = model.apply({"params": params}, x, method=VAE.encode)
     eps = jax.random.normal(key, z_mean.shape, z_mean.dtype)
     decoded = model.apply({"params": params}, shift_and_scale(eps, z_mean, z_log_var), method=VAE.decode)
-    rec, kl = float(np.mean(squared_error(x, decoded))), float(np.mean(kl_divergence(z_mean, z_log_var)))
-    return [RECONSTRUCTION_WEIGHT * rec + kl, rec, kl]
+    rec, kl = jnp.mean(squared_error(x, decoded)), jnp.mean(kl_divergence(z_mean, z_log_var))
+    return jnp.stack([RECONSTRUCTION_WEIGHT * rec + kl, rec, kl])
 
 
 @pytest.mark.parametrize("batch, concurrent", [(5, 3)])
@@ -61,5 +64,5 @@ def test_evaluation_is_the_split_mean_however_batched(model_and_params, batch, c
     np.testing.assert_allclose(evaluate(params, x, key), _split_metrics(model, params, x, key), rtol=1e-10)
     evaluate = jax.jit(make_evaluate(model, RECONSTRUCTION_WEIGHT, batch, concurrent, objective="iwae", samples=3))
     eps = jax.random.normal(key, (EVAL_IMAGES, 3, LATENT), jnp.float64)
-    whole = make_loss_fn(model, RECONSTRUCTION_WEIGHT, objective="iwae")(params, jnp.asarray(x), eps)[1]
+    whole = jax.jit(make_loss_fn(model, RECONSTRUCTION_WEIGHT, objective="iwae"))(params, x, eps)[1]
     np.testing.assert_allclose(evaluate(params, x, key), whole, rtol=1e-10)
