@@ -9,8 +9,8 @@ as given (and kept).
 
 Most of the suite's time is XLA compiling, which runs on one core, and waiting for the processes some tests start:
 one worker more than the cores keeps them busy (on a 2-core Zen 4, `python -m pytest -q` took 6:09 and 6:56 with 3
-workers, 6:59 with 2 and 6:37 with 4: a gain within that machine's noise, not beyond it). More than four would
-mostly add memory (each worker holds JAX and torch).
+workers, 6:59 with 2 and 6:37 with 4; another day 5:05 with 3 and 5:00 with 2: no gain beyond that machine's noise,
+and no loss). More than four would mostly add memory (each worker holds JAX and torch).
 """
 
 import os
