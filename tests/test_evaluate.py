@@ -58,14 +58,14 @@ def test_an_ensemble_evaluated_at_once_is_each_member_evaluated_alone(ensemble_r
     together = json.loads(capsys.readouterr().out)
     names = json.loads((ensemble_run / "ensemble.json").read_text())["members"]
     assert list(together["members"]) == names
-    for name in ("seed7_lr0.001_rw0.5",):  # every per-member value other than the first member's
-        assert main(["evaluate", "--run", str(ensemble_run / "members" / name), "--iw-samples", str(IW)]) == 0
-        alone = json.loads(capsys.readouterr().out)
-        mine = together["members"][name]
-        assert mine.keys() == alone.keys()
-        for key, value in alone.items():
-            if key != "iw_seconds":
-                assert mine[key] == (pytest.approx(value, rel=2e-3) if isinstance(value, float) else value), key
+    name = "seed7_lr0.001_rw0.5"  # every per-member value other than the first member's
+    assert main(["evaluate", "--run", str(ensemble_run / "members" / name), "--iw-samples", str(IW)]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    mine = together["members"][name]
+    assert mine.keys() == alone.keys()
+    for key, value in alone.items():
+        if key != "iw_seconds":
+            assert mine[key] == (pytest.approx(value, rel=2e-3) if isinstance(value, float) else value), key
     setting = next(s for s in together["settings"] if s["reconstruction_weight"] == 0.5 and s["lr"] == 0.001)
     values = [together["members"][f"seed{s}_lr0.001_rw0.5"]["log_px_nats"] for s in (123, 7)]
     assert setting["evaluation"]["log_px_nats"]["mean"] == pytest.approx(np.mean(values), rel=1e-12)
