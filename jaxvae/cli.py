@@ -23,7 +23,7 @@ from jaxvae.run import bench, commands, distributed
 from jaxvae.run.config import PER_MEMBER, add_config_flags, config_from_args
 from jaxvae.run.files import ENSEMBLE, new_run_dir
 from jaxvae.run.members import member_grid
-from jaxvae.run.training import resume_hint, train, train_ensemble
+from jaxvae.run.training import resume_hint, train_members
 
 
 class _Parser(argparse.ArgumentParser):
@@ -116,11 +116,11 @@ def _train(args) -> int:
     if several:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     out = args.out = args.out or new_run_dir()  # in args: a stopped run's last line names it
-    if len(members) == 1 and not (args.resume and (out / ENSEMBLE).is_file()):
-        summary = train(members[0].config, out, resume=args.resume)
+    single = len(members) == 1 and not (args.resume and (out / ENSEMBLE).is_file())
+    summary = train_members(members, out, args.resume, None if single else lists, args.member_group)
+    if single:
         done = f"test loss {summary['final_test']['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s"
     else:
-        summary = train_ensemble(members, lists, out, args.resume, args.member_group)
         done = f"{len(members)} members, {summary['member_images_per_second'] or 0:.0f} member-images/s"
     if distributed.is_primary():
         for member in summary.get("members", []):

@@ -5,6 +5,7 @@ its own process, to show the whole of stderr is that one line."""
 
 import hashlib
 import importlib.util
+import json
 import shlex
 import shutil
 import subprocess
@@ -70,12 +71,18 @@ train --batch-size 32,64                                    | argument --batch-s
 train --epochs 1,2                                          | argument --epochs: takes one value
 train --dataset mnist,fashion_mnist                         | argument --dataset: takes one value
 train --seed 1,2 --member-group -1                          | --member-group must be >= 0
+train --member-group -1                                     | --member-group must be >= 0
 train --seed 1,2 --likelihood bernoulli --binarize sample --out {{}}/new | --binarize sample draws each member's
 train --resume --epochs 3 --out {{}}/ensemble {{run}} --seed 123,8 --lr 5e-4,1e-3 | {ENSEMBLE_WAS}, not --seed 123,8
 train --resume --epochs 3 --out {{}}/ensemble {{run}}       | {ENSEMBLE_WAS}, not --seed 123 --lr
 train --resume --epochs 3 --seed 1,2 --out {{}}/run {{run}} | --resume: {{}}/run holds no ensemble to resume
 evaluate --run {{}}/nope                                    | --run {{}}/nope is not a folder
 evaluate --run {{}}/empty                                   | {{}}/empty has no config.json
+evaluate --run {{}}/typo                          | {{}}/typo/config.json is damaged (--latent-dim must be of type int
+train --resume --epochs 3 --out {{}}/typo {{run}} | {{}}/typo/config.json is damaged (--latent-dim must be
+evaluate --run {{}}/list                          | {{}}/list/config.json is damaged (not a JSON object
+evaluate --run {{}}/hollow                        | {{}}/hollow/ensemble.json is damaged (not a JSON object with members
+train --resume --epochs 3 --out {{}}/hollow --seed 1,2 | {{}}/hollow/ensemble.json is damaged (not a JSON object with
 evaluate --run {{}}/run --iw-samples 0                      | --iw-samples must be at least 1
 evaluate --run {{}}/run --iw-samples many                   | argument --iw-samples: invalid int value
 evaluate --run {{}}/run --test-examples 0                   | --test-examples must be at least 1
@@ -91,6 +98,7 @@ bench --batch-sizes 0                                       | --batch-sizes must
 bench --members 0                                           | --members must be positive integers
 bench --repeats 0                                           | --repeats and --images must be positive
 bench --batch-sizes 5000                                    | batch size 5000 is larger than the training images
+bench --batch-sizes 300 --train-examples 256                | batch size 300 is larger than the training images (256)
 bench --conv-impl cudnn                                     | --conv-impl must be one of
 bench --micro-batch -2                                      | --micro-batch must be >= 0
 parity --batch-size 0                                       | --batch-size must be between 1 and 1000
@@ -98,6 +106,7 @@ parity --latent-dim 0                                       | --latent-dim must 
 parity --iw-train-samples 0                                 | --iw-train-samples must be at least 1
 parity --torch-weights {{}}/garbage.pt | --torch-weights {{}}/garbage.pt is not a loadable torch state dict
 parity --torch-weights {{}}/partial.pt | --torch-weights {{}}/partial.pt does not fit the seed's VAE: missing
+parity --torch-weights {{}}/nan.pt | --torch-weights {{}}/nan.pt holds non-finite values (decoder.8.bias)
 """
 ROWS = [[part.strip() for part in line.split(" | ")] for line in TABLE.strip().splitlines()]
 NEEDS_TORCH = ["export --run {}/run --to {}/w.pt", "parity --batch-size 2"]
@@ -112,8 +121,10 @@ def checksums(folder: Path) -> dict:
 @pytest.fixture(scope="session")
 def place(tmp_path_factory, small_run, ensemble_run):
     """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
-    last checkpoint overwritten), ``empty/``, ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user
-    already has), ``garbage.pt`` and ``partial.pt`` (a file that is no torch state dict, one that lacks a key)."""
+    last checkpoint overwritten), ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow``
+    (a config.json that is a JSON list, an ensemble.json without its fields), ``empty/``, ``file`` (a regular file),
+    ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that
+    is no torch state dict, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -121,12 +132,19 @@ def place(tmp_path_factory, small_run, ensemble_run):
     for f in (root / "damaged" / "checkpoints" / "2" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"\x00garbage")
+    shutil.copytree(small_run, root / "typo")
+    config = json.loads((root / "typo" / "config.json").read_text())
+    (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": "2"}))
+    for name, file, text in (("list", "config.json", "[1, 2]"), ("hollow", "ensemble.json", "{}")):
+        (root / name).mkdir()
+        (root / name / file).write_text(text)
     if WITH_TORCH:
         import torch  # optional: the parity and export rows need it
 
         from torch_ref import VAE as TorchVAE
 
         state = TorchVAE(2).state_dict()
+        torch.save({**state, "decoder.8.bias": torch.tensor([float("nan")])}, root / "nan.pt")
         del state["decoder.8.bias"]
         torch.save(state, root / "partial.pt")
     (root / "garbage.pt").write_bytes(b"not a torch file")

@@ -70,7 +70,11 @@ def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> di
         raise UserError(
             f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).splitlines()[0]}"
         ) from None
-    return {k: v.detach().cpu().numpy() for k, v in state.items()}
+    weights = {k: v.detach().cpu().numpy() for k, v in state.items()}
+    broken = [k for k, v in weights.items() if not np.all(np.isfinite(v))]
+    if broken:  # every tensor downstream would be NaN in both frameworks: nothing left to compare
+        raise UserError(f"--torch-weights {torch_weights} holds non-finite values ({broken[0]}); give trained weights")
+    return weights
 
 
 def parity_check(

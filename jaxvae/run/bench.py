@@ -231,8 +231,9 @@ def run_from_args(args) -> int:
     if args.member_group < 0:
         raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {args.member_group}")
     dataset = load_dataset(args.dataset, args.data_dir)
-    if max(sizes) > len(dataset.train.head(args.train_examples)):
-        raise UserError(f"batch size {max(sizes)} is larger than the training images ({len(dataset.train)})")
+    images = len(dataset.train.head(args.train_examples))
+    if max(sizes) > images:
+        raise UserError(f"batch size {max(sizes)} is larger than the training images ({images})")
     env, rows = environment(), []
     for batch_size in sizes:
         for k in members:

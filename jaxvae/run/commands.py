@@ -19,7 +19,7 @@ from jaxvae.likelihoods import elbo_from_terms, get_likelihood
 from jaxvae.model import VAE
 from jaxvae.run import files, plots
 from jaxvae.run.checkpoint import Checkpoints
-from jaxvae.run.config import RunConfig, check_value
+from jaxvae.run.config import RunConfig, check_value, load_config
 from jaxvae.run.engine import RunSetup, stack_members
 from jaxvae.run.members import Member
 from jaxvae.run.progress import Progress
@@ -27,6 +27,7 @@ from jaxvae.run.report import summarize_settings
 from jaxvae.run.training import prepare_data
 from jaxvae.train_step import METRIC_NAMES, abstract_state, make_optimizer
 
+GIVE_A_RUN = "give a run folder written by jaxvae train"
 MAX_SAMPLES = 1024  # a 32 x 32 grid: one matplotlib figure of that many images is already ~100 MB to draw
 DEFAULT_IW_SAMPLES = 250  # mnist5k's 1,000 test images in about a minute on a 2-core CPU (~5,000 decodes/s; README)
 EVALUATED = (
@@ -38,8 +39,8 @@ EVALUATED = (
 def read_config(run_dir: Path) -> RunConfig:
     """The settings of the run folder ``run_dir``."""
     if not run_dir.is_dir():
-        raise UserError(f"--run {run_dir} is not a folder; give a run folder written by jaxvae train")
-    return RunConfig.from_json(files.read_json(run_dir / files.CONFIG, "give a run folder written by jaxvae train"))
+        raise UserError(f"--run {run_dir} is not a folder; {GIVE_A_RUN}")
+    return load_config(run_dir / files.CONFIG, GIVE_A_RUN)
 
 
 def latest_state(run_dir: Path, latent_dim: int, like):
@@ -122,7 +123,9 @@ def evaluate_run(
         raise UserError(f"--iw-samples must be at least 1, got {iw_samples}")
     check_value("test_examples", test_examples)
     ensemble = (run_dir / files.ENSEMBLE).is_file()
-    names = files.read_json(run_dir / files.ENSEMBLE, "start a new --out")["members"] if ensemble else [run_dir.name]
+    names = [run_dir.name]
+    if ensemble:
+        names = files.read_json(run_dir / files.ENSEMBLE, GIVE_A_RUN, {"members": list})["members"]
     paths = [run_dir / files.MEMBERS / name for name in names] if ensemble else [run_dir]
     members = [Member(n, _evaluated_config(read_config(p), test_examples)) for n, p in zip(names, paths)]
     setup = RunSetup.build(members)

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from jaxvae.data.binarize import BINARIZE_MODES
 from jaxvae.errors import UserError
 from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS
 from jaxvae.likelihoods import LIKELIHOODS, OBJECTIVES
+from jaxvae.run.files import read_json
 
 SEED_RANGE = (0, 2**32 - 1)  # jax.random.PRNGKey's seed is 32 bits: larger seeds would repeat smaller ones
 # Three 3136 x L layers (the heads and the decoder's input) with Adam's two moments and the gradient: 4096 is
@@ -145,6 +148,7 @@ class RunConfig:
 
 
 PER_MEMBER = tuple(f.name for f in fields(RunConfig) if f.metadata["per_member"])
+TYPES = typing.get_type_hints(RunConfig)  # name -> annotation, e.g. int | None
 
 
 def flag_name(name: str) -> str:
@@ -153,8 +157,15 @@ def flag_name(name: str) -> str:
 
 def _value_type(name: str) -> type:
     """The flag's argparse type: the field's annotation, without ``| None``."""
-    hint = typing.get_type_hints(RunConfig)[name]
-    return ([t for t in typing.get_args(hint) if t is not type(None)] or [hint])[0]
+    return ([t for t in typing.get_args(TYPES[name]) if t is not type(None)] or [TYPES[name]])[0]
+
+
+def _has_type(name: str, value) -> bool:
+    """Whether ``value`` is of the field's kind (any integer for an int, any real for a float; None where the field
+    may be unset): argparse's values always are, a damaged ``config.json``'s or a library caller's may not be."""
+    hints = typing.get_args(TYPES[name]) or [TYPES[name]]
+    kinds = tuple({int: numbers.Integral, float: numbers.Real}.get(k, k) for k in hints)
+    return not isinstance(value, bool) and isinstance(value, kinds)
 
 
 def _flag_type(name: str, lists: bool) -> Callable:
@@ -215,7 +226,9 @@ def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
 
 
 def check_value(name: str, value) -> None:
-    """Refuse a bad value of the field ``name`` in one line that names its flag."""
+    """Refuse a bad value (or type) of the field ``name`` in one line that names its flag."""
+    if not _has_type(name, value):
+        raise UserError(f"{flag_name(name)} must be of type {_value_type(name).__name__}, got {value!r}")
     check = next(f for f in fields(RunConfig) if f.name == name).metadata["check"]
     message = check(flag_name(name), value) if check else None
     if message:
@@ -226,6 +239,17 @@ def check_flags(config: RunConfig) -> None:
     """Reject bad flag values before anything is loaded or written."""
     for f in fields(RunConfig):
         check_value(f.name, getattr(config, f.name))
+
+
+def load_config(path: Path, what: str) -> RunConfig:
+    """The settings a run saved in ``path`` (its ``config.json``), checked as flags are: a damaged file is refused in
+    one line ending in ``what``."""
+    config = RunConfig.from_json(read_json(path, what))
+    try:
+        check_flags(config)
+    except UserError as exc:
+        raise UserError(f"{path} is damaged ({exc}); {what}") from None
+    return config
 
 
 def check_resumable(saved: RunConfig, given: RunConfig) -> None:

@@ -135,13 +135,20 @@ def write_json(path: Path, value) -> None:
     write_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str, fields: dict[str, type] | None = None) -> dict:
+    """A JSON object whose ``fields`` (name -> type) are there with their types; a file missing, unreadable or
+    damaged is refused in one line ending in ``what``."""
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{path.parent} has no {path.name}: not a jaxvae run folder ({what})") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"{path} is damaged ({exc}); {what}") from None
+    fields = fields or {}
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), kind) for k, kind in fields.items()):
+        shape = ", ".join(f"{k} ({kind.__name__})" for k, kind in fields.items()) or "named fields"
+        raise UserError(f"{path} is damaged (not a JSON object with {shape}); {what}")
+    return record
 
 
 def finite_or_none(value: float):

@@ -34,6 +34,7 @@ from jaxvae.run.config import (
     check_flags,
     check_resumable,
     evaluates_after,
+    load_config,
 )
 from jaxvae.run.distributed import barrier, is_primary
 from jaxvae.run.engine import RunSetup, Trainer, stack_members
@@ -193,9 +194,7 @@ def _starting_state(setup: RunSetup, out: Path, paths: list[Path], checkpoints, 
     and the epochs already done."""
     if resume:
         for member, path in zip(setup.members, paths):
-            check_resumable(
-                RunConfig.from_json(files.read_json(path / files.CONFIG, "start a new --out")), member.config
-            )
+            check_resumable(load_config(path / files.CONFIG, "start a new --out"), member.config)
         latest = [c.latest_epoch() for c in checkpoints]
         if None not in latest:
             epoch, like = min(latest), setup.state_target()
@@ -221,9 +220,8 @@ def train_members(
     if member_group < 0:
         raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
     if lists is not None and resume and (out / files.ENSEMBLE).is_file():
-        saved = {
-            name: tuple(v) for name, v in files.read_json(out / files.ENSEMBLE, "start a new --out")["lists"].items()
-        }
+        record = files.read_json(out / files.ENSEMBLE, "start a new --out", {"lists": dict})
+        saved = {name: tuple(v) for name, v in record["lists"].items()}
         if saved != lists:  # a resumed ensemble continues the saved one: the same lists, hence the same members
             raise UserError(
                 f"--resume: this ensemble was trained with {describe_lists(saved)}, not {describe_lists(lists)}; pass "
