@@ -110,7 +110,7 @@ def _train(args) -> int:
     members = member_grid(config_from_args(args, **{name: values[0] for name, values in lists.items()}), lists)
     if args.resume and args.out is None:
         raise UserError("--resume needs --out: the run folder to continue")
-    several = distributed.check_flags(args.coordinator, args.num_processes, args.process_id)
+    several = distributed.check_flags(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
     if several and args.out is None:
         raise UserError("several processes need one --out that all of them share")
     if several:

@@ -20,8 +20,9 @@ CHUNK_ELEMENTS = (
 
 
 def activity(means: np.ndarray) -> np.ndarray:
-    """``Cov_x(E_q[z_u | x])`` per unit u: the variance over images of the posterior means, ``(N, L) -> (L,)``."""
-    return np.var(np.asarray(means, np.float64), axis=0, ddof=1)
+    """``Cov_x(E_q[z_u | x])`` per unit u: the variance over images of the posterior means, ``(N, L) -> (L,)``; 0 for
+    a single image, which shows no spread."""
+    return np.var(np.asarray(means, np.float64), axis=0, ddof=min(1, len(means) - 1))
 
 
 def kl_per_dimension(means: np.ndarray, log_vars: np.ndarray) -> np.ndarray:

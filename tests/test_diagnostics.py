@@ -1,5 +1,6 @@
 """The latent diagnostics on posteriors whose answers are known in closed form (float64, numpy)."""
 
+import json
 import math
 
 import numpy as np
@@ -43,3 +44,6 @@ def test_active_units_and_kl_per_dimension_by_hand():
     np.testing.assert_allclose(kl.sum(), np.mean(kl_divergence(means, log_vars)), rtol=1e-5)  # jax: float32
     figures = latent_diagnostics(means, log_vars)
     assert figures["active_units"] == 1 and figures["active_threshold"] == 0.01
+    one = latent_diagnostics(means[:1], log_vars[:1])  # a single test image shows no spread, and stays valid JSON
+    assert one["activity_per_dim"] == [0.0, 0.0, 0.0] and one["active_units"] == 0
+    json.dumps(one, allow_nan=False)

@@ -59,6 +59,8 @@ evaluate --run {{}}/damaged                                 | checkpoint {{}}/da
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:1 --num-processes 2 --process-id 2 | --process-id must be in 0..1
+train --coordinator-timeout -1                              | --coordinator-timeout must be a finite positive number
+train --coordinator-timeout inf                             | --coordinator-timeout must be a finite positive number
 train --seed 1,,2                                           | argument --seed: '1,,2' has an empty item
 train --lr 1e-3,                                            | argument --lr: '1e-3,' has an empty item
 train --lr 1e-3,fast                                        | argument --lr: '1e-3,fast' is not a list of float

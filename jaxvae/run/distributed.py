@@ -9,6 +9,7 @@ one line. Heartbeats make a process that lost a peer stop within ``HEARTBEAT_SEC
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 
@@ -26,8 +27,10 @@ def parse_address(coordinator: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def check_flags(coordinator: str | None, num_processes: int | None, process_id: int | None) -> bool:
+def check_flags(coordinator: str | None, num_processes: int | None, process_id: int | None, timeout: float) -> bool:
     """Whether this is a multi-process run; a ``UserError`` for an incomplete or inconsistent set of flags."""
+    if not 0 < timeout < math.inf:
+        raise UserError(f"--coordinator-timeout must be a finite positive number of seconds, got {timeout:g}")
     given = [v is not None for v in (coordinator, num_processes, process_id)]
     if not any(given):
         return False
