@@ -90,6 +90,7 @@ evaluate --run {{}}/run --iw-samples many                   | argument --iw-samp
 evaluate --run {{}}/run --test-examples 0                   | --test-examples must be at least 1
 sample --run {{}}/run -n 0 --out {{}}/s.png                 | -n must be an integer in 1..1024
 sample --run {{}}/run -n 100000000 --out {{}}/s.png         | -n must be an integer in 1..1024
+sample --run {{}}/ensemble --out {{}}/s.png                | --run {{}}/ensemble is an ensemble; give one member's
 sample --run {{}}/run --out {{}}/s.jpg                      | --out {{}}/s.jpg must name a .png file
 sample --run {{}}/run --out {{}}/mine.png                   | {{}}/mine.png already exists
 sample --run {{}}/run --out /proc/x.png                     | --out /proc/x.png cannot be written

@@ -40,6 +40,8 @@ def read_config(run_dir: Path) -> RunConfig:
     """The settings of the run folder ``run_dir``."""
     if not run_dir.is_dir():
         raise UserError(f"--run {run_dir} is not a folder; {GIVE_A_RUN}")
+    if (run_dir / files.ENSEMBLE).is_file():
+        raise UserError(f"--run {run_dir} is an ensemble; give one member's run folder in {run_dir / files.MEMBERS}")
     return load_config(run_dir / files.CONFIG, GIVE_A_RUN)
 
 
