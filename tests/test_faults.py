@@ -1,9 +1,10 @@
 """What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
-and kill -9 mid-run (real signals), a full disk while a checkpoint is written (a real tmpfs), a checkpoint cut
-short on disk. Each ends in one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The
-forms in which Orbax's writer reports a failure, through a stand-in for it."""
+and kill -9 mid-run (real signals), a full disk while a checkpoint, a picture or a state dict is written (a real
+tmpfs), a checkpoint cut short on disk. Each ends in one line, keeps what the run had, and the run continues with
+``--resume`` bit for bit. The forms in which Orbax's writer reports a failure, through a stand-in for it."""
 
 import errno
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -92,6 +93,16 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, s
         f"(epoch 1) is in {out / 'checkpoints'}: continue with the same command and --resume"
     )
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]  # no temporary folder left behind
+    with open(small_disk / "filler", "wb", buffering=0) as filler:  # the last bytes of the disk taken
+        with pytest.raises(OSError):
+            while True:
+                filler.write(bytes(65536))
+    commands = [["sample", "--out", str(small_disk / "s.png")]]
+    commands += [["export", "--to", str(small_disk / "w.pt")]] if importlib.util.find_spec("torch") else []
+    for command in commands:  # a picture or a state dict that does not fit: one line, and no file left
+        assert main([*command, "--run", str(small_run)]) == 1
+        assert one_line(capsys.readouterr().err).endswith(": No space left on device"), command
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "run"]
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is back
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()

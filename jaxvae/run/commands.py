@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -194,7 +195,7 @@ def export_run(run_dir: Path, to: Path) -> Path:
     run = open_run(run_dir)
     state = {k: torch.from_numpy(np.array(v)) for k, v in params_to_torch(run.params).items()}
     TorchVAE(run.model.latent_dim).load_state_dict(state, strict=True)  # proves it loads before writing
-    tmp = to.with_name(to.name + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(to)
+    saved = io.BytesIO()
+    torch.save(state, saved)
+    files.write_atomically(to, saved.getvalue())  # torch's own writer reports a full disk as a RuntimeError
     return to

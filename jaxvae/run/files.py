@@ -119,12 +119,12 @@ def hold(out: Path):
             out.rmdir()
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, data: str | bytes) -> None:
     """Write through a temporary file and a rename, so a reader never sees half a file; a write that fails (a full
     disk) leaves the file as it was and no temporary file."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)

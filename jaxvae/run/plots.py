@@ -3,12 +3,15 @@ the manifold."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure  # figures without pyplot: no global backend is set or used
+
+from jaxvae.run.files import write_atomically
 
 
 def _subplots(*grid, **kwargs):
@@ -18,7 +21,9 @@ def _subplots(*grid, **kwargs):
 
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", pil_kwargs={"compress_level": 1})
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight", pil_kwargs={"compress_level": 1})
+    write_atomically(path, png.getvalue())  # a full disk leaves no half picture
     return path
 
 
