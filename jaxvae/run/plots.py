@@ -110,14 +110,15 @@ def interpolations(starts: np.ndarray, paths: np.ndarray, ends: np.ndarray, path
 
 
 def latent_space(z: np.ndarray, labels: np.ndarray, path: Path) -> Path:
-    """The first two latent dimensions of each test image, coloured by its label."""
+    """The first two latent dimensions of each test image, coloured by its label (a 1-D latent against the label)."""
     fig, ax = _subplots(figsize=(7, 6))
     cmap = matplotlib.colormaps["tab10"]
+    across = z[:, 1] if z.shape[1] > 1 else labels  # (N,)
     for digit in range(10):
         chosen = labels == digit
-        ax.scatter(z[chosen, 0], z[chosen, 1], s=4, color=cmap(digit), alpha=0.7, label=str(digit))
+        ax.scatter(z[chosen, 0], across[chosen], s=4, color=cmap(digit), alpha=0.7, label=str(digit))
     ax.set_xlabel("z[0]")
-    ax.set_ylabel("z[1]")
+    ax.set_ylabel("z[1]" if z.shape[1] > 1 else "label")
     ax.legend(markerscale=3, title="label", loc="best", fontsize=8)
     return _save(fig, path)
 
