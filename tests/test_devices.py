@@ -47,13 +47,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes(out: Path, *flags, count: int = 2) -> list[subprocess.Popen]:
+def _processes(out: Path, *flags, count: int = 2, last=()) -> list[subprocess.Popen]:
+    """``count`` processes of one run, the last with the flags ``last`` added."""
     port = _free_port()
     command = [sys.executable, "-m", "jaxvae.cli", "train", *SMALL_RUN, *MEMBERS, "--out", str(out), *flags]
     command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(count), "--coordinator-timeout", "60"]
     return [
         subprocess.Popen(
-            [*command, "--process-id", str(i)],
+            [*command, "--process-id", str(i), *(last if i == count - 1 else ())],
             cwd=ROOT,
             env=_env(),
             stdout=subprocess.PIPE,
@@ -104,6 +105,18 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     assert summary["devices"]["processes"] == 2 and summary["devices"]["count"] == 2 and summary["steps"] == 8 * epochs
     assert summary["member_group"] == 2 and json.loads((out / "ensemble.json").read_text())["member_group"] == 2
     assert (out / "plots" / "losses.png").is_file()
+
+
+@pytest.mark.long  # ~15 s: two jaxvae processes, refused before anything is compiled
+def test_processes_given_other_flags_are_refused_by_every_process(tmp_path):
+    """Process 1 asks for 3 epochs, process 0 for 2: without the check, process 0 would wait forever at the end for
+    process 1, and process 1 in its third epoch for process 0."""
+    for code, err in _finish(_processes(tmp_path / "run", "--epochs", "2", last=("--epochs", "3"))):
+        assert code == 2 and err.strip().splitlines() == [
+            "jaxvae train: error: process(es) 1 were given other flags than process 0; give every process the same "
+            "flags but --process-id"
+        ], err[-3000:]
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_absent_coordinator_is_one_line_within_the_timeout(tmp_path):

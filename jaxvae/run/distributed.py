@@ -9,11 +9,14 @@ one line. Heartbeats make a process that lost a peer stop within ``HEARTBEAT_SEC
 
 from __future__ import annotations
 
+import hashlib
 import math
 import socket
 import time
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxvae.errors import UserError
 
@@ -94,9 +97,22 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def check_same_everywhere(settings: str) -> None:
+    """Refuse, in every process, a run whose processes were given other settings than process 0's (they would wait
+    for each other forever at the first step where they part)."""
+    if jax.process_count() == 1:
+        return
+    digest = np.frombuffer(hashlib.sha256(settings.encode()).digest(), np.uint8)  # (32,)
+    every = multihost_utils.process_allgather(digest)  # (processes, 32)
+    others = [p for p in range(len(every)) if not np.array_equal(every[p], every[0])]
+    if others:
+        raise UserError(
+            f"process(es) {', '.join(map(str, others))} were given other flags than process 0; give every process the "
+            "same flags but --process-id"
+        )
+
+
 def barrier(name: str) -> None:
     """Wait until every process reaches this point (nothing to wait for in a one-process run)."""
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(name)

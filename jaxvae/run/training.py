@@ -14,6 +14,7 @@ member at the last epoch they all have checkpointed.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from jaxvae.run.config import (
     evaluates_after,
     load_config,
 )
-from jaxvae.run.distributed import barrier, is_primary
+from jaxvae.run.distributed import barrier, check_same_everywhere, is_primary
 from jaxvae.run.engine import RunSetup, Trainer, stack_members
 from jaxvae.run.members import Member, describe_lists, member_name
 from jaxvae.run.progress import Progress
@@ -219,6 +220,7 @@ def train_members(
         )
     if member_group < 0:
         raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
+    check_same_everywhere(json.dumps([[m.config.to_json() for m in members], resume, lists, member_group]))
     if lists is not None and resume and (out / files.ENSEMBLE).is_file():
         record = files.read_json(out / files.ENSEMBLE, "start a new --out", {"lists": dict})
         saved = {name: tuple(v) for name, v in record["lists"].items()}
