@@ -107,7 +107,7 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     assert (out / "plots" / "losses.png").is_file()
 
 
-@pytest.mark.long  # ~15 s: two jaxvae processes, refused before anything is compiled
+@pytest.mark.long  # ~5 s: two jaxvae processes, refused before anything is compiled
 def test_processes_given_other_flags_are_refused_by_every_process(tmp_path):
     """Process 1 asks for 3 epochs, process 0 for 2: without the check, process 0 would wait forever at the end for
     process 1, and process 1 in its third epoch for process 0."""
