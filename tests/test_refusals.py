@@ -85,6 +85,8 @@ train --resume --epochs 3 --out {{}}/typo {{run}} | {{}}/typo/config.json is dam
 evaluate --run {{}}/list                          | {{}}/list/config.json is damaged (not a JSON object
 evaluate --run {{}}/hollow                        | {{}}/hollow/ensemble.json is damaged (not a JSON object with members
 train --resume --epochs 3 --out {{}}/hollow --seed 1,2 | {{}}/hollow/ensemble.json is damaged (not a JSON object with
+evaluate --run {{}}/outside                  | {{}}/outside/ensemble.json is damaged (members must be folder names
+train --resume --epochs 3 --out {{}}/flat --seed 1,2 | {{}}/flat/ensemble.json is damaged (members must be folder names
 evaluate --run {{}}/run --iw-samples 0                      | --iw-samples must be at least 1
 evaluate --run {{}}/run --iw-samples many                   | argument --iw-samples: invalid int value
 evaluate --run {{}}/run --test-examples 0                   | --test-examples must be at least 1
@@ -125,9 +127,10 @@ def checksums(folder: Path) -> dict:
 def place(tmp_path_factory, small_run, ensemble_run):
     """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
     last checkpoint overwritten), ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow``
-    (a config.json that is a JSON list, an ensemble.json without its fields), ``empty/``, ``file`` (a regular file),
-    ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that
-    is no torch state dict, one that lacks a key, one with a NaN)."""
+    (a config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an
+    ensemble.json naming a member outside ``members/``, one whose list is a number), ``empty/``, ``file`` (a regular
+    file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a
+    file that is no torch state dict, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -138,7 +141,12 @@ def place(tmp_path_factory, small_run, ensemble_run):
     shutil.copytree(small_run, root / "typo")
     config = json.loads((root / "typo" / "config.json").read_text())
     (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": "2"}))
-    for name, file, text in (("list", "config.json", "[1, 2]"), ("hollow", "ensemble.json", "{}")):
+    for name, file, text in (
+        ("list", "config.json", "[1, 2]"),
+        ("hollow", "ensemble.json", "{}"),
+        ("outside", "ensemble.json", '{"members": ["../run"], "lists": {"seed": [1, 2]}}'),
+        ("flat", "ensemble.json", '{"members": ["seed1"], "lists": {"seed": 1}}'),
+    ):
         (root / name).mkdir()
         (root / name / file).write_text(text)
     if WITH_TORCH:

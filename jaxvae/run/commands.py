@@ -128,7 +128,7 @@ def evaluate_run(
     ensemble = (run_dir / files.ENSEMBLE).is_file()
     names = [run_dir.name]
     if ensemble:
-        names = files.read_json(run_dir / files.ENSEMBLE, GIVE_A_RUN, {"members": list})["members"]
+        names = files.read_ensemble(run_dir, GIVE_A_RUN)["members"]
     paths = [run_dir / files.MEMBERS / name for name in names] if ensemble else [run_dir]
     members = [Member(n, _evaluated_config(read_config(p), test_examples)) for n, p in zip(names, paths)]
     setup = RunSetup.build(members)

@@ -151,6 +151,17 @@ def read_json(path: Path, what: str, fields: dict[str, type] | None = None) -> d
     return record
 
 
+def read_ensemble(folder: Path, what: str) -> dict:
+    """An ensemble's ``ensemble.json``: its ``members`` (folder names inside ``members/``) and the ``lists`` (flag ->
+    values) they came from; a file damaged, or naming a folder outside ``members/``, is refused in one line."""
+    path = folder / ENSEMBLE
+    record = read_json(path, what, {"members": list, "lists": dict})
+    names_ok = all(isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n for n in record["members"])
+    if not names_ok or not all(isinstance(v, list) for v in record["lists"].values()):
+        raise UserError(f"{path} is damaged (members must be folder names, lists lists of values); {what}")
+    return record
+
+
 def finite_or_none(value: float):
     """JSON has no NaN: non-finite numbers are written as null."""
     return float(value) if math.isfinite(value) else None

@@ -222,7 +222,7 @@ def train_members(
         raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
     check_same_everywhere(json.dumps([[m.config.to_json() for m in members], resume, lists, member_group]))
     if lists is not None and resume and (out / files.ENSEMBLE).is_file():
-        record = files.read_json(out / files.ENSEMBLE, "start a new --out", {"lists": dict})
+        record = files.read_ensemble(out, "start a new --out")
         saved = {name: tuple(v) for name, v in record["lists"].items()}
         if saved != lists:  # a resumed ensemble continues the saved one: the same lists, hence the same members
             raise UserError(
