@@ -114,7 +114,11 @@ def _train(args) -> int:
     if several and args.out is None:
         raise UserError("several processes need one --out that all of them share")
     if several:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
+        distributed.watch_stop_signals(
+            lambda name: f"jaxvae train: stopped by {name} while blocked in the run's runtime; {resume_hint(args.out)}"
+        )
+        flags = (args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
+        distributed.initialize(*flags, prefix="jaxvae train")
     out = args.out = args.out or new_run_dir()  # in args: a stopped run's last line names it
     single = len(members) == 1 and not (args.resume and (out / ENSEMBLE).is_file())
     summary = train_members(members, out, args.resume, None if single else lists, args.member_group)

@@ -4,11 +4,12 @@
   fails if any of it fails or skips.
 - Two ``jaxvae train`` processes on 127.0.0.1 (gloo collectives) train one ensemble; a process killed mid-run stops
   the other in one line and leaves the last checkpoint whole, from which both continue with --resume; a coordinator
-  that is not there is one line within the timeout.
+  that is not there, peers that never join, and SIGTERM to a process blocked waiting for them are each one line.
 """
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -132,3 +133,58 @@ def test_an_absent_coordinator_is_one_line_within_the_timeout(tmp_path):
         and "cannot reach the coordinator" in result.stderr
     )
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.long  # ~15 s: two lone processes 0, mostly waiting
+def test_a_process_blocked_joining_the_run_ends_in_one_line(tmp_path):
+    """Process 0 of 2 whose peer never comes is blocked inside JAX's runtime, where Python runs no handler: with
+    ``--coordinator-timeout 3`` it ends at the timeout (JAX's client would abort with a stack trace); sent SIGTERM, it
+    ends ``GRACE_SECONDS`` later (it ignored the signal before). Each in one line, nothing written."""
+    ports = [_free_port(), _free_port()]
+    late, stopped = (
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jaxvae.cli",
+                "train",
+                "--out",
+                str(tmp_path / str(port)),
+                "--coordinator-timeout",
+                timeout,
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                "0",
+            ],
+            cwd=ROOT,
+            env=_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for port, timeout in zip(ports, ("3", "300"))
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the coordinator listens: the process is inside jax.distributed.initialize
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", ports[1])) == 0:
+                break
+        time.sleep(0.2)
+    stopped.send_signal(signal.SIGTERM)
+    try:
+        for process, code, line in (
+            (late, 1, "jaxvae train: error: the 2 processes did not all join the coordinator at 127.0.0.1:"),
+            (
+                stopped,
+                143,
+                "jaxvae train: stopped by SIGTERM while blocked in the run's runtime; no epoch had finished",
+            ),
+        ):
+            err = process.communicate(timeout=120)[1]
+            assert process.returncode == code and len(err.strip().splitlines()) == 1, err[-3000:]
+            assert err.startswith(line), err
+    finally:
+        late.kill(), stopped.kill()
+    assert not any(tmp_path.iterdir())

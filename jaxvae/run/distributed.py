@@ -5,14 +5,24 @@ Every process is started, by hand or by a launcher such as SLURM, with the same 
 process (a C++ check failure) when it cannot reach the coordinator, so before it connects, the other processes
 wait for the coordinator's port to accept connections for at most ``timeout`` seconds and otherwise stop with
 one line. Heartbeats make a process that lost a peer stop within ``HEARTBEAT_SECONDS``.
+
+While its main thread is blocked inside JAX's runtime (joining the run, or a collective that waits for a peer), a
+process runs no Python there: neither a signal's handler nor an exception reaches it. A thread ends it instead, in
+one line: when the processes have not all joined within ``timeout`` (before JAX's client would abort with a stack
+trace), and when a stop signal finds the main thread still blocked ``GRACE_SECONDS`` later.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
+import signal
 import socket
+import sys
+import threading
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -21,6 +31,7 @@ from jax.experimental import multihost_utils
 from jaxvae.errors import UserError
 
 HEARTBEAT_SECONDS = 30
+GRACE_SECONDS = 10  # after SIGTERM or Ctrl-C, the main thread's own clean stop before the watchdog ends the process
 
 
 def parse_address(coordinator: str) -> tuple[str, int]:
@@ -75,21 +86,58 @@ def _check_bindable(host: str, port: int) -> None:
         ) from None
 
 
-def initialize(coordinator: str, num_processes: int, process_id: int, timeout: float = 60.0) -> None:
-    """Join the run: check the coordinator's address, then ``jax.distributed.initialize`` (before any JAX work)."""
+def end_process(message: str, status: int) -> None:
+    """Print ``message`` and end the process at once, from a thread, whatever its main thread is blocked in."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def watch_stop_signals(message: Callable[[str], str]) -> None:
+    """After SIGTERM or SIGINT, leave the main thread ``GRACE_SECONDS`` for its own clean stop; a process still alive
+    then (its main thread blocked in the runtime) ends with ``message(signal's name)`` and 128 + the signal. Call from
+    the main thread."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write)  # Python's C-level handler writes each signal's number here, even while blocked
+
+    def watch():
+        while (signum := os.read(read, 1)[0]) not in (signal.SIGTERM, signal.SIGINT):
+            pass
+        time.sleep(GRACE_SECONDS)
+        end_process(message(signal.Signals(signum).name), 128 + signum)
+
+    threading.Thread(target=watch, name="jaxvae-stop-watch", daemon=True).start()
+
+
+def initialize(coordinator: str, num_processes: int, process_id: int, timeout: float = 60.0, prefix="jaxvae") -> None:
+    """Join the run: check the coordinator's address, then ``jax.distributed.initialize`` (before any JAX work); a
+    run whose processes have not all joined within ``timeout`` seconds ends this process with ``prefix: error: ...``
+    and status 1."""
     host, port = parse_address(coordinator)
     if process_id == 0:
         _check_bindable(host, port)
     else:
         _wait_for_port(host, port, timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU collectives across processes
-    jax.distributed.initialize(
-        coordinator,
-        num_processes,
-        process_id,
-        initialization_timeout=max(1, int(timeout)),
-        heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+    late = (
+        f"{prefix}: error: the {num_processes} processes did not all join the coordinator at {host}:{port} within "
+        f"{timeout:g} s; start every --process-id 0..{num_processes - 1} with the same flags, or raise "
+        "--coordinator-timeout"
     )
+    deadline = threading.Timer(timeout, end_process, (late, 1))
+    deadline.daemon = True
+    deadline.start()
+    try:
+        jax.distributed.initialize(
+            coordinator,
+            num_processes,
+            process_id,
+            initialization_timeout=int(timeout) + GRACE_SECONDS,  # JAX's own deadline, which aborts: after ours
+            heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+        )
+    finally:
+        deadline.cancel()
 
 
 def is_primary() -> bool:
