@@ -5,6 +5,10 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="parity tests need torch: pip install -e '.[dev]'")
+# What this imports (torch's compiler stack, ~1,000 modules) is imported here, before any test runs: an import that
+# long, mid-suite, can meet the garbage collector finalising the reads Orbax leaves after a damaged checkpoint (see
+# tests/test_faults.py), which on Python 3.11 breaks the import with a KeyError in importlib (fixed in 3.12).
+torch.use_deterministic_algorithms(True)
 
 from jaxvae.layers import CONV_IMPLS  # noqa: E402
 from tests.conftest import mnist5k, small_run  # noqa: E402, F401 (fixtures)
