@@ -9,8 +9,6 @@ from jaxvae.parity.check import parity_inputs, parity_weights
 from jaxvae.parity.method import EXACT, FLOAT32, Tolerances, compare, compare_captures
 from jaxvae.parity.torch_side import float32_without_tf32, torch_capture
 
-pytestmark = pytest.mark.xdist_group("parity_method")  # one worker computes the module's fixtures
-
 
 def test_compare_is_relative_to_the_reference_and_fails_shape_and_nan():
     want = np.array([2.0, -4.0])

@@ -30,8 +30,6 @@ from jaxvae.train_step import TrainState, make_optimizer, make_train_step
 from torch_ref import VAE as TorchVAE
 from torch_ref.train import model_outputs, train_vae, vae_loss
 
-pytestmark = pytest.mark.xdist_group("training_parity")  # one worker computes the module's fixtures
-
 STEPS, BATCH, LATENT, LR = 20, 32, 2, 5e-4
 # (likelihood, conv_impl, micro_batch, concurrent): the CPU's form and micro-batches, two side by side; the long tier
 # adds each form whole and micro-batched, and the Bernoulli loss on thresholded digits. (Every form's gradients

@@ -12,8 +12,6 @@ from conftest import train_small
 from jaxvae.cli import main
 from jaxvae.run.commands import evaluate_run
 
-pytestmark = pytest.mark.xdist_group("evaluate")  # one worker computes the module's fixtures
-
 IW = 20  # importance samples: one value for the whole suite, so the estimator compiles once
 
 

@@ -20,8 +20,6 @@ from jaxvae.cli import main
 from jaxvae.run import checkpoint
 from jaxvae.train_step import TrainState
 
-pytestmark = pytest.mark.xdist_group("faults")  # one worker: the runs share small_run's compilations
-
 
 def one_line(err: str) -> str:
     """The last line on stderr, which must say it all: no traceback before it."""

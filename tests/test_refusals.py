@@ -18,8 +18,6 @@ from conftest import SMALL_RUN
 from jaxvae.cli import main
 from jaxvae.run.files import LOCK
 
-pytestmark = pytest.mark.xdist_group("refusals")  # one worker computes the module's fixtures
-
 WITH_TORCH = importlib.util.find_spec("torch") is not None
 NEEDS_TORCH_HERE = pytest.mark.skipif(not WITH_TORCH, reason="parity and export need torch: pip install -e '.[dev]'")
 SEED_RANGE = "--seed must be an integer in 0..4294967295"
