@@ -15,6 +15,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import jax
@@ -70,6 +71,18 @@ def _signals_held():
             handlers[signum](signum, frame) if callable(handlers[signum]) else signal.raise_signal(signum)
 
 
+def _remove_temporary(directory: Path, epoch: int) -> None:
+    """Remove a failed save's temporary folder, again after each pause in which it came back, until a pause finds none
+    (at most ~5 s): Orbax's writers cut short by the failure may still be writing into it, recreating it."""
+    for _ in range(25):
+        leftovers = list(directory.glob(f"{epoch}.orbax-checkpoint-tmp*"))
+        if not leftovers:
+            return
+        for tmp in leftovers:
+            shutil.rmtree(tmp, ignore_errors=True)
+        time.sleep(0.2)
+
+
 class Checkpoints:
     """The checkpoints in ``directory``, through one Orbax manager (created on first use, closed by ``close``)."""
 
@@ -114,8 +127,7 @@ class Checkpoints:
                 self.manager.wait_until_finished()
         except BaseException as exc:
             self.close()
-            for tmp in self.directory.glob(f"{epoch}.orbax-checkpoint-tmp*"):
-                shutil.rmtree(tmp, ignore_errors=True)
+            _remove_temporary(self.directory, epoch)
             if not isinstance(exc, Exception) or getattr(exc, "filename", None):
                 raise  # a signal, or an OSError that names its file
             text = getattr(exc, "strerror", None) or " ".join(str(exc).split())  # Orbax's own, or one it wraps
