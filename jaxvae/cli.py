@@ -115,7 +115,7 @@ def _train(args) -> int:
         raise UserError("several processes need one --out that all of them share")
     if several:
         distributed.watch_stop_signals(
-            lambda name: f"jaxvae train: stopped by {name} while blocked in the run's runtime; {resume_hint(args.out)}"
+            lambda name: f"jaxvae train: stopped by {name} while blocked in the run's runtime{_resume_hint(args)}"
         )
         flags = (args.coordinator, args.num_processes, args.process_id, args.coordinator_timeout)
         distributed.initialize(*flags, prefix="jaxvae train")
