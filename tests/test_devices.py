@@ -120,13 +120,16 @@ def test_processes_given_other_flags_are_refused_by_every_process(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def _alone(out: Path, port: int, process_id: int, timeout: str) -> list[str]:
+    """The command of one process of a two-process run whose other process never starts."""
+    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(out), "--coordinator", f"127.0.0.1:{port}"]
+    return [*command, "--num-processes", "2", "--process-id", str(process_id), "--coordinator-timeout", timeout]
+
+
 def test_an_absent_coordinator_is_one_line_within_the_timeout(tmp_path):
-    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(tmp_path / "never")]
-    command += ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2", "--process-id", "1"]
     started = time.monotonic()
-    result = subprocess.run(
-        [*command, "--coordinator-timeout", "3"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120
-    )
+    command = _alone(tmp_path / "never", _free_port(), 1, "3")
+    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and time.monotonic() - started < 60
     assert (
         result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -140,15 +143,13 @@ def test_a_process_blocked_joining_the_run_ends_in_one_line(tmp_path):
     """Process 0 of 2 whose peer never comes is blocked inside JAX's runtime, where Python runs no handler: with
     ``--coordinator-timeout 3`` it ends at the timeout (JAX's client would abort with a stack trace); sent SIGTERM, it
     ends ``GRACE_SECONDS`` later (it ignored the signal before). Each in one line, nothing written."""
-
-    def lone_first_process(port: int, timeout: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(tmp_path / str(port))]
-        command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0"]
-        command += ["--coordinator-timeout", timeout]
-        return subprocess.Popen(command, cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
-
     ports = [_free_port(), _free_port()]
-    late, stopped = lone_first_process(ports[0], "3"), lone_first_process(ports[1], "300")
+    late, stopped = (
+        subprocess.Popen(
+            _alone(tmp_path / str(port), port, 0, timeout), cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True
+        )
+        for port, timeout in zip(ports, ("3", "300"))
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # the coordinator listens: the process is inside jax.distributed.initialize
         with socket.socket() as s:
