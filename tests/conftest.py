@@ -11,16 +11,14 @@ import os
 import shutil
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+import numpy as np
+import pytest
+
+from jaxvae.data import load_mnist5k
 
 # tests/devices/ needs 4 virtual CPU devices, set before JAX starts: tests/test_devices.py runs it in its own
 # process with them (and fails if any of it fails or skips); the main session does not collect it.
 collect_ignore = [] if os.environ.get("JAXVAE_DEVICE_TESTS") == "1" else ["devices"]
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from jaxvae.data import load_mnist5k  # noqa: E402
 
 SMALL_RUN = ["--train-examples", "256", "--test-examples", "100", "--batch-size", "32", "--chunk-steps", "4"]
 # 8 members: every per-member value varies. One member at a time (the CPU's default, here on every platform): each

@@ -26,16 +26,15 @@ ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = ["--seed", "123,7"]  # two of the suite ensemble's members, one after another
 
 
-def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    return {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", **extra}
+def _env(devices=1, **extra):
+    """This environment (the suite's XLA flags with it) with ``devices`` virtual CPU devices."""
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    return {**os.environ, "XLA_FLAGS": flags, **extra}
 
 
 @pytest.mark.parametrize("tier", ["not long", pytest.param("long", marks=pytest.mark.long)])
 def test_on_four_virtual_cpu_devices(small_run, tier):
-    env = _env(
-        XLA_FLAGS="--xla_force_host_platform_device_count=4", JAXVAE_DEVICE_TESTS="1", JAXVAE_SMALL_RUN=str(small_run)
-    )
+    env = _env(4, JAXVAE_DEVICE_TESTS="1", JAXVAE_SMALL_RUN=str(small_run))
     command = [sys.executable, "-m", "pytest", "-qrs", "-p", "no:cacheprovider", "-n", "0", "-m", tier, "tests/devices"]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
