@@ -3,6 +3,7 @@ member is its single run and a resumed run the one never stopped (bit for bit), 
 non-finite losses, and the commands on a finished run. Refusals are in tests/test_refusals.py."""
 
 import dataclasses
+import fcntl
 import json
 
 import jax
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import SMALL_RUN, records, train_small
 from jaxvae.cli import main
+from jaxvae.errors import UserError
 from jaxvae.run import checkpoint, training
 from jaxvae.run import files as run_files
 from jaxvae.run.commands import open_run
@@ -239,6 +241,18 @@ def test_out_is_read_by_every_process_before_process_0_probes_it(tmp_path, monke
         assert events == (["barrier", "probe", "barrier"] if primary else ["barrier", "barrier"])
         assert (tmp_path / "new" / run_files.LOCK).is_file() == primary  # process 0 holds it
     assert not (tmp_path / "new").exists()  # nothing was written into it: nothing is left behind
+
+
+def test_every_process_looks_at_the_lock_without_refusing_the_others(tmp_path):
+    """Every process of a run looks at ``--out``'s lock at once: a look is a shared lock, which another process's
+    look does not block (an exclusive one would refuse, by chance, the run as in use by its own other process);
+    a writer's lock refuses it."""
+    (tmp_path / run_files.LOCK).write_text("jaxvae train (pid 1)\n")
+    with (tmp_path / run_files.LOCK).open() as other:  # another process of the run, looking at the same time
+        fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        run_files.refuse_held(tmp_path)
+    with run_files.hold(tmp_path), pytest.raises(UserError, match="is in use by jaxvae train"):
+        run_files.refuse_held(tmp_path)
 
 
 def test_member_names_say_their_values():

@@ -71,11 +71,13 @@ def check_writable(path: Path, flag: str, folder: bool) -> None:
                 pass
 
 
-def _locked(handle) -> bool:
+def _locked(handle, shared: bool = False) -> bool:
+    """Whether this process got the lock on ``handle``: a writer's, or ``shared``, a look that other looks (every
+    process of a run looks at once) do not block."""
     if fcntl is None:
         return True
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         return True
     except BlockingIOError:
         return False
@@ -92,7 +94,7 @@ def refuse_held(out: Path) -> None:
     """Refuse, without writing anything, a run folder whose lock another process holds."""
     if (out / LOCK).is_file():
         with (out / LOCK).open() as handle:
-            if not _locked(handle):
+            if not _locked(handle, shared=True):
                 raise _in_use(out, handle.read())
 
 
