@@ -173,7 +173,15 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _resume_hint(args) -> str:
-    return f"; {resume_hint(args.out)}" if args.command == "train" and args.out else ""
+    """Read from the files alone: it holds after a process of the run was lost."""
+    if args.command != "train" or not args.out:
+        return ""
+    return f"; {resume_hint(args.out)}{' in every process' if jax.distributed.is_initialized() else ''}"
+
+
+def _process(args) -> str:
+    """Which process of a multi-process run stopped (a lost peer may surface as a failed checkpoint write)."""
+    return f"process {args.process_id} of {args.num_processes} stopped: " if jax.distributed.is_initialized() else ""
 
 
 class Terminated(KeyboardInterrupt):
@@ -197,18 +205,13 @@ def main(argv=None) -> int:
         print(f"jaxvae {args.command}: {how}{_resume_hint(args)}", file=sys.stderr)
     except OSError as exc:  # a full disk, a quota, a file system turned read-only: what could not be written, and why
         cause = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
-        print(f"jaxvae {args.command}: error: {cause}{_resume_hint(args)}", file=sys.stderr)
+        print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below
         if not jax.distributed.is_initialized():
             raise
-        out = getattr(args, "out", None)
-        print(
-            f"jaxvae {args.command}: error: process {args.process_id} of {args.num_processes} stopped: another process "
-            f"was lost or failed ({type(exc).__name__}: {_one_line(exc)[:300]}); the last checkpoint in {out} is "
-            "complete, continue with --resume once every process runs",
-            file=sys.stderr,
-        )
+        cause = f"another process was lost or failed ({type(exc).__name__}: {_one_line(exc)[:300]})"
+        print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     finally:
         signal.signal(signal.SIGTERM, previous)
@@ -216,9 +219,7 @@ def main(argv=None) -> int:
         sys.stderr.flush()
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # (Orbax's writers, cut short, log their tasks' failures)
     if jax.distributed.is_initialized():
-        # JAX's exit waits at a barrier for every process and aborts with a stack trace if one is gone
-        sys.stderr.flush()
-        os._exit(status)
+        distributed.end_run(status)
     return status
 
 

@@ -3,8 +3,9 @@
 - ``tests/devices/`` runs under 4 virtual CPU devices, its long tier (training over them) with the suite's; this test
   fails if any of it fails or skips.
 - Two ``jaxvae train`` processes on 127.0.0.1 (gloo collectives) train one ensemble; a process killed mid-run stops
-  the other in one line and leaves the last checkpoint whole, from which both continue with --resume; a coordinator
-  that is not there, peers that never join, and SIGTERM to a process blocked waiting for them are each one line.
+  the other in one line and leaves the last checkpoint whole, from which both continue with --resume; a process
+  lost within a save fails it at once; a finished run's processes wait for process 0's report; a coordinator that
+  is not there, peers that never join, and SIGTERM to a process blocked waiting for them are each one line.
 """
 
 import json
@@ -20,7 +21,7 @@ import pytest
 
 from conftest import SMALL_RUN
 from jaxvae.parity.method import F32_LOSS_RTOL
-from jaxvae.run import checkpoint
+from jaxvae.run import checkpoint, distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = ["--seed", "123,7"]  # two of the suite ensemble's members, one after another
@@ -71,11 +72,11 @@ def _finish(processes) -> list[tuple[int, str]]:
 
 @pytest.mark.long  # ~100 s: two jaxvae processes, twice
 def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp_path, ensemble_run):
-    """Two processes train two members, one after another; process 1 is killed once every member has a checkpoint:
-    process 0 stops in one line, the last checkpoint whole. Both started again with --resume continue it one more
-    epoch, the members now vmapped together (how members are grouped is not a run's identity). Each member's first
-    step is its one-process step (one float32 forward pass each, within twice the parity harness's ``F32_LOSS_RTOL``
-    on any machine)."""
+    """Two processes train two members, one after another; process 1 is killed once every member has a checkpoint
+    (under load, often while the processes still finish writing it): process 0 stops in one line, at once, the last
+    checkpoint whole. Both started again with --resume continue it one more epoch, the members now vmapped together
+    (how members are grouped is not a run's identity). Each member's first step is its one-process step (one float32
+    forward pass each, within twice the parity harness's ``F32_LOSS_RTOL`` on any machine)."""
     out = tmp_path / "two"
     first, second = _processes(out, "--epochs", "50")
     last = out / "members" / "seed7_lr0.0005_rw1" / "checkpoints"  # the last member saved
@@ -86,13 +87,18 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     started = time.monotonic()
     _, err = first.communicate(timeout=120)
     second.communicate()
-    assert first.returncode == 1 and time.monotonic() - started < 60
-    lines = [line for line in err.strip().splitlines() if line.startswith("jaxvae")]
-    assert lines and "another process was lost" in lines[-1] and "--resume" in lines[-1] and "Traceback" not in err
+    assert first.returncode == 1 and time.monotonic() - started < distributed.HEARTBEAT_SECONDS  # not JAX's abort
     epochs = checkpoint.latest_epoch(last) + 1
+    lines = [line for line in err.strip().splitlines() if line.startswith("jaxvae")]
+    assert lines and "Traceback" not in err, err[-3000:]
+    assert lines[-1].startswith("jaxvae train: error: process 0 of 2 stopped: ")  # in a collective, or a save's
+    assert lines[-1].endswith(
+        f"; the last complete checkpoint (epoch {epochs - 1}) is in every member's folder in {out / 'members'}: "
+        "continue with the same command and --resume in every process"
+    )
     assert checkpoint.read_meta(last, epochs - 1)["epoch"] == epochs - 1
-    for code, err in _finish(_processes(out, "--epochs", str(epochs), "--resume", "--member-group", "2")):
-        assert code == 0, err[-3000:]
+    resumed = _finish(_processes(out, "--epochs", str(epochs), "--resume", "--member-group", "2"))
+    assert [code for code, _ in resumed] == [0, 0], [err[-3000:] for _, err in resumed]
     for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
         got, want = (
             [json.loads(line) for line in (f / name / "metrics.jsonl").read_text().splitlines()]
@@ -105,6 +111,58 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     assert summary["devices"]["processes"] == 2 and summary["devices"]["count"] == 2 and summary["steps"] == 8 * epochs
     assert summary["member_group"] == 2 and json.loads((out / "ensemble.json").read_text())["member_group"] == 2
     assert (out / "plots" / "losses.png").is_file()
+
+
+TWO_PROCESSES = """
+import sys, time
+from pathlib import Path
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from jaxvae.devices import make_mesh, put_replicated
+from jaxvae.run import checkpoint, distributed
+from jaxvae.train_step import TrainState
+distributed.HEARTBEAT_SECONDS = 3
+process, scenario = int(sys.argv[1]), sys.argv[3]
+distributed.initialize(sys.argv[2], 2, process)
+if scenario == "report":
+    time.sleep(10 if process == 0 else 0)  # process 0 writes the report, past the heartbeat timeout
+    distributed.end_run(0)
+if process == 1:  # lost once the checkpoint is finalised, before the save's last barrier
+    finalize = ocp.CheckpointManager._finalize_checkpoint
+    ocp.CheckpointManager._finalize_checkpoint = lambda self, step: (finalize(self, step), distributed.end_run(1))
+with checkpoint.Checkpoints(Path(sys.argv[4])) as checkpoints:
+    try:
+        state = put_replicated(TrainState({"w": jnp.zeros(3)}, (), jnp.int32(0)), make_mesh())
+        checkpoints.save(1, state, {"epoch": 1})
+    except OSError as exc:
+        print(exc.strerror, file=sys.stderr)
+        distributed.end_run(1)
+"""
+
+
+def _two_processes(*args) -> list[tuple[int, str]]:
+    """``TWO_PROCESSES`` run by two processes: the status and stderr of each."""
+    address = f"127.0.0.1:{_free_port()}"
+    commands = [[sys.executable, "-c", TWO_PROCESSES, str(i), address, *map(str, args)] for i in range(2)]
+    return _finish([subprocess.Popen(c, cwd=ROOT, stderr=subprocess.PIPE, text=True) for c in commands])
+
+
+def test_a_finished_run_waits_for_process_0s_report():
+    """Had process 1 left once training ended, JAX's client would abort process 0 (a stack trace, status -6) as
+    soon as process 1's heartbeats were missed, while it still wrote the plots and ``summary.json``."""
+    for code, err in _two_processes("report"):
+        assert code == 0, err[-3000:]
+
+
+def test_a_process_lost_within_a_save_fails_it_at_once(tmp_path):
+    """Process 1 is lost once the checkpoint is finalised. At the save's last barrier, were it through the
+    coordination service (Orbax's default for it), process 0 would wait for the heartbeat timeout and JAX's client
+    would then abort it; a collective fails at once (gloo sees the connection closed): an ``OSError`` that ``jaxvae
+    train`` reports in one line. (It reaches into Orbax's manager to stop process 1 at that point.)"""
+    (code, err), _ = _two_processes("save", tmp_path / "checkpoints")
+    assert code == 1 and "Gloo" in err.strip().splitlines()[-1] and "heartbeat" not in err, err[-3000:]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["1"]  # finalised: whole, no temporary left
+    assert checkpoint.read_meta(tmp_path / "checkpoints", 1) == {"epoch": 1}
 
 
 @pytest.mark.long  # ~5 s: two jaxvae processes, refused before anything is compiled

@@ -18,6 +18,7 @@ import pytest
 from conftest import SMALL_RUN, records
 from jaxvae.cli import main
 from jaxvae.run import checkpoint
+from jaxvae.run.training import resume_hint
 from jaxvae.train_step import TrainState
 
 
@@ -145,3 +146,18 @@ def test_a_failed_write_names_the_checkpoint(tmp_path, monkeypatch, raised):
         checkpoints.save(1, state, {"epoch": 1})
     assert (error.value.filename, error.value.strerror) == (str(tmp_path / "1"), "No space left on device")
     assert not list(tmp_path.iterdir())
+
+
+def test_the_resume_hint_reads_the_files_alone(small_run, monkeypatch):
+    """After a process of a multi-process run is lost, an Orbax manager cannot be made (it syncs the processes):
+    the last line's hint lists the finalised checkpoints from the files, a write under way (a temporary folder)
+    not among them."""
+    monkeypatch.setattr(ocp.CheckpointManager, "__init__", lambda *a, **k: pytest.fail("a manager was made"))
+    (small_run / "checkpoints" / "3.orbax-checkpoint-tmp-0").mkdir()
+    try:
+        assert resume_hint(small_run) == (
+            f"the last complete checkpoint (epoch 2) is in {small_run / 'checkpoints'}: continue with the same "
+            "command and --resume"
+        )
+    finally:
+        (small_run / "checkpoints" / "3.orbax-checkpoint-tmp-0").rmdir()

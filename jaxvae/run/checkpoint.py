@@ -24,6 +24,7 @@ import orbax.checkpoint as ocp
 
 from jaxvae.devices import to_host
 from jaxvae.errors import UserError
+from jaxvae.run.distributed import barrier
 from jaxvae.train_step import TrainState
 
 KEEP = 2
@@ -100,7 +101,13 @@ class Checkpoints:
     def manager(self) -> ocp.CheckpointManager:
         if self._manager is None:
             _quiet_closed_loops()
-            options = ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=False)
+            # Orbax's own barriers are collectives but for a few through the coordination service, which learns of a
+            # lost process only at the heartbeat timeout, when JAX's client aborts with a stack trace: all collectives
+            # here, so that a lost process fails the save at once and ends the run in one line.
+            collective = ocp.AsyncOptions(barrier_sync_fn=lambda key, timeout_ms: barrier(key))
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=KEEP, create=True, enable_async_checkpointing=False, async_options=collective
+            )
             for attempt in range(LISTING_ATTEMPTS):
                 try:
                     self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
@@ -138,9 +145,7 @@ class Checkpoints:
 
     def latest_epoch(self) -> int | None:
         """The last finished epoch with a checkpoint, or None."""
-        if not self.directory.is_dir():
-            return None
-        return self.manager.latest_step()
+        return latest_epoch(self.directory)
 
     def read_meta(self, epoch: int) -> dict:
         """The JSON record of one checkpoint."""
@@ -197,9 +202,10 @@ class Checkpoints:
 
 
 def latest_epoch(directory: Path) -> int | None:
-    """The last finished epoch with a checkpoint in ``directory``, or None."""
-    with Checkpoints(directory) as checkpoints:
-        return checkpoints.latest_epoch()
+    """The last finished epoch with a checkpoint in ``directory``, or None: Orbax's listing of its finalised
+    checkpoints, read from the files alone. No manager, so no collective over the processes: this holds after a
+    process of the run was lost, and beside a run that removes old checkpoints as it writes."""
+    return max(ocp.utils.checkpoint_steps(directory), default=None)
 
 
 def read_meta(directory: Path, epoch: int) -> dict:

@@ -4,7 +4,9 @@ Every process is started, by hand or by a launcher such as SLURM, with the same 
 ``--process-id``; process 0 hosts the coordinator at ``--coordinator HOST:PORT``. JAX's client aborts the whole
 process (a C++ check failure) when it cannot reach the coordinator, so before it connects, the other processes
 wait for the coordinator's port to accept connections for at most ``timeout`` seconds and otherwise stop with
-one line. Heartbeats make a process that lost a peer stop within ``HEARTBEAT_SECONDS``.
+one line. A lost peer fails the next collective at once (gloo sees its connection closed), and every barrier of a
+run (Orbax's included) is a collective; the coordination service learns of it only after ``HEARTBEAT_SECONDS``
+without heartbeats, when JAX's client aborts the processes still there with a stack trace.
 
 While its main thread is blocked inside JAX's runtime (joining the run, or a collective that waits for a peer), a
 process runs no Python there: neither a signal's handler nor an exception reaches it. A thread ends it instead, in
@@ -31,6 +33,7 @@ from jax.experimental import multihost_utils
 from jaxvae.errors import UserError
 
 HEARTBEAT_SECONDS = 30
+REPORT_SECONDS = 3600  # how long the other processes wait, at the end of a run, for process 0 to write its report
 GRACE_SECONDS = 10  # after SIGTERM or Ctrl-C, the main thread's own clean stop before the watchdog ends the process
 
 
@@ -135,9 +138,21 @@ def initialize(coordinator: str, num_processes: int, process_id: int, timeout: f
             process_id,
             initialization_timeout=int(timeout) + GRACE_SECONDS,  # JAX's own deadline, which aborts: after ours
             heartbeat_timeout_seconds=HEARTBEAT_SECONDS,
+            shutdown_timeout_seconds=REPORT_SECONDS,
         )
     finally:
         deadline.cancel()
+
+
+def end_run(status: int) -> None:
+    """End this process of a run with ``status``. A finished run's processes leave together, through JAX's shutdown
+    barrier: one that left first would stop sending heartbeats, and JAX's client would abort process 0, still
+    writing the report, with a stack trace. After a failure they leave at once (the barrier would wait for processes
+    that may be gone, then abort)."""
+    if status == 0:
+        jax.distributed.shutdown()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def is_primary() -> bool:
