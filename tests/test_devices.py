@@ -147,6 +147,7 @@ def _two_processes(*args) -> list[tuple[int, str]]:
     return _finish([subprocess.Popen(c, cwd=ROOT, stderr=subprocess.PIPE, text=True) for c in commands])
 
 
+@pytest.mark.long  # ~15 s: process 0 sleeps past a heartbeat timeout
 def test_a_finished_run_waits_for_process_0s_report():
     """Had process 1 left once training ended, JAX's client would abort process 0 (a stack trace, status -6) as
     soon as process 1's heartbeats were missed, while it still wrote the plots and ``summary.json``."""
