@@ -16,17 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae.likelihoods import LOG_2PI, get_likelihood, log_standard_normal
+from jaxvae.likelihoods import get_likelihood, log_posterior, log_standard_normal
 from jaxvae.model import VAE, shift_and_scale
 from jaxvae.train_step import padding_index
 
 IW_CHUNK = 50  # importance samples decoded together for each image
 IW_IMAGES = 20  # images per dispatch: 1,000 decodes at a time
-
-
-def log_normal(z, mean, log_var):
-    """``log N(z; mean, diag(exp(log_var)))`` summed over the last axis: ``(..., L) -> (...)``."""
-    return -0.5 * jnp.sum(LOG_2PI + log_var + (z - mean) ** 2 * jnp.exp(-log_var), axis=-1)
 
 
 def iwae_log_px(encode: Callable, log_px_given_z: Callable, x, key, samples: int, chunk: int):
@@ -44,7 +39,7 @@ def iwae_log_px(encode: Callable, log_px_given_z: Callable, x, key, samples: int
         eps = jax.random.normal(jax.random.fold_in(key, j), (chunk, batch, latent), mean.dtype)
         z = shift_and_scale(eps, mean, log_var)  # (chunk, B, L)
         log_lik = log_px_given_z(repeated, z.reshape(chunk * batch, latent)).reshape(chunk, batch)
-        log_w = log_lik + log_standard_normal(z) - log_normal(z, mean, log_var)  # (chunk, B)
+        log_w = log_lik + log_standard_normal(z) - log_posterior(eps, log_var)  # (chunk, B)
         drawn = j * chunk + jnp.arange(chunk) < samples  # the last chunk's draws beyond K are masked
         return jnp.where(drawn[:, None], log_w, -jnp.inf)
 

@@ -25,6 +25,14 @@ def log_standard_normal(z):
     return -0.5 * jnp.sum(LOG_2PI + z**2, axis=-1)
 
 
+def log_posterior(eps, z_log_var):
+    """``log q(z | x) = log N(z; mean, exp(log_var))`` of ``z = mean + exp(log_var / 2) * eps``, from the noise ``eps``
+    ``(..., L)`` that drew it and ``z_log_var`` broadcastable to it: ``log N(eps; 0, I) - sum(log_var) / 2``, ``(...)``.
+    The same number and gradient as the density's own form, without its ``z - mean``, whose float32 rounding is
+    large against a small sigma."""
+    return log_standard_normal(eps) - 0.5 * jnp.sum(z_log_var, axis=-1)
+
+
 def kl_divergence(z_mean, z_log_var):
     """Per-example KL(N(mu, sigma^2) || N(0, I)), summed over the latent axis: ``(B, L) -> (B,)``."""
     return -0.5 * jnp.sum(1.0 + z_log_var - z_mean**2 - jnp.exp(z_log_var), axis=-1)
@@ -193,10 +201,8 @@ def check_objective(objective: str) -> None:
 def log_importance_weights(reconstruction, z, eps, z_log_var, reconstruction_weight=1.0):
     """The loss's log weights ``-weight * reconstruction + log p(z) - log q(z | x)`` of k draws per image: the
     reconstruction terms ``(B, k)``, ``z`` and the noise ``eps`` that drew it ``(B, k, L)``, the posterior's
-    ``z_log_var`` ``(B, L)`` -> ``(B, k)``. ``log q(z | x)`` is ``log N(eps; 0, I) - sum(log_var) / 2``: the number
-    ``log N(z; mean, exp(log_var))`` is, and so is its gradient, without that form's ``z - mean``, whose float32
-    rounding is large against a small sigma."""
-    log_q = log_standard_normal(eps) - 0.5 * jnp.sum(z_log_var, axis=-1)[:, None]  # (B, k)
+    ``z_log_var`` ``(B, L)`` -> ``(B, k)``."""
+    log_q = log_posterior(eps, z_log_var[:, None])  # (B, k)
     return -reconstruction_weight * reconstruction + log_standard_normal(z) - log_q
 
 
