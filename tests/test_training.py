@@ -1,18 +1,20 @@
-"""``jaxvae train`` end to end on a small slice of the embedded data: what a run and an ensemble write, that a
-member is its single run and a resumed run the one never stopped (bit for bit), the loop's traffic with the host,
-non-finite losses, and the commands on a finished run. Refusals are in tests/test_refusals.py."""
+"""``jaxvae train`` end to end on a small slice of the embedded data: what a run and an ensemble write, its
+documented keys, that a member is its single run and a resumed run the one never stopped (bit for bit), the loop's
+traffic with the host, non-finite losses, and the commands on a finished run. Refusals are in tests/test_refusals.py."""
 
 import dataclasses
 import fcntl
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import SMALL_RUN, records, train_small
 from jaxvae.cli import main
 from jaxvae.errors import UserError
+from jaxvae.model import VAE
 from jaxvae.run import checkpoint, training
 from jaxvae.run import files as run_files
 from jaxvae.run.commands import open_run
@@ -20,6 +22,7 @@ from jaxvae.run.config import RunConfig
 from jaxvae.run.engine import Trainer
 from jaxvae.run.members import member_grid, member_name
 from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished_run
+from jaxvae.train_step import init_state, make_loss_fn, make_optimizer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = [f"seed{s}_lr{lr}_rw{w}" for s in (123, 7) for lr in ("0.0005", "0.001") for w in ("1", "0.5")]
@@ -54,6 +57,23 @@ def test_the_run_folder(small_run):
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
     assert (small_run / "plots" / "latent_manifold.png").is_file()
     assert checkpoint.latest_epoch(small_run / "checkpoints") == 2
+
+
+def test_the_first_step_follows_the_documented_keys(small_run, mnist5k):
+    """``jaxvae.run.engine``'s key schedule, by hand: keys ``split(PRNGKey(seed), 4)`` (init, data, train, eval),
+    epoch 1's batches ``permutation(fold_in(data_key, 1))`` of the training images, step 1's noise ``normal(fold_in(
+    train_key, 0))``. The run's float32 loss of step 1 is that batch's loss in float64 within 1e-5 relative: float32's
+    rounding is ~1e-7, and epoch 2's batch or step 2's noise moves it by 6e-4 to 6e-3 (seeds 0-3 measured)."""
+    init_key, data_key, train_key, _ = jax.random.split(jax.random.PRNGKey(123), 4)
+    model = VAE(2)
+    params = init_state(model, make_optimizer(5e-4), init_key).params
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, 1), 256))
+    batch = mnist5k.train.images[:256][order[:32]]  # (32, 28, 28, 1)
+    eps = jax.random.normal(jax.random.fold_in(train_key, 0), (32, 1, 2))
+    with jax.enable_x64(True):
+        as64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
+        loss, _ = make_loss_fn(model, 1.0)(jax.tree_util.tree_map(as64, params), as64(batch), as64(eps))
+    assert records(small_run)[0]["loss"] == pytest.approx(float(loss), rel=1e-5, abs=0)
 
 
 @pytest.fixture(scope="session")
