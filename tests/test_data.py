@@ -52,13 +52,13 @@ def corrupt(folder: Path, name: str, data: bytes) -> None:
     [
         (lambda f: corrupt(f, "train-images-idx3-ubyte", (0x801).to_bytes(4, "big") + bytes(8)), "magic number"),
         (
-            lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes()[:5000]),
-            "truncated",
+            lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes()[:-1]),
+            "truncated",  # one byte short
         ),
         (lambda f: corrupt(f, "train-labels-idx1-ubyte", b"\x00\x00"), "truncated"),
         (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(7, np.uint8), 0x801)), "7 labels"),
         (lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)), "28x28"),
-        (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.full(100, 12, np.uint8), 0x801)), "expected 0..9"),
+        (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.full(100, 10, np.uint8), 0x801)), "expected 0..9"),
         (lambda f: (f / "t10k-labels-idx1-ubyte").unlink(), "has no t10k-labels"),
     ],
 )

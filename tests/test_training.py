@@ -135,11 +135,13 @@ def test_a_run_resumed_with_other_chunks_is_the_run_never_stopped(small_run, tmp
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
 
-def test_eval_every(tmp_path):
-    """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's."""
+def test_eval_every_and_the_checkpoints_kept(tmp_path):
+    """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's. Of three
+    epochs' checkpoints, the last two are kept."""
     summary = train(RunConfig(epochs=3, eval_every=2, **{**SMALL, "train_examples": 128}), tmp_path / "sparse")
     tests = records(tmp_path / "sparse", "test")
     assert [r["epoch"] for r in tests] == [2, 3]
+    assert sorted(p.name for p in (tmp_path / "sparse" / "checkpoints").iterdir()) == ["2", "3"]
     assert summary["final_test"] == {k: tests[-1][k] for k in ("loss", "reconstruction", "kl")}
 
 
