@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below
         if not jax.distributed.is_initialized():
             raise
-        cause = f"another process was lost or failed ({type(exc).__name__}: {_one_line(exc)[:300]})"
+        cause = f"{distributed.LOST_PROCESS} ({type(exc).__name__}: {_one_line(exc)[:300]})"
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     finally:

@@ -161,7 +161,8 @@ def test_a_process_lost_within_a_save_fails_it_at_once(tmp_path):
     would then abort it; a collective fails at once (gloo sees the connection closed): an ``OSError`` that ``jaxvae
     train`` reports in one line. (It reaches into Orbax's manager to stop process 1 at that point.)"""
     (code, err), _ = _two_processes("save", tmp_path / "checkpoints")
-    assert code == 1 and "Gloo" in err.strip().splitlines()[-1] and "heartbeat" not in err, err[-3000:]
+    line = err.strip().splitlines()[-1]
+    assert code == 1 and line.startswith("another process was lost or failed (") and "heartbeat" not in err, err[-3000:]
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["1"]  # finalised: whole, no temporary left
     assert checkpoint.read_meta(tmp_path / "checkpoints", 1) == {"epoch": 1}
 

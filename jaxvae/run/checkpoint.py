@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 
 from jaxvae.devices import to_host
 from jaxvae.errors import UserError
-from jaxvae.run.distributed import barrier
+from jaxvae.run.distributed import LOST_PROCESS, barrier
 from jaxvae.train_step import TrainState
 
 KEEP = 2
@@ -139,6 +139,8 @@ class Checkpoints:
                 raise  # a signal, or an OSError that names its file
             text = getattr(exc, "strerror", None) or " ".join(str(exc).split())  # Orbax's own, or one it wraps
             cause = "No space left on device" if "No space left" in text else text[:200]
+            if "Gloo" in text:  # one of the save's collectives failed: a process of the run is gone
+                cause = f"{LOST_PROCESS} ({cause})"
             raise OSError(errno.EIO, cause, str(self.directory / str(epoch))) from None  # Orbax wraps it in others
         finally:
             absl_log.disabled = False

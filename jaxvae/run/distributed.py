@@ -35,6 +35,7 @@ from jaxvae.errors import UserError
 HEARTBEAT_SECONDS = 30
 REPORT_SECONDS = 3600  # how long the other processes wait, at the end of a run, for process 0 to write its report
 GRACE_SECONDS = 10  # after SIGTERM or Ctrl-C, the main thread's own clean stop before the watchdog ends the process
+LOST_PROCESS = "another process was lost or failed"  # how a failed collective reads in a line
 
 
 def parse_address(coordinator: str) -> tuple[str, int]:
