@@ -71,8 +71,8 @@ def test_the_first_step_follows_the_documented_keys(small_run, mnist5k):
     batch = mnist5k.train.images[:256][order[:32]]  # (32, 28, 28, 1)
     eps = jax.random.normal(jax.random.fold_in(train_key, 0), (32, 1, 2))
     with jax.enable_x64(True):
-        as64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
-        loss, _ = make_loss_fn(model, 1.0)(jax.tree_util.tree_map(as64, params), as64(batch), as64(eps))
+        params, batch, eps = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (params, batch, eps))
+        loss, _ = make_loss_fn(model, 1.0)(params, batch, eps)
     assert records(small_run)[0]["loss"] == pytest.approx(float(loss), rel=1e-5, abs=0)
 
 
