@@ -55,6 +55,10 @@ def corrupt(folder: Path, name: str, data: bytes) -> None:
             lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes()[:-1]),
             "truncated",  # one byte short
         ),
+        (
+            lambda f: corrupt(f, "train-images-idx3-ubyte", (f / "train-images-idx3-ubyte").read_bytes() + b"\x00"),
+            "longer than its header says",  # one byte too many
+        ),
         (lambda f: corrupt(f, "train-labels-idx1-ubyte", b"\x00\x00"), "truncated"),
         (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(7, np.uint8), 0x801)), "7 labels"),
         (lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)), "28x28"),

@@ -55,12 +55,13 @@ def parse(data: bytes, magic: int, path: Path) -> np.ndarray:
     if len(data) < header:
         raise UserError(f"idx: {path} is truncated ({len(data)} bytes, shorter than its header)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape))
-    if len(data) - header < expected:
+    expected, size = int(np.prod(shape)), len(data) - header
+    if size != expected:  # short: cut off; long: not the file its header describes (or two files joined)
+        what = "truncated" if size < expected else "longer than its header says"
         raise UserError(
-            f"idx: {path} is truncated: header says {shape} ({expected} bytes), file has {len(data) - header}"
+            f"idx: {path} is {what}: header says {shape} ({expected} bytes), file has {size}; download it again"
         )
-    return np.frombuffer(data, np.uint8, count=expected, offset=header).reshape(shape)
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:
