@@ -31,6 +31,7 @@ _EXPORTS = {
     "reconstruct_at_mean": "jaxvae.inference",
     "interpolate": "jaxvae.inference",
     "sample_prior": "jaxvae.inference",
+    "open_run": "jaxvae.run.commands",
     "make_log_px": "jaxvae.iwae",
     "estimate_log_px": "jaxvae.iwae",
     "iwae_log_px": "jaxvae.iwae",

@@ -59,8 +59,10 @@ class SavedRun(NamedTuple):
     epoch: int
 
 
-def open_run(run_dir: Path) -> SavedRun:
-    """A run folder's settings and model, and its latest checkpoint's parameters (on the first local device)."""
+def open_run(run_dir: str | Path) -> SavedRun:
+    """A run folder's settings (``RunConfig``) and ``VAE``, its latest checkpoint's parameters (on the first local
+    device) and that checkpoint's epoch, as ``SavedRun(config, model, params, epoch)``."""
+    run_dir = Path(run_dir)
     config = read_config(run_dir)
     model = VAE(config.latent_dim, conv_impl=resolve_conv_impl(config.conv_impl), compute_dtype=config.compute_dtype)
     like = abstract_state(model, make_optimizer(config.lr), jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
