@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jax
 
+import jaxvae
 from jaxvae.errors import UserError
 from jaxvae.layers import CONV_IMPLS
 from jaxvae.likelihoods import LIKELIHOODS
@@ -97,7 +98,8 @@ def _add_torch_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxvae", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="jaxvae", description=jaxvae.__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"jaxvae {jaxvae.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train(sub)
     _add_run_commands(sub)

@@ -1,0 +1,32 @@
+"""What ``jaxvae --help`` and ``--version`` tell a user before any run. (Refusals: tests/test_refusals.py.)"""
+
+from dataclasses import fields
+
+import pytest
+
+import jaxvae
+from jaxvae.cli import main
+from jaxvae.run.config import RunConfig, flag_name
+
+
+def printed(capsys, monkeypatch, *args) -> str:
+    """stdout of ``jaxvae ARGS``, which argparse ends with exit status 0: each help text on one line (a terminal
+    wide enough), spaces collapsed."""
+    monkeypatch.setenv("COLUMNS", "10000")
+    with pytest.raises(SystemExit) as stop:
+        main(list(args))
+    assert stop.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_version(capsys, monkeypatch):
+    assert printed(capsys, monkeypatch, "--version") == f"jaxvae {jaxvae.__version__}"
+
+
+def test_help_says_what_jaxvae_is_and_every_default(capsys, monkeypatch):
+    assert jaxvae.__doc__.split("\n")[0] in printed(capsys, monkeypatch, "--help")
+    text = printed(capsys, monkeypatch, "train", "--help")
+    for f in fields(RunConfig):
+        assert f"{flag_name(f.name)} {f.name.upper()} {f.metadata['help']}" in text, f.name
+    assert text.count("(default: ") >= len(fields(RunConfig)) + 2  # and --out's, --member-group's, ...
+    assert "changes the order of float32 sums, so a resumed run keeps it" in text  # --micro-batch: not bit-neutral
