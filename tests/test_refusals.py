@@ -53,6 +53,7 @@ train --resume --epochs 2 --out {{}}/run {{run}}            | --resume: {{}}/run
 train --resume --epochs 3 --latent-dim 4 --out {{}}/run {{run}} | --resume: this run was trained with --latent-dim 2
 train --resume --epochs 3 --objective iwae --out {{}}/run {{run}} | --resume: this run was trained with --objective elbo
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
+train --resume --epochs 3 --out {{}}/garbled {{run}}        | {{}}/garbled/metrics.jsonl is damaged at line 3 ('[1, 2]'
 evaluate --run {{}}/damaged                                 | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
@@ -123,12 +124,13 @@ def checksums(folder: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def place(tmp_path_factory, small_run, ensemble_run):
-    """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
-    last checkpoint overwritten), ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow``
-    (a config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an
-    ensemble.json naming a member outside ``members/``, one whose list is a number), ``empty/``, ``file`` (a regular
-    file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a
-    file that is no torch state dict, one that lacks a key, one with a NaN)."""
+    """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with
+    its last checkpoint overwritten), ``garbled`` (the run, the third line of its metrics.jsonl not a record),
+    ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow`` (a config.json that is a
+    JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json naming a member
+    outside ``members/``, one whose list is a number), ``empty/``, ``file`` (a regular file), ``mine.png`` and
+    ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that is no torch
+    state dict, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -136,6 +138,9 @@ def place(tmp_path_factory, small_run, ensemble_run):
     for f in (root / "damaged" / "checkpoints" / "2" / "state").rglob("*"):
         if f.is_file():
             f.write_bytes(b"\x00garbage")
+    shutil.copytree(small_run, root / "garbled")
+    lines = (root / "garbled" / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:2] + ["[1, 2]\n"] + lines[3:]))
     shutil.copytree(small_run, root / "typo")
     config = json.loads((root / "typo" / "config.json").read_text())
     (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": "2"}))

@@ -5,6 +5,7 @@ traffic with the host, non-finite losses, and the commands on a finished run. Re
 import dataclasses
 import fcntl
 import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -159,6 +160,18 @@ def test_a_first_epoch_that_never_finished_is_started_afresh(small_run, tmp_path
     out = _unfinished_copy(small_run, tmp_path / "unfinished")
     assert unfinished_run(out)
     assert main(["train", "--epochs", "2", "--out", str(out), *SMALL_RUN, *(["--resume"] if resume else [])]) == 0
+    assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+def test_a_step_record_torn_by_a_kill_is_written_again(small_run, tmp_path):
+    """A kill mid-write leaves the last line of metrics.jsonl torn, after the last checkpoint's records: --resume
+    drops it and writes it whole, no step logged twice (a damaged line elsewhere: a row of tests/test_refusals.py)."""
+    out = tmp_path / "torn"
+    shutil.copytree(small_run, out)
+    shutil.rmtree(out / "checkpoints" / "2")  # killed in epoch 2, at step 11
+    lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (out / "metrics.jsonl").write_text("".join(lines[:12]) + lines[12][:30])  # epoch 1, its test record, 3 steps
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
 

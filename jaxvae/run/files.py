@@ -174,6 +174,11 @@ def terms(metrics) -> dict:
     return {name: finite_or_none(v) for name, v in zip(METRIC_NAMES, metrics)}
 
 
+def _before(record: dict, step: int, epoch: int) -> bool:
+    """Whether a record was written up to the checkpoint of ``step`` and ``epoch``."""
+    return record["epoch"] <= epoch if record.get("split") == "test" else record["step"] <= step
+
+
 class MetricsLog:
     """``metrics.jsonl``: one line per training step and one per test evaluation, appended as they come.
 
@@ -184,20 +189,31 @@ class MetricsLog:
         self.path = path
         self.enabled = enabled
 
-    def truncate_after(self, step: int, epoch: int) -> None:
-        """Drop the lines a resumed run will write again (past the checkpoint's step and epoch)."""
-        if not self.path.exists():
-            return
+    def records(self) -> list[tuple[str, dict]]:
+        """Each line with its record, but a last line torn by a kill mid-write; any other line that is not a record
+        (the file damaged by something else) is refused in one line."""
+        lines = self.path.read_text(errors="replace").splitlines() if self.path.exists() else []
         kept = []
-        for line in self.path.read_text().splitlines():
+        for n, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
-            except ValueError:  # the torn last line of a run that was killed mid-write
-                continue
-            if (record.get("split") == "test" and record["epoch"] <= epoch) or (
-                "split" not in record and record["step"] <= step
-            ):
-                kept.append(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict) and all(type(record.get(k)) is int for k in ("step", "epoch")):
+                kept.append((line, record))
+            elif n < len(lines):
+                raise UserError(
+                    f"{self.path} is damaged at line {n} ({line[:40]!r} is not a step or test record); delete that "
+                    "line, or start a new --out"
+                )
+        return kept
+
+    def truncate_after(self, step: int, epoch: int) -> None:
+        """Drop the lines a resumed run will write again (past the checkpoint's step and epoch); at step 0 (a run
+        started afresh) every line, whatever it holds."""
+        if not self.path.exists():
+            return
+        kept = [] if step == 0 else [line for line, record in self.records() if _before(record, step, epoch)]
         write_atomically(self.path, "".join(line + "\n" for line in kept))
 
     def append(self, records: list[dict]) -> None:

@@ -198,6 +198,8 @@ def _starting_state(setup: RunSetup, out: Path, paths: list[Path], checkpoints, 
             check_resumable(load_config(path / files.CONFIG, "start a new --out"), member.config)
         latest = [c.latest_epoch() for c in checkpoints]
         if None not in latest:
+            for path in paths:  # their records are kept: a damaged one is refused before anything is written
+                files.MetricsLog(path / files.METRICS).records()
             epoch, like = min(latest), setup.state_target()
             return stack_members(*[c.restore_checked(epoch, setup.config.latent_dim, like) for c in checkpoints]), epoch
         log_line(f"--resume: {out} has no checkpoint yet (a first epoch never finished); starting from epoch 1")
