@@ -290,6 +290,16 @@ def test_every_process_looks_at_the_lock_without_refusing_the_others(tmp_path):
         run_files.refuse_held(tmp_path)
 
 
+def test_a_lock_held_by_another_program_is_named_whatever_it_holds(tmp_path):
+    """The lock file's words are only for the message: bytes that are no text still make the one line."""
+    (tmp_path / run_files.LOCK).write_bytes(b"\xff\xfe another program")
+    with (tmp_path / run_files.LOCK).open("rb") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for claim in (run_files.refuse_held, lambda out: run_files.hold(out).__enter__()):
+            with pytest.raises(UserError, match="is in use by .* another program; wait"):
+                claim(tmp_path)
+
+
 def test_member_names_say_their_values():
     assert member_name(RunConfig(seed=4, lr=1e-5, reconstruction_weight=2.0)) == "seed4_lr1e-05_rw2"
     grid = member_grid(RunConfig(), {"seed": (1, 2), "lr": (1e-3,), "reconstruction_weight": (0.5, 1.0, 2.0)})

@@ -93,7 +93,7 @@ def _in_use(out: Path, holder: str) -> UserError:
 def refuse_held(out: Path) -> None:
     """Refuse, without writing anything, a run folder whose lock another process holds."""
     if (out / LOCK).is_file():
-        with (out / LOCK).open() as handle:
+        with (out / LOCK).open(errors="replace") as handle:  # its words are for a message: any bytes will do
             if not _locked(handle, shared=True):
                 raise _in_use(out, handle.read())
 
@@ -107,7 +107,7 @@ def hold(out: Path):
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with (out / LOCK).open("a+") as handle:
+        with (out / LOCK).open("a+", errors="replace") as handle:
             if not _locked(handle):
                 handle.seek(0)
                 raise _in_use(out, handle.read())
