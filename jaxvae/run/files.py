@@ -203,8 +203,8 @@ class MetricsLog:
                 kept.append((line, record))
             elif n < len(lines):
                 raise UserError(
-                    f"{self.path} is damaged at line {n} ({line[:40]!r} is not a step or test record); delete that "
-                    "line, or start a new --out"
+                    f"{self.path} is damaged at line {n} ({line[:40]!r} is not a step or test record); repair or "
+                    "delete that line, or start a new --out"
                 )
         return kept
 
