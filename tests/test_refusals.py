@@ -85,6 +85,7 @@ evaluate --run {{}}/list                          | {{}}/list/config.json is dam
 evaluate --run {{}}/hollow                        | {{}}/hollow/ensemble.json is damaged (not a JSON object with members
 train --resume --epochs 3 --out {{}}/hollow --seed 1,2 | {{}}/hollow/ensemble.json is damaged (not a JSON object with
 evaluate --run {{}}/outside                  | {{}}/outside/ensemble.json is damaged (members must be folder names
+evaluate --run {{}}/none                     | {{}}/none/ensemble.json is damaged (members must be folder names
 train --resume --epochs 3 --out {{}}/flat --seed 1,2 | {{}}/flat/ensemble.json is damaged (members must be folder names
 evaluate --run {{}}/run --iw-samples 0                      | --iw-samples must be at least 1
 evaluate --run {{}}/run --iw-samples many                   | argument --iw-samples: invalid int value
@@ -128,9 +129,9 @@ def place(tmp_path_factory, small_run, ensemble_run):
     its last checkpoint overwritten), ``garbled`` (the run, the third line of its metrics.jsonl not a record),
     ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow`` (a config.json that is a
     JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json naming a member
-    outside ``members/``, one whose list is a number), ``empty/``, ``file`` (a regular file), ``mine.png`` and
-    ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that is no torch
-    state dict, one that lacks a key, one with a NaN)."""
+    outside ``members/``, one whose list is a number), ``none`` (an ensemble.json of no members), ``empty/``,
+    ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``,
+    ``partial.pt`` and ``nan.pt`` (a file that is no torch state dict, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -149,6 +150,7 @@ def place(tmp_path_factory, small_run, ensemble_run):
         ("hollow", "ensemble.json", "{}"),
         ("outside", "ensemble.json", '{"members": ["../run"], "lists": {"seed": [1, 2]}}'),
         ("flat", "ensemble.json", '{"members": ["seed1"], "lists": {"seed": 1}}'),
+        ("none", "ensemble.json", '{"members": [], "lists": {}}'),
     ):
         (root / name).mkdir()
         (root / name / file).write_text(text)

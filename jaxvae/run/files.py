@@ -159,8 +159,9 @@ def read_ensemble(folder: Path, what: str) -> dict:
     path = folder / ENSEMBLE
     record = read_json(path, what, {"members": list, "lists": dict})
     names_ok = all(isinstance(n, str) and n not in ("", ".", "..") and Path(n).name == n for n in record["members"])
-    if not names_ok or not all(isinstance(v, list) for v in record["lists"].values()):
-        raise UserError(f"{path} is damaged (members must be folder names, lists lists of values); {what}")
+    lists_ok = all(isinstance(v, list) and v for v in record["lists"].values())
+    if not (record["members"] and names_ok and record["lists"] and lists_ok):
+        raise UserError(f"{path} is damaged (members must be folder names, lists lists of values, none empty); {what}")
     return record
 
 
