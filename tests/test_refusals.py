@@ -90,6 +90,8 @@ train --resume --epochs 3 --out {{}}/flat --seed 1,2 | {{}}/flat/ensemble.json i
 evaluate --run {{}}/run --iw-samples 0                      | --iw-samples must be at least 1
 evaluate --run {{}}/run --iw-samples many                   | argument --iw-samples: invalid int value
 evaluate --run {{}}/run --test-examples 0                   | --test-examples must be at least 1
+evaluate --run {{}}/run --seed -1                           | {SEED_RANGE}
+sample --run {{}}/run --seed {2**32} --out {{}}/s.png        | {SEED_RANGE}
 sample --run {{}}/run -n 0 --out {{}}/s.png                 | -n must be an integer in 1..1024
 sample --run {{}}/run -n 100000000 --out {{}}/s.png         | -n must be an integer in 1..1024
 sample --run {{}}/ensemble --out {{}}/s.png                | --run {{}}/ensemble is an ensemble; give one member's
@@ -109,6 +111,7 @@ bench --micro-batch -2                                      | --micro-batch must
 parity --batch-size 0                                       | --batch-size must be between 1 and 1000
 parity --latent-dim 0                                       | --latent-dim must be an integer in 1..4096
 parity --iw-train-samples 0                                 | --iw-train-samples must be at least 1
+parity --seed -1                                            | {SEED_RANGE}
 parity --torch-weights {{}}/garbage.pt | --torch-weights {{}}/garbage.pt is not a loadable torch state dict
 parity --torch-weights {{}}/partial.pt | --torch-weights {{}}/partial.pt does not fit the seed's VAE: missing
 parity --torch-weights {{}}/nan.pt | --torch-weights {{}}/nan.pt holds non-finite values (decoder.8.bias)

@@ -85,6 +85,7 @@ def parity_check(
     digits are mnist5k's test images, or ``test_images``; the loss is ``objective``'s with ``samples`` draws of z
     per image."""
     check_value("iw_train_samples", samples)
+    check_value("seed", seed)
     state = parity_weights(torch_weights, latent_dim, seed)
     latent_dim = infer_latent_dim(state)
     x, eps = parity_inputs(batch_size, latent_dim, seed, test_images, samples)

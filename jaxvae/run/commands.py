@@ -127,6 +127,7 @@ def evaluate_run(
     if iw_samples < 1:
         raise UserError(f"--iw-samples must be at least 1, got {iw_samples}")
     check_value("test_examples", test_examples)
+    check_value("seed", seed)
     ensemble = (run_dir / files.ENSEMBLE).is_file()
     names = [run_dir.name]
     if ensemble:
@@ -179,6 +180,7 @@ def sample_run(run_dir: Path, n: int, out: Path, seed: int) -> Path:
     """A PNG grid of ``n`` images decoded from the prior."""
     if not 1 <= n <= MAX_SAMPLES:
         raise UserError(f"-n must be an integer in 1..{MAX_SAMPLES} (one picture of a grid of images), got {n}")
+    check_value("seed", seed)
     if out.suffix.lower() != ".png":
         raise UserError(f"--out {out} must name a .png file")
     _check_output_file(out, "--out")
