@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 from pathlib import Path
 
 import jax
@@ -27,7 +28,15 @@ from jaxvae.run.members import member_grid
 from jaxvae.run.training import resume_hint, train_members
 
 
+class _Help(argparse.HelpFormatter):
+    def _split_lines(self, text, width):  # never at a hyphen: a flag's name stays whole, to be copied
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"formatter_class": _Help, **kwargs})
+
     def error(self, message):  # one line instead of usage + error
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 

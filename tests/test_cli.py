@@ -1,5 +1,6 @@
 """What ``jaxvae --help`` and ``--version`` tell a user before any run. (Refusals: tests/test_refusals.py.)"""
 
+import re
 from dataclasses import fields
 
 import pytest
@@ -30,3 +31,13 @@ def test_help_says_what_jaxvae_is_and_every_default(capsys, monkeypatch):
         assert f"{flag_name(f.name)} {f.name.upper()} {f.metadata['help']}" in text, f.name
     assert text.count("(default: ") >= len(fields(RunConfig)) + 2  # and --out's, --member-group's, ...
     assert "changes the order of float32 sums, so a resumed run keeps it" in text  # --micro-batch: not bit-neutral
+
+
+def test_help_never_breaks_a_word_at_its_hyphen(capsys, monkeypatch):
+    """On an 80-column terminal a flag's name in a help text (``--iw-train-samples``) stays whole."""
+    for command in ("train", "bench"):
+        monkeypatch.setenv("COLUMNS", "80")
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--iw-train-samples draws" in " ".join(text.split()) and not re.search(r"\w-\n", text), command
