@@ -10,34 +10,30 @@ from jaxvae.cli import main
 from jaxvae.run.config import RunConfig, flag_name
 
 
-def printed(capsys, monkeypatch, *args) -> str:
-    """stdout of ``jaxvae ARGS``, which argparse ends with exit status 0: each help text on one line (a terminal
-    wide enough), spaces collapsed."""
-    monkeypatch.setenv("COLUMNS", "10000")
+def printed(capsys, monkeypatch, *args, columns: int = 10000) -> str:
+    """stdout of ``jaxvae ARGS`` (which argparse ends with exit status 0) on a terminal ``columns`` wide."""
+    monkeypatch.setenv("COLUMNS", str(columns))
     with pytest.raises(SystemExit) as stop:
         main(list(args))
     assert stop.value.code == 0
-    return " ".join(capsys.readouterr().out.split())
+    return capsys.readouterr().out
 
 
 def test_version(capsys, monkeypatch):
-    assert printed(capsys, monkeypatch, "--version") == f"jaxvae {jaxvae.__version__}"
+    assert printed(capsys, monkeypatch, "--version") == f"jaxvae {jaxvae.__version__}\n"
 
 
 def test_help_says_what_jaxvae_is_and_every_default(capsys, monkeypatch):
     assert jaxvae.__doc__.split("\n")[0] in printed(capsys, monkeypatch, "--help")
-    text = printed(capsys, monkeypatch, "train", "--help")
+    text = " ".join(printed(capsys, monkeypatch, "train", "--help").split())  # each help text on one line
     for f in fields(RunConfig):
         assert f"{flag_name(f.name)} {f.name.upper()} {f.metadata['help']}" in text, f.name
     assert text.count("(default: ") >= len(fields(RunConfig)) + 2  # and --out's, --member-group's, ...
     assert "changes the order of float32 sums, so a resumed run keeps it" in text  # --micro-batch: not bit-neutral
 
 
-def test_help_never_breaks_a_word_at_its_hyphen(capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_help_never_breaks_a_word_at_its_hyphen(capsys, monkeypatch, command):
     """On an 80-column terminal a flag's name in a help text (``--iw-train-samples``) stays whole."""
-    for command in ("train", "bench"):
-        monkeypatch.setenv("COLUMNS", "80")
-        with pytest.raises(SystemExit):
-            main([command, "--help"])
-        text = capsys.readouterr().out
-        assert "--iw-train-samples draws" in " ".join(text.split()) and not re.search(r"\w-\n", text), command
+    text = printed(capsys, monkeypatch, command, "--help", columns=80)
+    assert "--iw-train-samples draws" in " ".join(text.split()) and not re.search(r"\w-\n", text)
