@@ -6,6 +6,8 @@ tmpfs), a checkpoint cut short on disk. Each ends in one line, keeps what the ru
 import errno
 import gc
 import importlib.util
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import pytest
 
 from conftest import SMALL_RUN, records
 from jaxvae.cli import main
-from jaxvae.run import checkpoint
+from jaxvae.run import checkpoint, plots
 from jaxvae.run.training import resume_hint
 from jaxvae.train_step import TrainState
 
@@ -106,6 +108,32 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, s
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space is back
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, monkeypatch, capsys):
+    """A disk that fills after the last epoch, while the plots are drawn: one line, every checkpoint and record
+    kept, and the same command with --resume writes the report, training nothing; then it has nothing left to do."""
+    out = tmp_path / "run"
+    shutil.copytree(small_run, out)  # its report is of 2 epochs: not the one of 3
+    command = ["train", "--out", str(out), "--resume", "--epochs", "3", *SMALL_RUN]
+
+    def full(values, steps_per_epoch, path, tests):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(plots, "training_loss", full)
+    assert main(command) == 1
+    assert one_line(capsys.readouterr().err) == (
+        f"jaxvae train: error: {out / 'plots' / 'training_loss.png'}: No space left on device; the last complete "
+        f"checkpoint (epoch 3) is in {out / 'checkpoints'}: continue with the same command and --resume"
+    )
+    monkeypatch.undo()
+    logged = (out / "metrics.jsonl").read_bytes()
+    assert main(command) == 0 and (out / "metrics.jsonl").read_bytes() == logged
+    summary = json.loads((out / "summary.json").read_text())
+    last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}
+    assert (summary["epochs_completed"], summary["steps"], summary["final_test"]) == (3, 24, last)
+    assert all((out / plot).is_file() for plot in summary["plots"])
+    assert main(command) == 2 and "has trained 3 epochs already" in one_line(capsys.readouterr().err)
 
 
 # Orbax reads a checkpoint's arrays in coroutines; a damaged one leaves some whose error Python can only report as

@@ -57,6 +57,15 @@ def unfinished_run(out: Path) -> bool:
     return unfinished and latest_epoch(out / files.CHECKPOINTS) is None
 
 
+def reported(out: Path, epochs: int) -> bool:
+    """Whether ``out``'s ``summary.json`` reports ``epochs`` epochs: a fault after a run's last epoch (a full disk
+    while its plots are drawn) leaves none, or one of a part before, which ``--resume`` then writes."""
+    try:
+        return json.loads((out / files.SUMMARY).read_text()).get("epochs_completed") == epochs
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def claim_out_dir(out: Path, resume: bool, marker: str = files.CONFIG):
     """Refuse an ``--out`` that is a file, that another run is writing, that holds another run (unless resuming
@@ -240,11 +249,13 @@ def train_members(
         paths = [out] if lists is None else [out / files.MEMBERS / m.name for m in members]
         checkpoints = [stack.enter_context(Checkpoints(p / files.CHECKPOINTS)) for p in paths]
         state, done = _starting_state(setup, out, paths, checkpoints, resume, keys, initial_params)
-        if resume and done >= cfg.epochs:
+        if resume and (done > cfg.epochs or done == cfg.epochs and reported(out, done)):
             raise UserError(
                 f"--resume: {out} has trained {done} epochs already (--epochs {cfg.epochs}); pass "
                 f"--epochs above {done} to train it further (nothing was changed)"
             )
+        if resume and done == cfg.epochs:
+            log_line(f"--resume: {out} has trained its {done} epochs, but its report was never written: writing it")
         dataset = prepare_data(cfg)
         check_batch_fits(cfg, len(dataset.train))
         log_line(f"data: {dataset.source}: {len(dataset.train)} train / {len(dataset.test)} test images")
