@@ -133,10 +133,9 @@ def _train(args) -> int:
     out = args.out = args.out or new_run_dir()  # in args: a stopped run's last line names it
     single = len(members) == 1 and not (args.resume and (out / ENSEMBLE).is_file())
     summary = train_members(members, out, args.resume, None if single else lists, args.member_group)
-    if single:
-        done = f"test loss {summary['final_test']['loss']:.4f}, {summary['images_per_second'] or 0:.0f} images/s"
-    else:
-        done = f"{len(members)} members, {summary['member_images_per_second'] or 0:.0f} member-images/s"
+    rate = summary["images_per_second" if single else "member_images_per_second"]  # None: nothing was trained
+    speed = f", {rate:.0f} {'images' if single else 'member-images'}/s" if rate else ""
+    done = f"test loss {summary['final_test']['loss']:.4f}{speed}" if single else f"{len(members)} members{speed}"
     if distributed.is_primary():
         for member in summary.get("members", []):
             print(f"{member['name']}: test loss {member['final_test']['loss']:.4f}")

@@ -128,9 +128,10 @@ def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, 
     )
     monkeypatch.undo()
     logged = (out / "metrics.jsonl").read_bytes()
+    last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}  # epoch 3's, written before
     assert main(command) == 0 and (out / "metrics.jsonl").read_bytes() == logged
+    assert capsys.readouterr().out == f"done: {out} (test loss {last['loss']:.4f}); plots in {out / 'plots'}\n"
     summary = json.loads((out / "summary.json").read_text())
-    last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}
     assert (summary["epochs_completed"], summary["steps"], summary["final_test"]) == (3, 24, last)
     assert all((out / plot).is_file() for plot in summary["plots"])
     assert main(command) == 2 and "has trained 3 epochs already" in one_line(capsys.readouterr().err)
