@@ -151,8 +151,8 @@ class RunFolders:
         if self.names:
             names = ", ".join(n for n, row in zip(self.names, metrics) if not np.isfinite(row[bad[0], 0]))
             raise NonFiniteLoss(f"the loss of member {names} became {where} the ensemble. {self.last_good(epoch)}; "
-                                "try a smaller --lr for it")  # fmt: skip
-        raise NonFiniteLoss(f"the loss became {where}. {self.last_good(epoch)}; try a smaller --lr")
+                                "try a smaller --lr for it in a new --out")  # fmt: skip
+        raise NonFiniteLoss(f"the loss became {where}. {self.last_good(epoch)}; try a smaller --lr in a new --out")
 
     def test(self, metrics: np.ndarray, epoch: int, epochs: int, step: int) -> None:
         """Each member's test metrics after ``epoch`` ``(K, 3)``: a test record in its log, and a log line."""
