@@ -139,7 +139,8 @@ def test_a_run_resumed_with_other_chunks_is_the_run_never_stopped(small_run, tmp
 def test_eval_every_and_the_checkpoints_kept(tmp_path):
     """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's. Of three
     epochs' checkpoints, the last two are kept."""
-    summary = train(RunConfig(epochs=3, eval_every=2, **{**SMALL, "train_examples": 128}), tmp_path / "sparse")
+    config = RunConfig(epochs=3, eval_every=2, **{**SMALL, "train_examples": 128})
+    summary = train(config, str(tmp_path / "sparse"))  # the API takes a str or a Path
     tests = records(tmp_path / "sparse", "test")
     assert [r["epoch"] for r in tests] == [2, 3]
     assert sorted(p.name for p in (tmp_path / "sparse" / "checkpoints").iterdir()) == ["2", "3"]

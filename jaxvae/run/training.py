@@ -216,11 +216,12 @@ def _starting_state(setup: RunSetup, out: Path, paths: list[Path], checkpoints, 
 
 
 def train_members(
-    members: list[Member], out: Path, resume=False, lists: dict | None = None, member_group=0, initial_params=None
+    members: list[Member], out: str | Path, resume=False, lists: dict | None = None, member_group=0, initial_params=None
 ) -> dict:
     """Train ``members`` into ``out``: a single run's folder (``lists`` None, one member) or an ensemble's (the
     ``lists`` the members came from); returns the summary written to ``OUT/summary.json``. Over several processes
     every process calls this with the same arguments."""
+    out = Path(out)
     for member in members:
         check_flags(member.config)
     cfg = members[0].config
@@ -289,7 +290,7 @@ def train_members(
     return finish_run(out, paths, trainer, dataset, state, keys, [log.read() for log in logs], timing, lists)
 
 
-def train(config: RunConfig, out: Path, resume: bool = False, initial_params=None) -> dict:
+def train(config: RunConfig, out: str | Path, resume: bool = False, initial_params=None) -> dict:
     """Train as configured into ``out``; returns the summary written to ``summary.json``.
 
     ``initial_params`` (for instance ``params_from_torch(state_dict)["params"]``) replaces the fresh
@@ -298,7 +299,9 @@ def train(config: RunConfig, out: Path, resume: bool = False, initial_params=Non
     return train_members([Member(member_name(config), config)], out, resume, initial_params=initial_params)
 
 
-def train_ensemble(members: list[Member], lists: dict, out: Path, resume: bool = False, member_group: int = 0) -> dict:
+def train_ensemble(
+    members: list[Member], lists: dict, out: str | Path, resume: bool = False, member_group: int = 0
+) -> dict:
     """Train every member of ``members`` (``jaxvae.run.members.member_grid`` of ``lists``) into ``out``, vmapped in
     groups of ``member_group`` (0: the backend's choice); returns the ensemble's summary. Over several processes
     every process calls this with the same arguments."""
