@@ -73,7 +73,7 @@ def test_the_first_step_follows_the_documented_keys(small_run, mnist5k):
     eps = jax.random.normal(jax.random.fold_in(train_key, 0), (32, 1, 2))
     with jax.enable_x64(True):
         params, batch, eps = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (params, batch, eps))
-        loss, _ = jax.jit(make_loss_fn(model, 1.0))(params, batch, eps)  # op by op, float64 compiles each op alone
+        loss, _ = jax.jit(make_loss_fn(model, 1.0))(params, batch, eps)  # jitted: op by op, each op compiles alone
     assert records(small_run)[0]["loss"] == pytest.approx(float(loss), rel=1e-5, abs=0)
 
 
@@ -169,9 +169,9 @@ def test_a_step_record_torn_by_a_kill_is_written_again(small_run, tmp_path):
     drops it and writes it whole, no step logged twice (a damaged line elsewhere: a row of tests/test_refusals.py)."""
     out = tmp_path / "torn"
     shutil.copytree(small_run, out)
-    shutil.rmtree(out / "checkpoints" / "2")  # killed in epoch 2, at step 11
+    shutil.rmtree(out / "checkpoints" / "2")  # killed in epoch 2, while writing step 12's record
     lines = (out / "metrics.jsonl").read_text().splitlines(keepends=True)
-    (out / "metrics.jsonl").write_text("".join(lines[:12]) + lines[12][:30])  # epoch 1, its test record, 3 steps
+    (out / "metrics.jsonl").write_text("".join(lines[:12]) + lines[12][:30])  # 8 steps, a test record, 3 steps
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
