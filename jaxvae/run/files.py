@@ -225,6 +225,4 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [record for _, record in self.records()]
