@@ -61,8 +61,8 @@ def reported(out: Path, epochs: int) -> bool:
     """Whether ``out``'s ``summary.json`` reports ``epochs`` epochs: a fault after a run's last epoch (a full disk
     while its plots are drawn) leaves none, or one of a part before, which ``--resume`` then writes."""
     try:
-        return json.loads((out / files.SUMMARY).read_text()).get("epochs_completed") == epochs
-    except (OSError, ValueError, AttributeError):
+        return files.read_json(out / files.SUMMARY, "").get("epochs_completed") == epochs
+    except UserError:  # missing or damaged
         return False
 
 
