@@ -194,24 +194,29 @@ def _process(args) -> str:
     return f"process {args.process_id} of {args.num_processes} stopped: " if jax.distributed.is_initialized() else ""
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, what a scheduler sends before it kills: the same clean stop as Ctrl-C's."""
+class Stopped(KeyboardInterrupt):
+    """A stop signal but Ctrl-C's (a scheduler's SIGTERM, a closed terminal's SIGHUP): the same clean stop."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.status = 128 + signum
 
 
-def _terminate(signum, frame):
-    raise Terminated
+def _stop(signum, frame):
+    raise Stopped(signum)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    stops = [s for s in distributed.STOP_SIGNALS if s != signal.SIGINT and signal.getsignal(s) != signal.SIG_IGN]
+    previous = {s: signal.signal(s, _stop) for s in stops}  # one ignored stays so (nohup's SIGHUP)
     try:
         return _dispatch(args)
     except UserError as exc:
         print(f"jaxvae {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         status = 2
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: each finished epoch's checkpoint is whole
-        how, status = ("stopped by SIGTERM", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+    except KeyboardInterrupt as exc:  # a stop signal: each finished epoch's checkpoint is whole
+        how, status = (f"stopped by {exc}", exc.status) if isinstance(exc, Stopped) else ("interrupted", 130)
         print(f"jaxvae {args.command}: {how}{_resume_hint(args)}", file=sys.stderr)
     except OSError as exc:  # a full disk, a quota, a file system turned read-only: what could not be written, and why
         cause = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
@@ -224,8 +229,9 @@ def main(argv=None) -> int:
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    if argv is None and status in (1, 130, 143):  # the process is ours, and ends: what threads say after is noise
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if argv is None and status != 2:  # a fault or a signal ends the process, ours: what threads say after is noise
         sys.stderr.flush()
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # (Orbax's writers, cut short, log their tasks' failures)
     if jax.distributed.is_initialized():

@@ -1,7 +1,8 @@
 """What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
-and kill -9 mid-run (real signals), a full disk while a checkpoint, a picture or a state dict is written (a real
-tmpfs), a checkpoint cut short on disk. Each ends in one line, keeps what the run had, and the run continues with
-``--resume`` bit for bit. The forms in which Orbax's writer reports a failure, through a stand-in for it."""
+and kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
+picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk. Each ends in one line, keeps what
+the run had, and the run continues with ``--resume`` bit for bit. The forms in which Orbax's writer reports a
+failure, through a stand-in for it."""
 
 import errno
 import gc
@@ -73,6 +74,30 @@ def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
     assert [r["step"] for r in records(out)] == list(range(1, 8 * (done + 1) + 1))
     ours, never_stopped = ((f / "metrics.jsonl").read_text().splitlines() for f in (out, small_run))
     assert ours[: len(never_stopped)] == never_stopped
+
+
+@pytest.mark.parametrize("stop", [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "stopped by SIGHUP")])
+def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(small_run, tmp_path, monkeypatch, capsys, stop):
+    """Ctrl-C, or a closed terminal's SIGHUP, as epoch 1's checkpoint starts to be written: the checkpoint is written
+    whole first, then the run stops in one line, and ``--resume`` continues to small_run's records, bit for bit."""
+    signum, status, how = stop
+    save = ocp.CheckpointManager.save
+
+    def signalled(manager, *args, **kwargs):
+        signal.raise_signal(signum)
+        return save(manager, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", signalled)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == status
+    assert one_line(capsys.readouterr().err) == (
+        f"jaxvae train: {how}; the last complete checkpoint (epoch 1) is in {out / 'checkpoints'}: continue with the "
+        "same command and --resume"
+    )
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]
+    monkeypatch.undo()
+    assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
+    assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
 
 @pytest.fixture

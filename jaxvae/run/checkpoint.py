@@ -24,7 +24,7 @@ import orbax.checkpoint as ocp
 
 from jaxvae.devices import to_host
 from jaxvae.errors import UserError
-from jaxvae.run.distributed import LOST_PROCESS, barrier
+from jaxvae.run.distributed import LOST_PROCESS, STOP_SIGNALS, barrier
 from jaxvae.train_step import TrainState
 
 KEEP = 2
@@ -55,12 +55,12 @@ def _quiet_closed_loops(previous=sys.unraisablehook) -> None:
 
 @contextlib.contextmanager
 def _signals_held():
-    """Ctrl-C and SIGTERM wait until the checkpoint is whole (Orbax's writer threads, cut short, can hang the
+    """A stop signal waits until the checkpoint is whole (Orbax's writer threads, cut short, can hang the
     process's exit): the first to come is handed to its own handler when the block ends."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pending, handlers = [], {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    pending, handlers = [], {s: signal.getsignal(s) for s in STOP_SIGNALS}
     for s in handlers:
         signal.signal(s, lambda signum, frame: pending.append((signum, frame)))
     try:

@@ -34,7 +34,9 @@ from jaxvae.errors import UserError
 
 HEARTBEAT_SECONDS = 30
 REPORT_SECONDS = 3600  # how long the other processes wait, at the end of a run, for process 0 to write its report
-GRACE_SECONDS = 10  # after SIGTERM or Ctrl-C, the main thread's own clean stop before the watchdog ends the process
+GRACE_SECONDS = 10  # after a stop signal, the main thread's own clean stop before the watchdog ends the process
+# Ctrl-C, a scheduler's SIGTERM, a closed terminal's SIGHUP (not on Windows): each stops a run cleanly
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 LOST_PROCESS = "another process was lost or failed"  # how a failed collective reads in a line
 
 
@@ -98,7 +100,7 @@ def end_process(message: str, status: int) -> None:
 
 
 def watch_stop_signals(message: Callable[[str], str]) -> None:
-    """After SIGTERM or SIGINT, leave the main thread ``GRACE_SECONDS`` for its own clean stop; a process still alive
+    """After a stop signal, leave the main thread ``GRACE_SECONDS`` for its own clean stop; a process still alive
     then (its main thread blocked in the runtime) ends with ``message(signal's name)`` and 128 + the signal. Call from
     the main thread."""
     read, write = os.pipe()
@@ -106,7 +108,7 @@ def watch_stop_signals(message: Callable[[str], str]) -> None:
     signal.set_wakeup_fd(write)  # Python's C-level handler writes each signal's number here, even while blocked
 
     def watch():
-        while (signum := os.read(read, 1)[0]) not in (signal.SIGTERM, signal.SIGINT):
+        while (signum := os.read(read, 1)[0]) not in STOP_SIGNALS:
             pass
         time.sleep(GRACE_SECONDS)
         end_process(message(signal.Signals(signum).name), 128 + signum)
