@@ -34,9 +34,13 @@ def test_mnist5k_split_is_fixed_and_stratified(mnist5k):
     np.testing.assert_array_equal(stratified_split(np.repeat(np.arange(10), 500), 100, 0)[1], test)
 
 
+@pytest.mark.parametrize("dotted", [False, True])
 @pytest.mark.parametrize("gz", [False, True])
-def test_idx_round_trip(tmp_path, mnist5k, gz):
+def test_idx_round_trip(tmp_path, mnist5k, gz, dotted):
+    """Raw or gzip files, named as LeCun's site names them or with a dot (``train-images.idx3-ubyte``)."""
     folder = write_idx_dir(tmp_path / "idx", mnist5k, gz=gz)
+    for file in list(folder.iterdir()) if dotted else []:
+        file.rename(folder / file.name.replace("-idx", ".idx"))
     dataset = load_dataset(f"idx:{folder}")
     assert len(dataset.train) == 300 and len(dataset.test) == 100
     np.testing.assert_allclose(dataset.train.images, mnist5k.train.images[:300], atol=0.5 / 255)

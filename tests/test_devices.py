@@ -8,6 +8,7 @@
   is not there, peers that never join, and SIGTERM to a process blocked waiting for them are each one line.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -20,11 +21,22 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_RUN
+from jaxvae.devices import choose_backend
 from jaxvae.parity.method import F32_LOSS_RTOL
 from jaxvae.run import checkpoint, distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = ["--seed", "123,7"]  # two of the suite ensemble's members, one after another
+
+
+@pytest.mark.parametrize("platform, chosen", [("cpu", ("matmul", 16, 2, 16, 1)), ("gpu", ("xla", 0, 1, 500, 0))])
+def test_the_backends_choices_and_the_users_kept(platform, chosen):
+    """What a run does on each platform unless told (conv form, micro-batch, micro-batches side by side, evaluation
+    batch, members vmapped together): on a CPU, the forms and sizes docs/benchmarks.md measured fastest, and members
+    one at a time, so that each member is its single run bit for bit; a choice given is kept."""
+    assert dataclasses.astuple(choose_backend(platform=platform)) == (platform, *chosen)
+    given = choose_backend("pad", 8, 3, platform)
+    assert (given.conv_impl, given.micro_batch, given.member_group) == ("pad", 8, 3)
 
 
 def _env(devices=1, **extra):

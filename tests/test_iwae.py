@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxvae.data import load_mnist5k
-from jaxvae.iwae import iwae_log_px
+from jaxvae.iwae import estimate_log_px, iwae_log_px
 from jaxvae.likelihoods import LIKELIHOODS, elbo_from_terms, gaussian_constant, objective_loss, squared_error
 from jaxvae.model import VAE
 from jaxvae.train_step import init_state, make_optimizer, make_train_step
@@ -85,6 +85,16 @@ def test_exact_posterior_gives_log_px_at_every_k(seed, samples, chunk):
         *_functions(w, b, 0.0, jnp.float32), jnp.asarray(x, jnp.float32), jax.random.PRNGKey(seed), samples, chunk
     )
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+
+
+def test_batch_i_of_the_estimate_draws_from_fold_in_key_i():
+    """``estimate_log_px`` with a stand-in estimator that returns its own draws: batch i's come from ``fold_in(key,
+    i)`` (one image in two batches gets independent estimates), the last batch padded and cut back to the images."""
+    key = jax.random.PRNGKey(3)
+    draws = lambda params, images, k: jax.random.normal(k, (len(images),))  # noqa: E731
+    got = estimate_log_px(draws, None, np.zeros((5, 28, 28, 1), np.float32), key, batch=3)
+    want = np.concatenate([jax.random.normal(jax.random.fold_in(key, i), (3,)) for i in range(2)])[:5]
+    np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -16,6 +16,8 @@ import pytest
 
 from conftest import SMALL_RUN
 from jaxvae.cli import main
+from jaxvae.run.config import RunConfig, check_batch_fits, check_value
+from jaxvae.run.distributed import parse_address
 from jaxvae.run.files import LOCK
 
 WITH_TORCH = importlib.util.find_spec("torch") is not None
@@ -53,10 +55,11 @@ train --resume --epochs 2 --out {{}}/run {{run}}            | --resume: {{}}/run
 train --resume --epochs 3 --latent-dim 4 --out {{}}/run {{run}} | --resume: this run was trained with --latent-dim 2
 train --resume --epochs 3 --objective iwae --out {{}}/run {{run}} | --resume: this run was trained with --objective elbo
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
-train --resume --epochs 3 --out {{}}/garbled {{run}}        | {{}}/garbled/metrics.jsonl is damaged at line 3 ('[1, 2]'
+train --resume --epochs 3 --out {{}}/garbled {{run}}        | {{}}/garbled/metrics.jsonl is damaged at line 17 ('[1, 2]'
 evaluate --run {{}}/damaged                                 | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
+train --coordinator 127.0.0.1:65536 --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:1 --num-processes 2 --process-id 2 | --process-id must be in 0..1
 train --coordinator-timeout -1                              | --coordinator-timeout must be a finite positive number
 train --coordinator-timeout inf                             | --coordinator-timeout must be a finite positive number
@@ -87,6 +90,7 @@ train --resume --epochs 3 --out {{}}/hollow --seed 1,2 | {{}}/hollow/ensemble.js
 evaluate --run {{}}/outside                  | {{}}/outside/ensemble.json is damaged (members must be folder names
 evaluate --run {{}}/none                     | {{}}/none/ensemble.json is damaged (members must be folder names
 train --resume --epochs 3 --out {{}}/flat --seed 1,2 | {{}}/flat/ensemble.json is damaged (members must be folder names
+evaluate --run {{}}/unweighted | this run cannot be evaluated: a Gaussian loss with --reconstruction-weight 0
 evaluate --run {{}}/run --iw-samples 0                      | --iw-samples must be at least 1
 evaluate --run {{}}/run --iw-samples many                   | argument --iw-samples: invalid int value
 evaluate --run {{}}/run --test-examples 0                   | --test-examples must be at least 1
@@ -129,12 +133,13 @@ def checksums(folder: Path) -> dict:
 @pytest.fixture(scope="session")
 def place(tmp_path_factory, small_run, ensemble_run):
     """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with
-    its last checkpoint overwritten), ``garbled`` (the run, the third line of its metrics.jsonl not a record),
-    ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow`` (a config.json that is a
-    JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json naming a member
-    outside ``members/``, one whose list is a number), ``none`` (an ensemble.json of no members), ``empty/``,
-    ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``,
-    ``partial.pt`` and ``nan.pt`` (a file that is no torch state dict, one that lacks a key, one with a NaN)."""
+    its last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl not a record:
+    only the last may be torn), ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow`` (a
+    config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json
+    naming a member outside ``members/``, one whose list is a number), ``none`` (an ensemble.json of no members),
+    ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no likelihood), ``empty/``,
+    ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt``
+    and ``nan.pt`` (a file that is no torch state dict, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -144,7 +149,7 @@ def place(tmp_path_factory, small_run, ensemble_run):
             f.write_bytes(b"\x00garbage")
     shutil.copytree(small_run, root / "garbled")
     lines = (root / "garbled" / "metrics.jsonl").read_text().splitlines(keepends=True)
-    (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:2] + ["[1, 2]\n"] + lines[3:]))
+    (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ["[1, 2]\n"] + lines[-1:]))
     shutil.copytree(small_run, root / "typo")
     config = json.loads((root / "typo" / "config.json").read_text())
     (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": "2"}))
@@ -154,6 +159,7 @@ def place(tmp_path_factory, small_run, ensemble_run):
         ("outside", "ensemble.json", '{"members": ["../run"], "lists": {"seed": [1, 2]}}'),
         ("flat", "ensemble.json", '{"members": ["seed1"], "lists": {"seed": 1}}'),
         ("none", "ensemble.json", '{"members": [], "lists": {}}'),
+        ("unweighted", "config.json", json.dumps({**config, "reconstruction_weight": 0.0})),
     ):
         (root / name).mkdir()
         (root / name / file).write_text(text)
@@ -205,6 +211,14 @@ def test_commands_that_need_torch_say_so_where_it_is_missing(place, capsys, monk
     """torch hidden from the process (as on a machine with ``pip install -e .`` alone)."""
     monkeypatch.setitem(sys.modules, "torch", None)
     refused(place, capsys, command, f"{command.split()[0]} needs torch, which is not installed here")
+
+
+def test_each_edge_itself_is_accepted():
+    """The table refuses one past each edge; the edge passes."""
+    check_batch_fits(RunConfig(batch_size=256), 256)  # one step per epoch
+    assert parse_address("127.0.0.1:65535") == ("127.0.0.1", 65535)
+    for name, value in (("seed", 2**32 - 1), ("latent_dim", 4096), ("reconstruction_weight", 0.0), ("devices", 0)):
+        check_value(name, value)
 
 
 def test_a_refusal_is_the_whole_of_stderr(tmp_path):
