@@ -45,6 +45,17 @@ def test_the_report(run):
     assert other["reconstruction_at_mean"] == result["reconstruction_at_mean"] < result["reconstruction"] * 1.05
 
 
+def test_the_standard_error_of_two_images_by_hand(small_run):
+    """Of two images, the estimate's standard error (sample sd over sqrt(N)) is half their distance. The first
+    image's estimate is the one a one-image evaluation gives (it depends on the key and its position only), the
+    second's twice the mean less it. 1e-3 nats: float32 sums and means of ~550 nats round by a few 6e-5."""
+    first = evaluate_run(small_run, iw_samples=IW, test_examples=1)["log_px_nats"]
+    both = evaluate_run(small_run, iw_samples=IW, test_examples=2)
+    second = 2 * both["log_px_nats"] - first
+    assert both["log_px_standard_error"] == pytest.approx(abs(first - second) / 2, abs=1e-3)
+    assert abs(first - second) > 0.1  # their draws differ: the test can tell the sample sd from the population's
+
+
 def test_an_ensemble_evaluated_at_once_is_each_member_evaluated_alone(ensemble_run, capsys):
     """Members one at a time (the suite ensemble's grouping): a member's figures are its own folder's, and each
     setting's mean over seeds is their mean. The same float32 sums in another fusion (a member inside ``lax.map``,

@@ -91,6 +91,7 @@ evaluate --run {{}}/outside                  | {{}}/outside/ensemble.json is dam
 evaluate --run {{}}/none                     | {{}}/none/ensemble.json is damaged (members must be folder names
 train --resume --epochs 3 --out {{}}/flat --seed 1,2 | {{}}/flat/ensemble.json is damaged (members must be folder names
 evaluate --run {{}}/unweighted | this run cannot be evaluated: a Gaussian loss with --reconstruction-weight 0
+evaluate --run {{}}/uneven                   | the members of {{}}/uneven stopped at different epochs ([1, 2]);
 evaluate --run {{}}/run --iw-samples 0                      | --iw-samples must be at least 1
 evaluate --run {{}}/run --iw-samples many                   | argument --iw-samples: invalid int value
 evaluate --run {{}}/run --test-examples 0                   | --test-examples must be at least 1
@@ -137,9 +138,10 @@ def place(tmp_path_factory, small_run, ensemble_run):
     only the last may be torn), ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow`` (a
     config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json
     naming a member outside ``members/``, one whose list is a number), ``none`` (an ensemble.json of no members),
-    ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no likelihood), ``empty/``,
-    ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt``
-    and ``nan.pt`` (a file that is no torch state dict, one that lacks a key, one with a NaN)."""
+    ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no likelihood), ``uneven`` (an
+    ensemble of two copies of the run, one without its last checkpoint), ``empty/``, ``file`` (a regular file),
+    ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that
+    is no torch state dict, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -163,6 +165,10 @@ def place(tmp_path_factory, small_run, ensemble_run):
     ):
         (root / name).mkdir()
         (root / name / file).write_text(text)
+    for name in ("a", "b"):
+        shutil.copytree(small_run, root / "uneven" / "members" / name)
+    (root / "uneven" / "ensemble.json").write_text('{"members": ["a", "b"], "lists": {"seed": [1, 2]}}')
+    shutil.rmtree(root / "uneven" / "members" / "b" / "checkpoints" / "2")
     if WITH_TORCH:
         import torch  # optional: the parity and export rows need it
 
