@@ -71,3 +71,5 @@ def test_what_a_run_sees():
     )
     other_seed = prepare_data(dataclasses.replace(base, binarize="sample", seed=1)).test.images
     assert not np.array_equal(other_seed, sampled.test.images)
+    pinned = prepare_data(dataclasses.replace(base, binarize="sample", seed=1, binarize_seed=base.seed)).test.images
+    np.testing.assert_array_equal(pinned, sampled.test.images)  # --binarize-seed, not --seed, draws the test split

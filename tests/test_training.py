@@ -60,21 +60,30 @@ def test_the_run_folder(small_run):
     assert checkpoint.latest_epoch(small_run / "checkpoints") == 2
 
 
-def test_the_first_step_follows_the_documented_keys(small_run, mnist5k):
+def test_the_first_step_and_the_last_evaluation_follow_the_documented_keys(small_run, mnist5k):
     """``jaxvae.run.engine``'s key schedule, by hand: keys ``split(PRNGKey(seed), 4)`` (init, data, train, eval),
     epoch 1's batches ``permutation(fold_in(data_key, 1))`` of the training images, step 1's noise ``normal(fold_in(
-    train_key, 0))``. The run's float32 loss of step 1 is that batch's loss in float64 within 1e-5 relative: float32's
-    rounding is ~1e-7, and epoch 2's batch or step 2's noise moves it by 6e-4 to 6e-3 (seeds 0-3 measured)."""
-    init_key, data_key, train_key, _ = jax.random.split(jax.random.PRNGKey(123), 4)
+    train_key, 0))``, the test split's after epoch 2 ``normal(fold_in(eval_key, 2))``. The run's float32 losses of
+    step 1 and of that evaluation are the float64 losses within 1e-5 relative: float32's rounding is ~1e-7 (5e-8
+    measured), and another batch or other noise moves them by 6e-4 to 3e-2 (measured: step 1 at seeds 0-3, the
+    evaluation with the noise of epochs 0, 1 and 3)."""
+    init_key, data_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(123), 4)
     model = VAE(2)
     params = init_state(model, make_optimizer(5e-4), init_key).params
     order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, 1), 256))
     batch = mnist5k.train.images[:256][order[:32]]  # (32, 28, 28, 1)
     eps = jax.random.normal(jax.random.fold_in(train_key, 0), (32, 1, 2))
+    test_eps = jax.random.normal(jax.random.fold_in(eval_key, 2), (100, 1, 2))
+    arrays = (params, batch, eps, open_run(small_run).params, mnist5k.test.images[:100], test_eps)
+    loss_fn = jax.jit(make_loss_fn(model, 1.0))  # jitted: op by op, each op compiles alone
     with jax.enable_x64(True):
-        params, batch, eps = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (params, batch, eps))
-        loss, _ = jax.jit(make_loss_fn(model, 1.0))(params, batch, eps)  # jitted: op by op, each op compiles alone
-    assert records(small_run)[0]["loss"] == pytest.approx(float(loss), rel=1e-5, abs=0)
+        params, batch, eps, trained, test, test_eps = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float64), arrays
+        )
+        first, _ = loss_fn(params, batch, eps)
+        evaluated, _ = loss_fn(trained, test, test_eps)
+    assert records(small_run)[0]["loss"] == pytest.approx(float(first), rel=1e-5, abs=0)
+    assert records(small_run, "test")[-1]["loss"] == pytest.approx(float(evaluated), rel=1e-5, abs=0)
 
 
 @pytest.fixture(scope="session")
