@@ -44,6 +44,8 @@ def test_the_run_folder(small_run):
     assert [r["epoch"] for r in tests] == [1, 2] and summary["final_test"] == {
         k: tests[-1][k] for k in ("loss", "reconstruction", "kl")
     }
+    epoch_2 = {k: np.mean([r[k] for r in steps[8:]]) for k in ("loss", "reconstruction", "kl")}  # its steps' means
+    assert summary["final_train"] == pytest.approx(epoch_2, rel=1e-12)
     latent = summary["latent"]  # of the test split; by hand in tests/test_diagnostics.py
     assert len(latent["kl_per_dim"]) == len(latent["activity_per_dim"]) == 2 and 0 <= latent["active_units"] <= 2
     for name in (
