@@ -14,9 +14,8 @@ from scipy.special import logsumexp
 from jaxvae.likelihoods import LOG_2PI
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: unit u is active when Cov_x(E_q[z_u | x]) exceeds it
-CHUNK_ELEMENTS = (
-    4_000_000  # the mutual information's pairwise densities, computed this many (image, image, unit) at a time
-)
+# the mutual information's pairwise densities, computed this many (image, image, unit) at a time
+CHUNK_ELEMENTS = 4_000_000
 
 
 def activity(means: np.ndarray) -> np.ndarray:
