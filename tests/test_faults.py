@@ -76,8 +76,21 @@ def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
     assert ours[: len(never_stopped)] == never_stopped
 
 
+@pytest.fixture
+def terminal_signals():
+    """Ctrl-C and SIGHUP handled as in a terminal's foreground: a suite started in the background (``&``, ``nohup``)
+    inherits them ignored, and jaxvae leaves an ignored signal ignored."""
+    terminal = {signal.SIGINT: signal.default_int_handler, signal.SIGHUP: signal.SIG_DFL}
+    previous = {s: signal.signal(s, handler) for s, handler in terminal.items()}
+    yield
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.parametrize("stop", [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "stopped by SIGHUP")])
-def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(small_run, tmp_path, monkeypatch, capsys, stop):
+def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
+    small_run, tmp_path, monkeypatch, capsys, terminal_signals, stop
+):
     """Ctrl-C, or a closed terminal's SIGHUP, as epoch 1's checkpoint starts to be written: the checkpoint is written
     whole first, then the run stops in one line, and ``--resume`` continues to small_run's records, bit for bit."""
     signum, status, how = stop
