@@ -312,6 +312,13 @@ def test_a_lock_held_by_another_program_is_named_whatever_it_holds(tmp_path):
                 claim(tmp_path)
 
 
+def test_a_run_without_out_gets_a_new_folder_even_within_the_same_second(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_files.time, "strftime", lambda form: "20260101-000000")
+    for expected in ("20260101-000000", "20260101-000000-2", "20260101-000000-3"):
+        assert run_files.new_run_dir(tmp_path) == tmp_path / expected
+        (tmp_path / expected).mkdir()  # a run started there
+
+
 def test_member_names_say_their_values():
     assert member_name(RunConfig(seed=4, lr=1e-5, reconstruction_weight=2.0)) == "seed4_lr1e-05_rw2"
     grid = member_grid(RunConfig(), {"seed": (1, 2), "lr": (1e-3,), "reconstruction_weight": (0.5, 1.0, 2.0)})
