@@ -11,6 +11,8 @@ import os
 import shutil
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -41,6 +43,15 @@ def records(folder: Path, split=None) -> list[dict]:
     """A run folder's ``metrics.jsonl`` rows of one split (None: the training steps)."""
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     return [r for r in rows if r.get("split") == split]
+
+
+def in_float64(run, method, inputs) -> np.ndarray:
+    """``VAE.method`` (a method of ``run.model``) of ``inputs``, every parameter of ``run`` (``open_run``'s) and every
+    input in float64: the counterpart of a float32 result, whose rounding it does not share."""
+    with jax.enable_x64(True):
+        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), run.params)
+        out = run.model.apply({"params": params}, jnp.asarray(inputs, jnp.float64), method=method)
+        return jax.tree_util.tree_map(np.asarray, out)
 
 
 def train_small(out: Path, *flags: str) -> Path:

@@ -11,7 +11,6 @@ from jaxvae.model import VAE
 from jaxvae.run.config import RunConfig
 from jaxvae.run.training import prepare_data
 from jaxvae.train_step import (
-    SAMPLE_STREAM,
     TrainState,
     bernoulli_sample,
     init_state,
@@ -37,8 +36,9 @@ def test_sample_is_binary_with_the_pixel_as_probability():
 
 
 def test_the_step_trains_on_its_own_draw(mnist5k):
-    """The sampled step's loss is the loss of the batch drawn with the step's key; the next step draws another. In
-    float64, where the step and the loss computed apart differ by float64 rounding only (1e-10)."""
+    """The sampled step's loss is the loss of the batch drawn with ``fold_in(step key, 1)``, the documented stream (so
+    that a run draws what it drew before); the next step draws another. In float64, where the step and the loss
+    computed apart differ by float64 rounding only (1e-10)."""
     model, optimizer = VAE(2), make_optimizer(1e-3)
     state = init_state(model, optimizer, jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(5)
@@ -51,7 +51,7 @@ def test_the_step_trains_on_its_own_draw(mnist5k):
         for s in (0, 1):
             _, metrics = step(TrainState(params, optimizer.init(params), jnp.int32(s)), batch, key)
             step_key = jax.random.fold_in(key, s)
-            draws.append(bernoulli_sample(jax.random.fold_in(step_key, SAMPLE_STREAM), batch))
+            draws.append(bernoulli_sample(jax.random.fold_in(step_key, 1), batch))
             eps = jax.random.normal(step_key, (16, 2), jnp.float64)
             np.testing.assert_allclose(metrics, loss_fn(params, draws[-1], eps)[1], rtol=1e-10)
         assert np.mean(np.abs(draws[1] - draws[0])) > 0.01  # a fresh draw per step (so per epoch for each image)
@@ -66,6 +66,8 @@ def test_what_a_run_sees():
     sampled = prepare_data(dataclasses.replace(base, binarize="sample"))
     np.testing.assert_array_equal(sampled.train.images, plain.train.images)  # drawn step by step on the device
     assert set(np.unique(sampled.test.images)) == {0.0, 1.0}  # one fixed draw, the same at every call
+    documented = bernoulli_sample(jax.random.fold_in(jax.random.PRNGKey(base.seed), 2), plain.test.images)
+    np.testing.assert_array_equal(sampled.test.images, documented)  # of fold_in(PRNGKey(--seed), 2)
     np.testing.assert_array_equal(
         sampled.test.images, prepare_data(dataclasses.replace(base, binarize="sample")).test.images
     )

@@ -24,6 +24,9 @@ from conftest import SMALL_RUN
 from jaxvae.devices import choose_backend
 from jaxvae.parity.method import F32_LOSS_RTOL
 from jaxvae.run import checkpoint, distributed
+from jaxvae.run.config import RunConfig
+from jaxvae.run.engine import RunSetup
+from jaxvae.run.members import member_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMBERS = ["--seed", "123,7"]  # two of the suite ensemble's members, one after another
@@ -37,6 +40,8 @@ def test_the_backends_choices_and_the_users_kept(platform, chosen):
     assert dataclasses.astuple(choose_backend(platform=platform)) == (platform, *chosen)
     given = choose_backend("pad", 8, 3, platform)
     assert (given.conv_impl, given.micro_batch, given.member_group) == ("pad", 8, 3)
+    three = member_grid(RunConfig(), {"seed": (1, 2, 3)})  # summary.json's figure: members side by side, at most 3
+    assert [RunSetup.build(three, group).describe_backend()["member_group"] for group in (2, 3, 8)] == [2, 3, 3]
 
 
 def _env(devices=1, **extra):

@@ -60,6 +60,7 @@ evaluate --run {{}}/damaged                                 | checkpoint {{}}/da
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:65536 --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
+train --coordinator 127.0.0.1:0 --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:1 --num-processes 2 --process-id 2 | --process-id must be in 0..1
 train --coordinator 127.0.0.1:1 --num-processes 0 --process-id 0 | --num-processes must be at least 1
 train --coordinator-timeout -1                              | --coordinator-timeout must be a finite positive number

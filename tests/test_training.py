@@ -15,13 +15,16 @@ import pytest
 from conftest import SMALL_RUN, records, train_small
 from jaxvae import open_run
 from jaxvae.cli import main
+from jaxvae.diagnostics import mutual_information
 from jaxvae.errors import UserError
+from jaxvae.inference import encode_posterior
 from jaxvae.model import VAE
 from jaxvae.run import checkpoint, training
 from jaxvae.run import files as run_files
-from jaxvae.run.config import RunConfig
+from jaxvae.run.config import RunConfig, chunk_length
 from jaxvae.run.engine import Trainer
 from jaxvae.run.members import member_grid, member_name
+from jaxvae.run.report import interpolation_pairs
 from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished_run
 from jaxvae.train_step import init_state, make_loss_fn, make_optimizer
 
@@ -30,12 +33,13 @@ NAMES = [f"seed{s}_lr{lr}_rw{w}" for s in (123, 7) for lr in ("0.0005", "0.001")
 SMALL = dict(batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)  # SMALL_RUN as a RunConfig
 
 
-def test_the_run_folder(small_run):
+def test_the_run_folder(small_run, mnist5k):
     summary = json.loads((small_run / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["steps"] == 16
     assert summary["data"] == {"source": summary["data"]["source"], "train_images": 256, "test_images": 100}
     assert summary["traces"] == {"train_chunk": 1, "evaluate": 1}  # compiled once for the whole run
     assert all(isinstance(summary[k], float) for k in ("images_per_second", "compile_seconds", "train_seconds"))
+    assert summary["images_per_second"] == pytest.approx(16 * 32 / summary["train_seconds"])  # 16 steps of 32
     assert {"jax", "flax", "optax"} <= summary["versions"].keys() and summary["devices"]["count"] == 1
     steps = records(small_run)
     assert [r["step"] for r in steps] == list(range(1, 17)) and [r["epoch"] for r in steps] == [1] * 8 + [2] * 8
@@ -48,6 +52,9 @@ def test_the_run_folder(small_run):
     assert summary["final_train"] == pytest.approx(epoch_2, rel=1e-12)
     latent = summary["latent"]  # of the test split; by hand in tests/test_diagnostics.py
     assert len(latent["kl_per_dim"]) == len(latent["activity_per_dim"]) == 2 and 0 <= latent["active_units"] <= 2
+    run = open_run(small_run)  # the same program on the same parameters and images: the same posteriors, bit for bit
+    posteriors = encode_posterior(run.model, run.params, mnist5k.test.images[:100])
+    assert latent["mutual_information_nats"] == mutual_information(*posteriors, seed=123)  # the run's seed draws z
     for name in (
         "training_loss",
         "reconstructions",
@@ -118,7 +125,8 @@ def test_the_ensemble_folder(ensemble_run):
     }
     summary = json.loads((ensemble_run / "summary.json").read_text())
     assert [m["name"] for m in summary["members"]] == NAMES and summary["steps"] == 16
-    assert summary["member_images_per_second"] > 0 and summary["traces"] == {"train_chunk": 1, "evaluate": 1}
+    assert summary["member_images_per_second"] == pytest.approx(8 * 16 * 32 / summary["train_seconds"])
+    assert summary["traces"] == {"train_chunk": 1, "evaluate": 1}
     assert "seed" not in summary["config"] and summary["config"]["batch_size"] == 32
     finals = {}
     for member in summary["members"]:
@@ -145,6 +153,21 @@ def test_a_run_resumed_with_other_chunks_is_the_run_never_stopped(small_run, tmp
     assert main(["train", "--out", str(out), "--epochs", "1", *SMALL_RUN]) == 0
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN[:-1], "8"]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+def test_the_steps_per_dispatch_by_hand():
+    """The largest divisor of the epoch's steps up to the steps asked for, by default 2,048 images' worth."""
+    assert chunk_length(100, 32) == 50 and chunk_length(1875, 32) == 25  # 64 steps asked for
+    assert chunk_length(234, 256) == 6 and chunk_length(13, 4096) == 1  # 8 asked for; at least one
+    assert chunk_length(8, 32, 4) == 4 and chunk_length(8, 32, 3) == 2 and chunk_length(7, 32, 100) == 7
+
+
+def test_the_digits_interpolated_by_hand():
+    """The first test digit of each label 2i with the first of 2i + 1; then pairs of consecutive images."""
+    labels = np.array([3, 0, 1, 2, 5, 4, 7, 6, 9, 8, 0])
+    assert interpolation_pairs(labels) == [(1, 2), (3, 0), (5, 4), (7, 6), (9, 8)]
+    assert interpolation_pairs(np.array([3, 0, 1, 1, 3, 3])) == [(1, 2), (0, 1), (2, 3), (4, 5)]
+    assert interpolation_pairs(np.array([4])) == [(0, 0)]
 
 
 def test_eval_every_and_the_checkpoints_kept(tmp_path):
