@@ -53,8 +53,8 @@ def test_the_report(run):
         logits = in_float64(trained, VAE.decode_logits, z)
         per_image = (np.logaddexp(0, logits) - images * logits).sum(axis=(1, 2, 3))
     assert result["reconstruction_at_mean"] == pytest.approx(per_image.mean(), rel=1e-4)
-    # another seed, other draws (the same seed, the same estimate: the next test); the figures of the loss are not
-    # the estimator's
+    # another seed, other draws (the same seed, the same estimate: the next test); the loss's figures do not depend
+    # on the estimator's seed
     other = evaluate_run(out, iw_samples=IW, seed=1)
     assert other["log_px_nats"] != result["log_px_nats"] and other["loss"] == result["loss"]
     assert other["reconstruction_at_mean"] == result["reconstruction_at_mean"]
