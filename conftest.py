@@ -1,5 +1,5 @@
 """Suite-wide setup, before any test imports JAX: one persistent compilation cache for the session, the XLA
-optimisation level, and how many pytest-xdist workers ``-n auto`` starts.
+compile flags, and how many pytest-xdist workers ``-n auto`` starts.
 
 Many tests (and the ``jaxvae`` processes they start, which inherit the environment) compile the same
 programs: a small training run compiles in ~15 s on a 2-core CPU and loads from the cache in ~1 s. The
@@ -18,6 +18,8 @@ by one process, not by every worker that draws one of its tests (the same Zen 4,
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 # Cache every compilation, the small ones included (by default JAX keeps only those that took 1 s): a
@@ -25,13 +27,21 @@ import tempfile
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-# The suite's programs compile at LLVM optimisation level 1, not XLA's default 3 (a level in the caller's XLA_FLAGS
-# wins): a fifth less time (the README's command on a 2-core Zen 4, runs taken in turn: 4:09 and 4:18 against 5:08 and
-# 5:05). Some programs round differently at the two levels, as they do on another CPU, which no verdict of the suite
-# depends on (float32 is compared with float64, or bitwise between two runs of one build); .ci/run runs the whole
-# suite again at the default level.
+# The suite's programs are compiled for the speed of compiling, not of running (a level in the caller's XLA_FLAGS
+# leaves XLA's defaults, as .ci/run's second leg does): LLVM optimisation level 1, not XLA's default 3 (a fifth less
+# time: the README's command on a 2-core Zen 4, runs taken in turn, 4:09 and 4:18 against 5:08 and 5:05), and XLA's
+# older elemental fusion emitters where this XLA still has them (jax 0.10; XLA aborts on a flag it does not know, so a
+# child process is asked first): a training chunk compiles in 2.8 s instead of 4.4, the same speed once compiled, and
+# the README's command takes a fifth less again (docs/benchmarks.md). Some programs round differently under these
+# flags, as they do on another CPU, which no verdict of the suite depends on (float32 is compared with float64, or
+# bitwise between two runs of one build).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=1".strip()
+    _FLAGS = [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]
+    _ELEMENTAL = "--xla_cpu_use_fusion_emitters=false"
+    _PROBE = [sys.executable, "-c", "import jax; jax.devices('cpu')"]
+    if subprocess.run(_PROBE, env={**os.environ, "XLA_FLAGS": _ELEMENTAL}, capture_output=True).returncode == 0:
+        _FLAGS.append(_ELEMENTAL)
+    os.environ["XLA_FLAGS"] = " ".join(_FLAGS).strip()
 
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="jaxvae-test-jit-cache-")
