@@ -27,20 +27,34 @@ import tempfile
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+MAX_WORKERS = 4
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def known_to_xla(*flags: str) -> list[str]:
+    """Those of ``flags`` that this jaxlib's XLA knows (it aborts a process on a flag it does not), each asked of a
+    child process."""
+    probe = [sys.executable, "-c", "import jax; jax.devices('cpu')"]
+    children = {
+        f: subprocess.Popen(probe, env={**os.environ, "XLA_FLAGS": f}, stderr=subprocess.DEVNULL) for f in flags
+    }
+    return [f for f, child in children.items() if child.wait() == 0]
+
+
 # The suite's programs are compiled for the speed of compiling, not of running (a level in the caller's XLA_FLAGS
 # leaves XLA's defaults, as .ci/run's second leg does): LLVM optimisation level 1, not XLA's default 3 (a fifth less
-# time: the README's command on a 2-core Zen 4, runs taken in turn, 4:09 and 4:18 against 5:08 and 5:05), and XLA's
-# older elemental fusion emitters where this XLA still has them (jax 0.10; XLA aborts on a flag it does not know, so a
-# child process is asked first): a training chunk compiles in 2.8 s instead of 4.4, the same speed once compiled, and
-# the README's command takes a fifth less again (docs/benchmarks.md). Some programs round differently under these
-# flags, as they do on another CPU, which no verdict of the suite depends on (float32 is compared with float64, or
-# bitwise between two runs of one build).
+# time: the README's command on a 2-core Zen 4, runs taken in turn, 4:09 and 4:18 against 5:08 and 5:05); XLA's older
+# elemental fusion emitters where this XLA still has them (jax 0.10): a training chunk compiles in 2.8 s instead of
+# 4.4, the same speed once compiled, and the README's command takes a fifth less again; and where the workers
+# outnumber the cores, each program compiled on one thread, not split into parts compiled on several, which then only
+# adds the splitting's work (another 5-10 %; docs/benchmarks.md). Some programs round differently under these flags,
+# as they do on another CPU, which no verdict of the suite depends on (float32 is compared with float64, or bitwise
+# between two runs of one build).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    _FLAGS = [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]
-    _ELEMENTAL = "--xla_cpu_use_fusion_emitters=false"
-    _PROBE = [sys.executable, "-c", "import jax; jax.devices('cpu')"]
-    if subprocess.run(_PROBE, env={**os.environ, "XLA_FLAGS": _ELEMENTAL}, capture_output=True).returncode == 0:
-        _FLAGS.append(_ELEMENTAL)
+    _WANTED = ["--xla_cpu_use_fusion_emitters=false"]
+    if CORES < MAX_WORKERS:
+        _WANTED.append("--xla_cpu_parallel_codegen_split_count=1")
+    _FLAGS = [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1", *known_to_xla(*_WANTED)]
     os.environ["XLA_FLAGS"] = " ".join(_FLAGS).strip()
 
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
@@ -50,12 +64,8 @@ else:
     _CACHE = None
 
 
-MAX_WORKERS = 4
-
-
 def pytest_xdist_auto_num_workers(config):
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(MAX_WORKERS, cores + 1))
+    return max(1, min(MAX_WORKERS, CORES + 1))
 
 
 def pytest_unconfigure(config):
