@@ -35,9 +35,8 @@ def known_to_xla(*flags: str) -> list[str]:
     """Those of ``flags`` that this jaxlib's XLA knows (it aborts a process on a flag it does not), each asked of a
     child process."""
     probe = [sys.executable, "-c", "import jax; jax.devices('cpu')"]
-    children = {
-        f: subprocess.Popen(probe, env={**os.environ, "XLA_FLAGS": f}, stderr=subprocess.DEVNULL) for f in flags
-    }
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    children = {f: subprocess.Popen(probe, env={**env, "XLA_FLAGS": f}, stderr=subprocess.DEVNULL) for f in flags}
     return [f for f, child in children.items() if child.wait() == 0]
 
 
