@@ -220,6 +220,9 @@ def _counts(text: str, flag: str) -> list[int]:
         raise UserError(f"{flag} must be comma-separated integers, got {text!r}") from None
     if not counts or min(counts) < 1:
         raise UserError(f"{flag} must be positive integers, got {text!r}")
+    repeated = sorted({c for c in counts if counts.count(c) > 1})
+    if repeated:
+        raise UserError(f"{flag} {text} gives {repeated[0]} twice; each value once")
     return counts
 
 
