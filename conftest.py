@@ -35,8 +35,8 @@ def known_to_xla(*flags: str) -> list[str]:
     """Those of ``flags`` that this jaxlib's XLA knows (it aborts a process on a flag it does not), each asked of a
     child process."""
     probe = [sys.executable, "-c", "import jax; jax.devices('cpu')"]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    children = {f: subprocess.Popen(probe, env={**env, "XLA_FLAGS": f}, stderr=subprocess.DEVNULL) for f in flags}
+    env, quiet = {**os.environ, "JAX_PLATFORMS": "cpu"}, {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    children = {f: subprocess.Popen(probe, env={**env, "XLA_FLAGS": f}, **quiet) for f in flags}
     return [f for f, child in children.items() if child.wait() == 0]
 
 
