@@ -26,7 +26,7 @@ from jaxvae.convert import params_to_torch
 from jaxvae.data import load_dataset
 from jaxvae.devices import to_host
 from jaxvae.errors import UserError
-from jaxvae.run.config import RunConfig, check_batch_splits, check_flags
+from jaxvae.run.config import RunConfig, check_batch_splits, check_flags, given_twice
 from jaxvae.run.engine import RunSetup, Trainer
 from jaxvae.run.members import member_grid
 from jaxvae.run.report import versions
@@ -220,9 +220,8 @@ def _counts(text: str, flag: str) -> list[int]:
         raise UserError(f"{flag} must be comma-separated integers, got {text!r}") from None
     if not counts or min(counts) < 1:
         raise UserError(f"{flag} must be positive integers, got {text!r}")
-    repeated = sorted({c for c in counts if counts.count(c) > 1})
-    if repeated:
-        raise UserError(f"{flag} {text} gives {repeated[0]} twice; each value once")
+    if twice := given_twice(counts):
+        raise UserError(f"{flag} {text} {twice}")
     return counts
 
 

@@ -168,6 +168,12 @@ def _has_type(name: str, value) -> bool:
     return not isinstance(value, bool) and isinstance(value, kinds)
 
 
+def given_twice(values) -> str | None:
+    """What is wrong with a list of ``values`` that gives one twice (the smallest such), or None: each value once."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    return f"gives {repeated[0]} twice; each value once" if repeated else None
+
+
 def _flag_type(name: str, lists: bool) -> Callable:
     """The argparse type of a flag. With ``lists``, a per-member flag takes one value or a comma-separated list of
     distinct values (a tuple, each value checked as its member's setting) and the other flags refuse a list."""
@@ -190,9 +196,8 @@ def _flag_type(name: str, lists: bool) -> Callable:
             values = tuple(convert(item) for item in items)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a list of {convert.__name__} values") from None
-        repeated = sorted({v for v in values if values.count(v) > 1})
-        if repeated:
-            raise argparse.ArgumentTypeError(f"{text!r} gives {repeated[0]} twice; each value once")
+        if twice := given_twice(values):
+            raise argparse.ArgumentTypeError(f"{text!r} {twice}")
         return values
 
     parse.__name__ = convert.__name__ if name not in PER_MEMBER else f"{flag_name(name)} list"
