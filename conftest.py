@@ -29,6 +29,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 MAX_WORKERS = 4
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+WORKERS = max(1, min(MAX_WORKERS, CORES + 1))  # what ``-n auto`` starts
 
 
 def known_to_xla(*flags: str) -> list[str]:
@@ -51,7 +52,7 @@ def known_to_xla(*flags: str) -> list[str]:
 # or bitwise between two runs of one build).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     _WANTED = ["--xla_cpu_use_fusion_emitters=false"]
-    if CORES < MAX_WORKERS:
+    if WORKERS > CORES:
         _WANTED.append("--xla_cpu_parallel_codegen_split_count=1")
     _FLAGS = [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1", *known_to_xla(*_WANTED)]
     os.environ["XLA_FLAGS"] = " ".join(_FLAGS).strip()
@@ -64,7 +65,7 @@ else:
 
 
 def pytest_xdist_auto_num_workers(config):
-    return max(1, min(MAX_WORKERS, CORES + 1))
+    return WORKERS
 
 
 def pytest_unconfigure(config):
