@@ -222,10 +222,13 @@ def main(argv=None) -> int:
         cause = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
-    except Exception as exc:  # noqa: BLE001 - only a multi-process run turns this into one line; see below
-        if not jax.distributed.is_initialized():
+    except Exception as exc:  # noqa: BLE001 - the device's memory, or a multi-process run; anything else is a bug
+        memory = isinstance(exc, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(exc)
+        if not (memory or jax.distributed.is_initialized()):
             raise
         cause = f"{distributed.LOST_PROCESS} ({type(exc).__name__}: {_one_line(exc)[:300]})"
+        if memory:  # a step larger than the device's memory: the flags that ask for less
+            cause = f"out of memory ({_one_line(exc)[:300]}); a smaller batch or --iw-train-samples needs less"
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     finally:

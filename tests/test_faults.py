@@ -21,7 +21,7 @@ import pytest
 from conftest import SMALL_RUN, records
 from jaxvae.cli import main
 from jaxvae.run import checkpoint, plots
-from jaxvae.run.training import resume_hint
+from jaxvae.run.training import resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
 
 
@@ -196,6 +196,19 @@ def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_r
     # The failed reads leave Orbax's coroutines behind, which raise as they are collected: collected here, not by
     # chance in a later test, where on Python 3.11 that can break an import under way (a KeyError in importlib)
     gc.collect()
+
+
+def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, capsys):
+    """XLA's RESOURCE_EXHAUSTED (10^8 importance samples of each image: petabytes) is one line, status 1, naming
+    the flags that ask for less; the folder, which holds no checkpoint, takes the same command again."""
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), *SMALL_RUN, "--objective", "iwae", "--iw-train-samples", "100000000"]) == 1
+    line = one_line(capsys.readouterr().err)  # XLA's words and byte count between the parentheses
+    assert line.startswith("jaxvae train: error: out of memory (RESOURCE_EXHAUSTED: ") and line.endswith(
+        f"); a smaller batch or --iw-train-samples needs less; no epoch had finished, so {out} holds no "
+        "checkpoint: the same command starts it again"
+    )
+    assert unfinished_run(out)
 
 
 @pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"), ValueError("No space left")])
