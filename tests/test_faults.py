@@ -14,13 +14,14 @@ import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
 
 from conftest import SMALL_RUN, records
 from jaxvae.cli import main
-from jaxvae.run import checkpoint, plots
+from jaxvae.run import checkpoint, commands, plots
 from jaxvae.run.training import resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
 
@@ -198,9 +199,10 @@ def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_r
     gc.collect()
 
 
-def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, capsys):
+def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, monkeypatch, capsys):
     """XLA's RESOURCE_EXHAUSTED (10^8 importance samples of each image: petabytes) is one line, status 1, naming
-    the flags that ask for less; the folder, which holds no checkpoint, takes the same command again."""
+    the flags that ask for less; the folder, which holds no checkpoint, takes the same command again. A GPU's form
+    of the error, its buffer report after the first line, through a stand-in: the line keeps XLA's first line."""
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *SMALL_RUN, "--objective", "iwae", "--iw-train-samples", "100000000"]) == 1
     line = one_line(capsys.readouterr().err)  # XLA's words and byte count between the parentheses
@@ -209,6 +211,17 @@ def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, capsys):
         "checkpoint: the same command starts it again"
     )
     assert unfinished_run(out)
+
+    def gpu_out_of_memory(*args):
+        first = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6291456 bytes."
+        raise jax.errors.JaxRuntimeError(f"{first}\nBufferAssignment OOM Debugging.\nBufferAssignment stats: ...")
+
+    monkeypatch.setattr(commands, "sample_run", gpu_out_of_memory)
+    assert main(["sample", "--run", str(out), "--out", str(tmp_path / "s.png")]) == 1
+    assert one_line(capsys.readouterr().err) == (
+        "jaxvae sample: error: out of memory (RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6291456 "
+        "bytes.); a smaller batch or --iw-train-samples needs less"
+    )
 
 
 @pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"), ValueError("No space left")])
