@@ -1,8 +1,8 @@
 """What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
 and kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
-picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk. Each ends in one line, keeps what
-the run had, and the run continues with ``--resume`` bit for bit. The forms in which Orbax's writer reports a
-failure, through a stand-in for it."""
+picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory. Each
+ends in one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The forms in which
+Orbax's writer reports a failure, and a GPU's out-of-memory error, through stand-ins."""
 
 import errno
 import gc
