@@ -226,10 +226,11 @@ def main(argv=None) -> int:
         memory = isinstance(exc, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(exc)
         if not (memory or jax.distributed.is_initialized()):
             raise
-        cause = f"{distributed.LOST_PROCESS} ({type(exc).__name__}: {_one_line(exc)[:300]})"
         if memory:  # a step larger than the device's memory: the flags that ask for less
             what = str(exc).strip().splitlines()[0][:300]  # XLA's first line (on a GPU a buffer report follows)
             cause = f"out of memory ({what}); a smaller batch or --iw-train-samples needs less"
+        else:
+            cause = f"{distributed.LOST_PROCESS} ({type(exc).__name__}: {_one_line(exc)[:300]})"
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     finally:
