@@ -147,8 +147,13 @@ def _train(args) -> int:
 def _run_command(args) -> int:
     if args.command == "train":
         return _train(args)
-    if args.command == "evaluate":
-        print(json.dumps(commands.evaluate_run(args.run, args.iw_samples, args.test_examples, args.seed)))
+    if args.command == "evaluate":  # it writes nothing: a stop signal ends it at once, even inside a long dispatch
+        blocked = lambda name: f"jaxvae evaluate: stopped by {name} while blocked in a computation"  # noqa: E731
+        end_watch = distributed.watch_stop_signals(blocked, grace=1)
+        try:
+            print(json.dumps(commands.evaluate_run(args.run, args.iw_samples, args.test_examples, args.seed)))
+        finally:
+            end_watch()
     elif args.command == "sample":
         print(commands.sample_run(args.run, args.n, args.out, args.seed))
     elif args.command == "export":

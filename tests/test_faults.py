@@ -1,7 +1,8 @@
 """What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
 and kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
-picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory. Each
-ends in one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The forms in which
+picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory,
+SIGTERM while ``jaxvae evaluate`` waits for one long computation. Each ends in one line, keeps what the run had, and
+the run continues with ``--resume`` bit for bit. The forms in which
 Orbax's writer reports a failure, and a GPU's out-of-memory error, through stand-ins."""
 
 import errno
@@ -112,6 +113,55 @@ def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
     monkeypatch.undo()
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+WATCHED = """import sys
+from jaxvae import cli
+from jaxvae.run import commands
+
+estimate = commands.estimate_log_px
+
+
+def marked(log_px, *args, **kwargs):
+    def dispatched(*inputs):
+        result = log_px(*inputs)  # traced, compiled and dispatched: what is left is to wait for it
+        print("dispatched", file=sys.stderr, flush=True)
+        return result
+
+    return estimate(dispatched, *args, **kwargs)
+
+
+commands.estimate_log_px = marked
+sys.exit(cli.main(sys.argv[1:]))
+"""  # jaxvae, saying on stderr when the IWAE estimate's first dispatch is under way
+
+
+def test_a_stop_signal_ends_an_evaluation_blocked_in_a_long_computation(small_run, monkeypatch, capsys):
+    """``jaxvae evaluate`` with 10^9 draws per image (hours in one dispatch, in which Python runs no handler): SIGTERM
+    ends it in one line, status 143, a second later. A stop signal the main thread handles itself is the clean stop,
+    and ends the watch: this process, which made it, lives on past the watch's grace."""
+    command = [sys.executable, "-c", WATCHED, "evaluate", "--run", str(small_run), "--iw-samples", str(10**9)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while "dispatched" not in process.stderr.readline():
+            assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(1)  # into the wait for the dispatch's result, a few bytecodes on
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and out == ""
+    assert one_line(err) == "jaxvae evaluate: stopped by SIGTERM while blocked in a computation"
+    estimate = commands.estimate_log_px
+
+    def stopped(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)  # handled at once: the main thread is not blocked
+        return estimate(*args, **kwargs)
+
+    monkeypatch.setattr(commands, "estimate_log_px", stopped)
+    assert main(["evaluate", "--run", str(small_run), "--iw-samples", "1"]) == 143
+    assert one_line(capsys.readouterr().err) == "jaxvae evaluate: stopped by SIGTERM"
+    time.sleep(2)  # past the watch's grace (1 s): had it not ended, it would end this process
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ without heartbeats, when JAX's client aborts the processes still there with a st
 While its main thread is blocked inside JAX's runtime (joining the run, or a collective that waits for a peer), a
 process runs no Python there: neither a signal's handler nor an exception reaches it. A thread ends it instead, in
 one line: when the processes have not all joined within ``timeout`` (before JAX's client would abort with a stack
-trace), and when a stop signal finds the main thread still blocked ``GRACE_SECONDS`` later.
+trace), and when a stop signal finds the main thread still blocked ``GRACE_SECONDS`` later (the same watch serves
+``jaxvae evaluate``, whose dispatches of many importance samples run long).
 """
 
 from __future__ import annotations
@@ -99,21 +100,29 @@ def end_process(message: str, status: int) -> None:
     os._exit(status)
 
 
-def watch_stop_signals(message: Callable[[str], str]) -> None:
-    """After a stop signal, leave the main thread ``GRACE_SECONDS`` for its own clean stop; a process still alive
+def watch_stop_signals(message: Callable[[str], str], grace: float = GRACE_SECONDS) -> Callable[[], None]:
+    """After a stop signal, leave the main thread ``grace`` seconds for its own clean stop; a process still alive
     then (its main thread blocked in the runtime) ends with ``message(signal's name)`` and 128 + the signal. Call from
-    the main thread."""
-    read, write = os.pipe()
-    os.set_blocking(write, False)
-    signal.set_wakeup_fd(write)  # Python's C-level handler writes each signal's number here, even while blocked
+    the main thread; returns the function that ends the watch (a stop the main thread made itself ends nothing more)."""
+    reader, writer = socket.socketpair()  # a socket: what Windows takes as a wakeup fd
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno())  # Python's C-level handler writes each signal's number here
+    ended = threading.Event()
 
     def watch():
-        while (signum := os.read(read, 1)[0]) not in STOP_SIGNALS:
-            pass
-        time.sleep(GRACE_SECONDS)
-        end_process(message(signal.Signals(signum).name), 128 + signum)
+        with reader, writer:  # held by this thread: open until ``end_watch``, or for the life of the process
+            while (got := reader.recv(1)) and got[0] not in STOP_SIGNALS:
+                pass
+            if got and not ended.wait(grace):
+                end_process(message(signal.Signals(got[0]).name), 128 + got[0])
+
+    def end_watch():
+        signal.set_wakeup_fd(previous)
+        ended.set()
+        writer.close()  # the watching thread reads the end of the stream and returns
 
     threading.Thread(target=watch, name="jaxvae-stop-watch", daemon=True).start()
+    return end_watch
 
 
 def initialize(coordinator: str, num_processes: int, process_id: int, timeout: float = 60.0, prefix="jaxvae") -> None:
