@@ -228,11 +228,12 @@ def main(argv=None) -> int:
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
         status = 1
     except Exception as exc:  # noqa: BLE001 - the device's memory, or a multi-process run; anything else is a bug
-        memory = isinstance(exc, jax.errors.JaxRuntimeError) and "RESOURCE_EXHAUSTED" in str(exc)
+        text = str(exc) if isinstance(exc, jax.errors.JaxRuntimeError) else ""
+        memory = "RESOURCE_EXHAUSTED" in text or "Out of memory" in text  # jax 0.8's CPU: "INTERNAL: ... Out of memory"
         if not (memory or jax.distributed.is_initialized()):
             raise
         if memory:  # a step larger than the device's memory: the flags that ask for less
-            what = str(exc).strip().splitlines()[0][:300]  # XLA's first line (on a GPU a buffer report follows)
+            what = text.strip().splitlines()[0][:300]  # XLA's first line (on a GPU a buffer report follows)
             cause = f"out of memory ({what}); a smaller batch or --iw-train-samples needs less"
         else:
             cause = f"{distributed.LOST_PROCESS} ({type(exc).__name__}: {_one_line(exc)[:300]})"
