@@ -243,8 +243,11 @@ def main(argv=None) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if argv is None and status != 2:  # a fault or a signal ends the process, ours: what threads say after is noise
+        sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # (Orbax's writers, cut short, log their tasks' failures)
+        if status:  # at once: a computation still running is not waited for (jax 0.8's wait takes a signal itself)
+            os._exit(status)
     if jax.distributed.is_initialized():
         distributed.end_run(status)
     return status
