@@ -147,7 +147,7 @@ def _train(args) -> int:
 def _run_command(args) -> int:
     if args.command == "train":
         return _train(args)
-    if args.command == "evaluate":  # it writes nothing: a stop signal ends it at once, even inside a long dispatch
+    if args.command == "evaluate":  # it writes nothing: a stop ends it within a second, even inside a long dispatch
         blocked = lambda name: f"jaxvae evaluate: stopped by {name} while blocked in a computation"  # noqa: E731
         end_watch = distributed.watch_stop_signals(blocked, grace=1)
         try:
