@@ -7,6 +7,7 @@ help text and check is written once; ``--help`` shows every default.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -243,11 +244,11 @@ def main(argv=None) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if argv is None and status != 2:  # a fault or a signal ends the process, ours: what threads say after is noise
-        sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # (Orbax's writers, cut short, log their tasks' failures)
-        if status:  # at once: a computation still running is not waited for (jax 0.8's wait takes a signal itself)
-            os._exit(status)
+        with contextlib.suppress(OSError):  # (stdout's reader may be gone: a closed pipe)
+            sys.stdout.flush()
+        os._exit(status)  # at once: a computation still running is not waited for (jax 0.8's wait takes a signal)
     if jax.distributed.is_initialized():
         distributed.end_run(status)
     return status
