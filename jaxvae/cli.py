@@ -149,8 +149,9 @@ def _run_command(args) -> int:
     if args.command == "train":
         return _train(args)
     if args.command == "evaluate":  # it writes nothing: a stop ends it within a second, even inside a long dispatch
-        blocked = lambda name: f"jaxvae evaluate: stopped by {name} while blocked in a computation"  # noqa: E731
-        end_watch = distributed.watch_stop_signals(blocked, grace=1)
+        end_watch = distributed.watch_stop_signals(
+            lambda name: f"jaxvae evaluate: stopped by {name} while blocked in a computation", grace=1
+        )
         try:
             print(json.dumps(commands.evaluate_run(args.run, args.iw_samples, args.test_examples, args.seed)))
         finally:
