@@ -2,8 +2,8 @@
 and kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
 picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory,
 SIGTERM while ``jaxvae evaluate`` waits for one long computation. Each ends in one line, keeps what the run had, and
-the run continues with ``--resume`` bit for bit. The forms in which
-Orbax's writer reports a failure, and a GPU's out-of-memory error, through stand-ins."""
+the run continues with ``--resume`` bit for bit. The forms in which Orbax's writer reports a failure, and a GPU's
+out-of-memory error, through stand-ins."""
 
 import errno
 import gc
@@ -253,9 +253,10 @@ def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_r
 
 
 def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, monkeypatch, capsys):
-    """XLA's RESOURCE_EXHAUSTED (10^8 importance samples of each image: petabytes) is one line, status 1, naming
-    the flags that ask for less; the folder, which holds no checkpoint, takes the same command again. A GPU's form
-    of the error, its buffer report after the first line, through a stand-in: the line keeps XLA's first line."""
+    """XLA's out of memory (10^8 importance samples of each image: petabytes; RESOURCE_EXHAUSTED, or jax 0.8's
+    INTERNAL: ... Out of memory) is one line, status 1, naming the flags that ask for less; the folder, which holds no
+    checkpoint, takes the same command again. A GPU's form of the error, its buffer report after the first line,
+    through a stand-in: the line keeps XLA's first line."""
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *SMALL_RUN, "--objective", "iwae", "--iw-train-samples", "100000000"]) == 1
     line = one_line(capsys.readouterr().err)  # XLA's words and byte count between the parentheses
