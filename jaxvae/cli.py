@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 
 import jaxvae
-from jaxvae.errors import UserError
+from jaxvae.errors import STOP_SIGNALS, UserError
 from jaxvae.layers import CONV_IMPLS
 from jaxvae.likelihoods import LIKELIHOODS
 from jaxvae.parity.check import parity_check
@@ -215,7 +215,7 @@ def _stop(signum, frame):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    stops = [s for s in distributed.STOP_SIGNALS if s != signal.SIGINT and signal.getsignal(s) != signal.SIG_IGN]
+    stops = [s for s in STOP_SIGNALS if s != signal.SIGINT and signal.getsignal(s) != signal.SIG_IGN]
     previous = {s: signal.signal(s, _stop) for s in stops}  # one ignored stays so (nohup's SIGHUP)
     try:
         return _dispatch(args)

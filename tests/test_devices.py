@@ -68,7 +68,7 @@ def _free_port() -> int:
 def _processes(out: Path, *flags, count: int = 2, last=()) -> list[subprocess.Popen]:
     """``count`` processes of one run, the last with the flags ``last`` added."""
     port = _free_port()
-    command = [sys.executable, "-m", "jaxvae.cli", "train", *SMALL_RUN, *MEMBERS, "--out", str(out), *flags]
+    command = [sys.executable, "-m", "jaxvae", "train", *SMALL_RUN, *MEMBERS, "--out", str(out), *flags]
     command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(count), "--coordinator-timeout", "60"]
     return [
         subprocess.Popen(
@@ -198,7 +198,7 @@ def test_processes_given_other_flags_are_refused_by_every_process(tmp_path):
 
 def _alone(out: Path, port: int, process_id: int, timeout: str) -> list[str]:
     """The command of one process of a two-process run whose other process never starts."""
-    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(out), "--coordinator", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "jaxvae", "train", "--out", str(out), "--coordinator", f"127.0.0.1:{port}"]
     return [*command, "--num-processes", "2", "--process-id", str(process_id), "--coordinator-timeout", timeout]
 
 

@@ -1,9 +1,9 @@
-"""What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM
-and kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
-picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory,
-SIGTERM while ``jaxvae evaluate`` waits for one long computation. Each ends in one line, keeps what the run had, and
-the run continues with ``--resume`` bit for bit. The forms in which Orbax's writer reports a failure, and a GPU's
-out-of-memory error, through stand-ins."""
+"""What real runs meet, each made for real: a second ``jaxvae train`` on a folder in use (two processes), SIGTERM and
+kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
+picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory, SIGTERM
+while ``jaxvae evaluate`` waits for one long computation, Ctrl-C and SIGTERM while the command loads. Each ends in
+one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The forms in which Orbax's
+writer reports a failure, and a GPU's out-of-memory error, through stand-ins."""
 
 import errno
 import gc
@@ -20,8 +20,11 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 import pytest
 
+import jaxvae.__main__ as entry
 from conftest import SMALL_RUN, records
+from jaxvae import cli
 from jaxvae.cli import main
+from jaxvae.errors import STOP_SIGNALS
 from jaxvae.run import checkpoint, commands, plots
 from jaxvae.run.training import resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
@@ -37,7 +40,7 @@ def start_training(out, *flags) -> subprocess.Popen:
     """``jaxvae train --out OUT SMALL_RUN FLAGS`` in a process of its own, once it has saved a checkpoint after the
     ones ``out`` already had."""
     before = checkpoint.latest_epoch(out / "checkpoints") or 0
-    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(out), *SMALL_RUN, *flags]
+    command = [sys.executable, "-m", "jaxvae", "train", "--out", str(out), *SMALL_RUN, *flags]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while (checkpoint.latest_epoch(out / "checkpoints") or 0) <= before:
@@ -113,6 +116,41 @@ def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
     monkeypatch.undo()
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+LOADING = """import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal's foreground
+signum, out = int(sys.argv[1]), sys.argv[2]
+
+
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "jax":
+            os.kill(os.getpid(), signum)
+        return None
+
+
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["jaxvae", "train", "--out", out]
+from jaxvae.__main__ import main
+
+sys.exit(main())
+"""  # the jaxvae command, sent a signal (argv[1]) as it starts to import JAX
+
+
+@pytest.mark.parametrize("stop", [(signal.SIGINT, "interrupted"), (signal.SIGTERM, "stopped by SIGTERM")])
+def test_a_stop_signal_while_the_command_loads_ends_it_in_one_line(tmp_path, monkeypatch, stop):
+    """Ctrl-C or SIGTERM while ``jaxvae`` imports JAX: one line, 128 + the signal, no run folder; without the entry's
+    handlers SIGTERM kills it without a word, and Ctrl-C is a traceback or, swallowed by a callback, ignored. Once
+    the CLI has loaded, the handlers it found are back."""
+    signum, how = stop
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-c", LOADING, str(int(signum)), str(out)], capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (128 + signum, f"jaxvae: {how} while loading, before doing anything\n")
+    assert not out.exists()
+    found = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    monkeypatch.setattr(cli, "main", lambda: {s: signal.getsignal(s) for s in STOP_SIGNALS})
+    assert entry.main() == found
 
 
 WATCHED = """import sys

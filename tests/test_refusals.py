@@ -233,7 +233,7 @@ def test_each_edge_itself_is_accepted():
 def test_a_refusal_is_the_whole_of_stderr(tmp_path):
     """In a process of its own: exit status 2, one line on stderr, no traceback, nothing written."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "jaxvae.cli", "train", "--out", str(out), "--seed", "-1"]
+    command = [sys.executable, "-m", "jaxvae", "train", "--out", str(out), "--seed", "-1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and result.stderr.startswith(f"jaxvae train: error: {SEED_RANGE}")
     assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -23,8 +23,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxvae.devices import to_host
-from jaxvae.errors import UserError
-from jaxvae.run.distributed import LOST_PROCESS, STOP_SIGNALS, barrier
+from jaxvae.errors import STOP_SIGNALS, UserError
+from jaxvae.run.distributed import LOST_PROCESS, barrier
 from jaxvae.train_step import TrainState
 
 KEEP = 2

@@ -31,13 +31,11 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxvae.errors import UserError
+from jaxvae.errors import STOP_SIGNALS, UserError
 
 HEARTBEAT_SECONDS = 30
 REPORT_SECONDS = 3600  # how long the other processes wait, at the end of a run, for process 0 to write its report
 GRACE_SECONDS = 10  # after a stop signal, the main thread's own clean stop before the watchdog ends the process
-# Ctrl-C, a scheduler's SIGTERM, a closed terminal's SIGHUP (not on Windows): each stops a run cleanly
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 LOST_PROCESS = "another process was lost or failed"  # how a failed collective reads in a line
 
 
