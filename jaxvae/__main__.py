@@ -1,4 +1,4 @@
-"""The ``jaxvae`` command (also ``python -m jaxvae``): ``jaxvae.cli`` once it has loaded.
+"""The ``jaxvae`` command (also ``python -m jaxvae``): ``jaxvae.run.cli`` once it has loaded.
 
 Loading it takes a second or more (JAX, Flax, Orbax). A stop signal in that time would otherwise kill the command
 without a word (SIGTERM) or raise Ctrl-C's KeyboardInterrupt inside an import, where it prints a traceback or is
@@ -21,7 +21,7 @@ def _stopped_while_loading(signum, frame):
 
 def main() -> int:
     kept = {s: signal.signal(s, _stopped_while_loading) for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
-    from jaxvae import cli  # after the handlers: this import is the second it guards
+    from jaxvae.run import cli  # after the handlers: this import is the second it guards
 
     for s, handler in kept.items():
         signal.signal(s, handler)

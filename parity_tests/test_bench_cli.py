@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jaxvae.cli import main
+from jaxvae.run.cli import main
 
 
 @pytest.mark.long  # ~55 s: every runner of a benchmark row

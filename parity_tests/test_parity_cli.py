@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from jaxvae.cli import main
+from jaxvae.run.cli import main
 from parity_tests.mutants import BATCH, SEED, torch_trim_wrong_corner
 from torch_ref import VAE as TorchVAE
 

@@ -45,10 +45,11 @@ EVALUATE = ["--iw-samples", "16", "--test-examples", "40"]
 
 
 def jaxvae(tree: Path | None, case: str, *args) -> subprocess.CompletedProcess:
-    """``python -m jaxvae.cli ARGS`` run in ``tree`` (None: this checkout), whose jaxvae comes first on the path."""
+    """``jaxvae ARGS`` run in ``tree`` (None: this checkout), whose jaxvae comes first on the path."""
     env = {**os.environ, "PYTHONPATH": str(tree or ROOT)}
     env["XLA_FLAGS"] = DEVICES_ENV.get(case, "--xla_force_host_platform_device_count=1")
-    command = [sys.executable, "-m", "jaxvae.cli", *map(str, args)]
+    entry = "jaxvae" if ((tree or ROOT) / "jaxvae" / "__main__.py").exists() else "jaxvae.cli"  # the older trees'
+    command = [sys.executable, "-m", entry, *map(str, args)]
     result = subprocess.run(command, cwd=tree or ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{case}: jaxvae {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")

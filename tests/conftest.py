@@ -56,7 +56,7 @@ def in_float64(run, method, inputs) -> np.ndarray:
 
 def train_small(out: Path, *flags: str) -> Path:
     """``jaxvae train --out OUT --epochs 2 SMALL_RUN FLAGS``, in this process."""
-    from jaxvae.cli import main
+    from jaxvae.run.cli import main
 
     assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN, *flags]) == 0
     return out
@@ -66,7 +66,7 @@ def trained_once(tmp_path_factory, name: str, *commands: list[str]) -> Path:
     """``jaxvae train --out FOLDER *flags`` for each of ``commands``, run once per test session and shared by every
     xdist worker: the first to ask trains it under a lock (a half-built folder from a failed attempt is removed
     first), the others wait for it. Tests only read it, copying it before they change anything."""
-    from jaxvae.cli import main
+    from jaxvae.run.cli import main
 
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     root = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()

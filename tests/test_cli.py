@@ -6,7 +6,7 @@ from dataclasses import fields
 import pytest
 
 import jaxvae
-from jaxvae.cli import main
+from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig, flag_name
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import in_float64, train_small
-from jaxvae.cli import main
 from jaxvae.model import VAE
+from jaxvae.run.cli import main
 from jaxvae.run.commands import evaluate_run, open_run
 from jaxvae.run.training import prepare_data
 

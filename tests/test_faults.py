@@ -22,10 +22,9 @@ import pytest
 
 import jaxvae.__main__ as entry
 from conftest import SMALL_RUN, records
-from jaxvae import cli
-from jaxvae.cli import main
 from jaxvae.errors import STOP_SIGNALS
 from jaxvae.run import checkpoint, commands, plots
+from jaxvae.run.cli import main
 from jaxvae.run.training import resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
 
@@ -149,12 +148,12 @@ def test_a_stop_signal_while_the_command_loads_ends_it_in_one_line(tmp_path, mon
     assert (done.returncode, done.stderr) == (128 + signum, f"jaxvae: {how} while loading, before doing anything\n")
     assert not out.exists()
     found = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    monkeypatch.setattr(cli, "main", lambda: {s: signal.getsignal(s) for s in STOP_SIGNALS})
+    monkeypatch.setattr("jaxvae.run.cli.main", lambda: {s: signal.getsignal(s) for s in STOP_SIGNALS})
     assert entry.main() == found
 
 
 WATCHED = """import sys
-from jaxvae import cli
+from jaxvae.run import cli
 from jaxvae.run import commands
 
 estimate = commands.estimate_log_px

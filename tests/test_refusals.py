@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_RUN
-from jaxvae.cli import main
+from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig, check_batch_fits, check_value
 from jaxvae.run.distributed import parse_address
 from jaxvae.run.files import LOCK

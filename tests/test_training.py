@@ -14,13 +14,13 @@ import pytest
 
 from conftest import SMALL_RUN, records, train_small
 from jaxvae import open_run
-from jaxvae.cli import main
 from jaxvae.diagnostics import mutual_information
 from jaxvae.errors import UserError
 from jaxvae.inference import encode_posterior
 from jaxvae.model import VAE
 from jaxvae.run import checkpoint, training
 from jaxvae.run import files as run_files
+from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig, chunk_length
 from jaxvae.run.engine import Trainer
 from jaxvae.run.members import member_grid, member_name

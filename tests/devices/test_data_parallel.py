@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from conftest import SMALL_RUN
-from jaxvae.cli import main
 from jaxvae.devices import data_parallel, make_mesh, put_rows
 from jaxvae.errors import UserError
 from jaxvae.model import VAE
 from jaxvae.parity.method import F32_LOSS_RTOL
+from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig
 from jaxvae.run.training import train
 from jaxvae.train_step import batch_gradients, evaluation_rows, init_state, make_evaluate, make_loss_fn, make_optimizer

@@ -1,4 +1,5 @@
-"""``jaxvae`` command line: parses flags and calls library functions; bad input is one line and exit 2.
+"""``jaxvae`` command line: parses flags and calls library functions; bad input is one line and exit 2. The command
+starts in ``jaxvae.__main__``, which loads this module.
 
 ``jaxvae train``'s flags are generated from ``RunConfig``'s fields (``jaxvae.run.config``), where each default,
 help text and check is written once; ``--help`` shows every default.
@@ -253,7 +254,3 @@ def main(argv=None) -> int:
     if jax.distributed.is_initialized():
         distributed.end_run(status)
     return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
