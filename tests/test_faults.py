@@ -153,8 +153,7 @@ def test_a_stop_signal_while_the_command_loads_ends_it_in_one_line(tmp_path, mon
 
 
 WATCHED = """import sys
-from jaxvae.run import cli
-from jaxvae.run import commands
+from jaxvae.run import cli, commands
 
 estimate = commands.estimate_log_px
 
