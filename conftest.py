@@ -16,6 +16,7 @@ by one process, not by every worker that draws one of its tests (the same Zen 4,
 5:34 by file, 9.5-10.8 CPU-minutes; 5:57, 5:53 and 5:30 test by test, 10.7-11.6).
 """
 
+import atexit
 import os
 import shutil
 import subprocess
@@ -57,17 +58,10 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     _FLAGS = [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1", *known_to_xla(*_WANTED)]
     os.environ["XLA_FLAGS"] = " ".join(_FLAGS).strip()
 
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _CACHE = tempfile.mkdtemp(prefix="jaxvae-test-jit-cache-")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
-else:
-    _CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # removed at exit, even after a usage error (no session ran)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxvae-test-jit-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_xdist_auto_num_workers(config):
     return WORKERS
-
-
-def pytest_unconfigure(config):
-    if _CACHE:
-        shutil.rmtree(_CACHE, ignore_errors=True)
