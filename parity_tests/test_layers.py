@@ -51,44 +51,34 @@ def run_both(jax_fn, torch_fn, x_nhwc, kernel_jax, kernel_torch):
         )
 
 
-@pytest.mark.parametrize("impl", sorted({layers._CONV[i].__name__: i for i in IMPLS}.values()))  # distinct ones
-@pytest.mark.parametrize("c_in, c_out, size, stride, padding", CONVS)
-def test_conv2d(impl, c_in, c_out, size, stride, padding):
+# kind -> (jaxvae's implementations, torch's function, torch's kernel axes in jax's (kh, kw, in, out) order)
+KINDS = {
+    "conv": (layers._CONV, F.conv2d, (2, 3, 1, 0)),  # torch (out, in, kh, kw)
+    "transpose": (layers._CONV_TRANSPOSE, F.conv_transpose2d, (2, 3, 0, 1)),  # torch (in, out, kh, kw)
+}
+DISTINCT_CONVS = sorted({layers._CONV[i].__name__: i for i in IMPLS}.values())  # "pad" is "xla" for a convolution
+CASES = [("conv", impl, *g) for impl in DISTINCT_CONVS for g in CONVS]
+CASES += [("transpose", impl, *g) for impl in IMPLS for g in CONV_TRANSPOSES]
+
+
+@pytest.mark.parametrize("kind, impl, c_in, c_out, size, stride, padding", CASES)
+def test_convolution(kind, impl, c_in, c_out, size, stride, padding):
+    """The transposed geometries cover both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im
+    (the rest, strides 2 and 3)."""
+    table, torch_fn, axes = KINDS[kind]
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, c_in))
-    w = rng.standard_normal((c_out, c_in, 3, 3)) * 0.2  # torch (out, in, kh, kw)
-    fn = layers._CONV[impl]
+    w = rng.standard_normal((c_out, c_in, 3, 3) if kind == "conv" else (c_in, c_out, 3, 3)) * 0.2
     (y, yt), (dx, dxt), (dk, dwt) = run_both(
-        lambda x, k: fn(x, k, stride, padding, HIGHEST),
-        lambda x, w: F.conv2d(x, w, stride=stride, padding=padding),
+        lambda x, k: table[impl](x, k, stride, padding, HIGHEST),
+        lambda x, w: torch_fn(x, w, stride=stride, padding=padding),
         x,
-        w.transpose(2, 3, 1, 0),
+        w.transpose(axes),
         w,
     )
     close(y, yt)
     close(dx, dxt)
-    close(dk, dwt.permute(2, 3, 1, 0))
-
-
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("c_in, c_out, size, stride, padding", CONV_TRANSPOSES)
-def test_conv_transpose2d(impl, c_in, c_out, size, stride, padding):
-    """Covers both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im (the rest, strides 2
-    and 3)."""
-    rng = np.random.default_rng(0)
-    x = rng.random((2, size, size, c_in))
-    w = rng.standard_normal((c_in, c_out, 3, 3)) * 0.2  # torch (in, out, kh, kw)
-    fn = layers._CONV_TRANSPOSE[impl]
-    (y, yt), (dx, dxt), (dk, dwt) = run_both(
-        lambda x, k: fn(x, k, stride, padding, HIGHEST),
-        lambda x, w: F.conv_transpose2d(x, w, stride=stride, padding=padding),
-        x,
-        w.transpose(2, 3, 0, 1),
-        w,
-    )
-    close(y, yt)
-    close(dx, dxt)
-    close(dk, dwt.permute(2, 3, 0, 1))
+    close(dk, dwt.permute(axes))
 
 
 def test_leaky_relu_matches_torch_at_the_kink():
