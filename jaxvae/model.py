@@ -65,17 +65,9 @@ class VAE(nn.Module):
             raise ValueError(f"conv_impl must be one of {CONV_IMPLS}, got {self.conv_impl!r}")
 
         def conv(layer: arch.Layer):
-            module = _CONV_MODULES[layer.kind]
-            return module(
-                layer.features,
-                arch.KERNEL_SIZE,
-                layer.stride,
-                layer.padding,
-                self.conv_impl,
-                self.precision,
-                self.compute_dtype,
-                name=layer.flax_name,
-            )
+            shape = (layer.features, arch.KERNEL_SIZE, layer.stride, layer.padding)
+            numerics = (self.conv_impl, self.precision, self.compute_dtype)
+            return _CONV_MODULES[layer.kind](*shape, *numerics, name=layer.flax_name)
 
         self.encoder_convs = [conv(layer) for layer in arch.ENCODER]
         self.z_mean = Dense(self.latent_dim, self.precision, self.compute_dtype)

@@ -201,22 +201,12 @@ def make_member_step(
     ``make_train_step`` with the learning rate and the reconstruction weight as arguments (float32 scalars), so
     that ``jax.vmap`` over all three trains the members of an ensemble side by side, each its own run."""
 
+    settings = (micro_batch, concurrent, mesh, likelihood, binarize, objective, samples)
+
     def member_step(state: TrainState, batch, member):
         train_key, lr, reconstruction_weight = member
         optimizer = make_optimizer(lr)  # Adam's state does not depend on lr: the same state as the member's own run
-        step = make_train_step(
-            model,
-            optimizer,
-            reconstruction_weight,
-            micro_batch,
-            concurrent,
-            mesh,
-            likelihood,
-            binarize,
-            objective,
-            samples,
-        )
-        return step(state, batch, train_key)
+        return make_train_step(model, optimizer, reconstruction_weight, *settings)(state, batch, train_key)
 
     return member_step
 

@@ -193,17 +193,8 @@ def finish_run(out: Path, paths: list[Path], trainer, dataset, state, keys, reco
             params = to_host(member_params[k])
             means, log_vars = inference.encode_posterior(setup.model, params, dataset.test.images)
             summary["latent"] = latent_diagnostics(means, log_vars, member.config.seed)
-            summary["plots"] = write_plots(
-                path,
-                setup.model,
-                params,
-                dataset,
-                member_records,
-                trainer.steps_per_epoch,
-                plot_keys[k],
-                means,
-                summary["latent"],
-            )
+            run = (setup.model, params, dataset, member_records, trainer.steps_per_epoch)
+            summary["plots"] = write_plots(path, *run, plot_keys[k], means, summary["latent"])
             files.write_json(path / files.SUMMARY, summary)
         summaries.append(summary)
     if lists is None:
