@@ -60,6 +60,8 @@ def choose_backend(
     conv_impl: str = "auto", micro_batch: int = 0, member_group: int = 0, platform: str | None = None
 ) -> Backend:
     """The backend choices for the default backend (or ``platform``), with the user's explicit ones kept."""
+    if member_group < 0:
+        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
     platform = platform or jax.default_backend()
     cpu = platform == "cpu"
     return Backend(

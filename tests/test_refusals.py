@@ -116,6 +116,7 @@ bench --batch-sizes 5000                                    | batch size 5000 is
 bench --batch-sizes 300 --train-examples 256                | batch size 300 is larger than the training images (256)
 bench --conv-impl cudnn                                     | --conv-impl must be one of
 bench --micro-batch -2                                      | --micro-batch must be >= 0
+bench --member-group -1                                     | --member-group must be >= 0
 parity --batch-size 0                                       | --batch-size must be between 1 and 1000
 parity --latent-dim 0                                       | --latent-dim must be an integer in 1..4096
 parity --iw-train-samples 0                                 | --iw-train-samples must be at least 1

@@ -29,6 +29,7 @@ from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished
 from jaxvae.train_step import init_state, make_loss_fn, make_optimizer
 
 PNG = b"\x89PNG\r\n\x1a\n"
+PICTURES = "training_loss reconstructions latent_interpolations latent_space prior_samples latent_usage".split()
 NAMES = [f"seed{s}_lr{lr}_rw{w}" for s in (123, 7) for lr in ("0.0005", "0.001") for w in ("1", "0.5")]
 SMALL = dict(batch_size=32, train_examples=256, test_examples=100, chunk_steps=4)  # SMALL_RUN as a RunConfig
 
@@ -55,14 +56,7 @@ def test_the_run_folder(small_run, mnist5k):
     run = open_run(small_run)  # the same program on the same parameters and images: the same posteriors, bit for bit
     posteriors = encode_posterior(run.model, run.params, mnist5k.test.images[:100])
     assert latent["mutual_information_nats"] == mutual_information(*posteriors, seed=123)  # the run's seed draws z
-    for name in (
-        "training_loss",
-        "reconstructions",
-        "latent_interpolations",
-        "latent_space",
-        "prior_samples",
-        "latent_usage",
-    ):
+    for name in PICTURES:
         png = small_run / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
     assert (small_run / "plots" / "latent_manifold.png").is_file()

@@ -230,8 +230,6 @@ def run_from_args(args) -> int:
     if args.repeats < 1 or args.images < 1:
         raise UserError("--repeats and --images must be positive")
     check_flags(RunConfig(**{name: getattr(args, name) for name in BENCH_FLAGS}))
-    if args.member_group < 0:
-        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {args.member_group}")
     dataset = load_dataset(args.dataset, args.data_dir)
     images = len(dataset.train.head(args.train_examples))
     if max(sizes) > images:

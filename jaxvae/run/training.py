@@ -230,8 +230,6 @@ def train_members(
             "--binarize sample draws each member's test split from its --seed, which an ensemble's one test split "
             "cannot follow; give --binarize-seed N (one draw for every member), one --seed, or separate runs"
         )
-    if member_group < 0:
-        raise UserError(f"--member-group must be >= 0 (0: the backend's choice), got {member_group}")
     check_same_everywhere(json.dumps([[m.config.to_json() for m in members], resume, lists, member_group]))
     if lists is not None and resume and (out / files.ENSEMBLE).is_file():
         record = files.read_ensemble(out, "start a new --out")
@@ -241,11 +239,10 @@ def train_members(
                 f"--resume: this ensemble was trained with {describe_lists(saved)}, not {describe_lists(lists)}; pass "
                 "the same lists or start a new --out"
             )
+    setup = RunSetup.build(members, member_group)
+    check_batch_splits(cfg, setup.mesh.size)
     with contextlib.ExitStack() as stack:
         stack.enter_context(claim_out_dir(out, resume, files.CONFIG if lists is None else files.ENSEMBLE))
-        setup = RunSetup.build(members, member_group)
-        cfg = setup.config
-        check_batch_splits(cfg, setup.mesh.size)
         keys = setup.keys()
         paths = [out] if lists is None else [out / files.MEMBERS / m.name for m in members]
         checkpoints = [stack.enter_context(Checkpoints(p / files.CHECKPOINTS)) for p in paths]
