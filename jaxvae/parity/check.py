@@ -123,10 +123,4 @@ def sweep_case(latent_dim: int, batch_size: int, seeds, likelihood="gaussian", b
             flips[v.label] = flips.get(v.label, 0) + v.kinks.total_flips()
             fingerprint.update(",".join(f"{r.rel:.6e}" for r in v.rows).encode())
         rows.add(len(report.torch_float32.rows))
-    return {
-        "failed": failed,
-        "worst": worst,
-        "flips": flips,
-        "rows": sorted(rows),
-        "fingerprint": fingerprint.hexdigest()[:8],
-    }
+    return dict(failed=failed, worst=worst, flips=flips, rows=sorted(rows), fingerprint=fingerprint.hexdigest()[:8])

@@ -213,8 +213,3 @@ def latest_epoch(directory: Path) -> int | None:
 def read_meta(directory: Path, epoch: int) -> dict:
     with Checkpoints(directory) as checkpoints:
         return checkpoints.read_meta(epoch)
-
-
-def restore(directory: Path, epoch: int, like: TrainState) -> TrainState:
-    with Checkpoints(directory) as checkpoints:
-        return checkpoints.restore(epoch, like)
