@@ -24,7 +24,7 @@ import numpy as np
 
 from jaxvae.convert import params_to_torch
 from jaxvae.data import load_dataset
-from jaxvae.devices import to_host
+from jaxvae.devices import choose_backend, to_host
 from jaxvae.errors import UserError
 from jaxvae.run.config import RunConfig, check_batch_splits, check_flags, given_twice
 from jaxvae.run.engine import RunSetup, Trainer
@@ -230,6 +230,7 @@ def run_from_args(args) -> int:
     if args.repeats < 1 or args.images < 1:
         raise UserError("--repeats and --images must be positive")
     check_flags(RunConfig(**{name: getattr(args, name) for name in BENCH_FLAGS}))
+    choose_backend(args.conv_impl, args.micro_batch, args.member_group)  # its refusals before the data loads
     dataset = load_dataset(args.dataset, args.data_dir)
     images = len(dataset.train.head(args.train_examples))
     if max(sizes) > images:

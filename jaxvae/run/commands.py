@@ -153,7 +153,8 @@ def evaluate_run(
         estimates = estimate_log_px(log_px, params, dataset.test.images, key, progress=progress.update)  # (K, N)
     seconds = time.perf_counter() - started
     posteriors = [encode_posterior(setup.model, member, dataset.test.images) for member in setup.unstack(params)]
-    latents, iw = [latent_diagnostics(*posterior, seed) for posterior in posteriors], (iw_samples, seconds, seed)
+    latents = [latent_diagnostics(*posterior, seed) for posterior in posteriors]
+    iw = (iw_samples, seconds, seed)
     records = [
         _record(m.config, epoch, dataset, sampled[k], at_mean[k, 1], estimates[k], *iw, latents[k])
         for k, m in enumerate(members)

@@ -148,8 +148,8 @@ class RunSetup:
         """``(state, batches (K, chunk, B, 28, 28, 1), train keys, (lrs, weights)) -> (state, metrics (K, chunk,
         3))``: each member's ``make_member_step`` over its batches, ``lax.scan``-ned."""
         cfg, backend = self.config, self.backend
-        loss = (cfg.likelihood, cfg.binarize, cfg.objective, cfg.iw_train_samples)
-        step = make_member_step(self.model, backend.micro_batch, backend.concurrent, self.mesh, *loss)
+        step_settings = (cfg.likelihood, cfg.binarize, cfg.objective, cfg.iw_train_samples)
+        step = make_member_step(self.model, backend.micro_batch, backend.concurrent, self.mesh, *step_settings)
         chunk = make_train_chunk(step, chunk_steps)
         mapped = self.map(lambda state, batches, own: chunk(state, batches, 0, own), (0, 0, 0))
         return lambda state, batches, keys, constants: mapped(state, batches, (keys, *constants))
@@ -165,11 +165,11 @@ class RunSetup:
         the same images."""
         cfg, backend = self.config, self.backend
         batching = (backend.eval_batch, backend.concurrent, self.mesh)
-        loss = (cfg.likelihood, at_mean, cfg.objective, cfg.iw_train_samples)
+        evaluation_settings = (cfg.likelihood, at_mean, cfg.objective, cfg.iw_train_samples)
 
         def evaluate(params, images, keys, constants, epoch, count=None):
             def member(params, key, weight):
-                fn = make_evaluate(self.model, weight, *batching, *loss)
+                fn = make_evaluate(self.model, weight, *batching, *evaluation_settings)
                 return fn(params, images, jax.random.fold_in(key, epoch), count)
 
             return self.map(member, (0, 0, 0))(params, keys, constants[1])
