@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from jaxvae import diagnostics
 from jaxvae.diagnostics import activity, kl_per_dimension, latent_diagnostics, mutual_information
 from jaxvae.likelihoods import kl_divergence
 
@@ -47,3 +48,11 @@ def test_active_units_and_kl_per_dimension_by_hand():
     one = latent_diagnostics(means[:1], log_vars[:1])  # a single test image shows no spread, and stays valid JSON
     assert one["activity_per_dim"] == [0.0, 0.0, 0.0] and one["active_units"] == 0
     json.dumps(one, allow_nan=False)
+
+
+def test_a_unit_at_the_threshold_is_not_active(monkeypatch):
+    """Burda et al.'s unit is active when its activity *exceeds* the threshold. Tried at a threshold of 0.25, where
+    the means -0.5, 0, 0.5 give an activity of exactly 0.25 in float64 (0.01 has no exact activity to try it at)."""
+    monkeypatch.setattr(diagnostics, "ACTIVE_THRESHOLD", 0.25)
+    means = np.array([[-0.5, -0.5001], [0.0, 0.0], [0.5, 0.5001]])  # activities 0.25 and just above it
+    assert activity(means)[0] == 0.25 and latent_diagnostics(means, np.zeros_like(means))["active_units"] == 1
