@@ -26,7 +26,7 @@ from jaxvae.run.engine import Trainer
 from jaxvae.run.members import member_grid, member_name
 from jaxvae.run.report import interpolation_pairs
 from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished_run
-from jaxvae.train_step import init_state, make_loss_fn, make_optimizer
+from jaxvae.train_step import abstract_state, init_state, make_loss_fn, make_optimizer
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PICTURES = "training_loss reconstructions latent_interpolations latent_space prior_samples latent_usage".split()
@@ -63,30 +63,34 @@ def test_the_run_folder(small_run, mnist5k):
     assert checkpoint.latest_epoch(small_run / "checkpoints") == 2
 
 
-def test_the_first_step_and_the_last_evaluation_follow_the_documented_keys(small_run, mnist5k):
+def test_the_steps_and_the_last_evaluation_follow_the_documented_keys(small_run, mnist5k):
     """``jaxvae.run.engine``'s key schedule, by hand: keys ``split(PRNGKey(seed), 4)`` (init, data, train, eval),
-    epoch 1's batches ``permutation(fold_in(data_key, 1))`` of the training images, step 1's noise ``normal(fold_in(
-    train_key, 0))``, the test split's after epoch 2 ``normal(fold_in(eval_key, 2))``. The run's float32 losses of
-    step 1 and of that evaluation are the float64 losses within 1e-5 relative: float32's rounding is ~1e-7 (5e-8
-    measured), and another batch or other noise moves them by 6e-4 to 3e-2 (measured: step 1 at seeds 0-3, the
+    epoch e's batches ``permutation(fold_in(data_key, e))`` of the training images, step s's noise ``normal(fold_in(
+    train_key, s - 1))``, the test split's after epoch 2 ``normal(fold_in(eval_key, 2))``. Checked at step 1 (from the
+    initialisation), step 9 (the first of epoch 2, from epoch 1's checkpoint) and that evaluation: the run's float32
+    losses are the float64 losses within 1e-5 relative: float32's rounding is ~1e-7 (5e-8 measured), and another
+    batch or other noise moves them by 6e-4 to 3e-2 (measured: step 1 at seeds 0-3, step 9 on epoch 1's shuffle, the
     evaluation with the noise of epochs 0, 1 and 3)."""
     init_key, data_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(123), 4)
-    model = VAE(2)
-    params = init_state(model, make_optimizer(5e-4), init_key).params
-    order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, 1), 256))
-    batch = mnist5k.train.images[:256][order[:32]]  # (32, 28, 28, 1)
-    eps = jax.random.normal(jax.random.fold_in(train_key, 0), (32, 1, 2))
+    model, optimizer = VAE(2), make_optimizer(5e-4)
+    with checkpoint.Checkpoints(small_run / "checkpoints") as saved:
+        like = abstract_state(model, optimizer, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+        after_epoch_1 = saved.restore(1, like).params
+    cases = []  # (params, images, noise, the run's loss)
+    for epoch, params, step in ((1, init_state(model, optimizer, init_key).params, 1), (2, after_epoch_1, 9)):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(data_key, epoch), 256))
+        batch = mnist5k.train.images[:256][order[:32]]  # (32, 28, 28, 1): the epoch's first
+        eps = jax.random.normal(jax.random.fold_in(train_key, step - 1), (32, 1, 2))
+        cases.append((params, batch, eps, records(small_run)[step - 1]["loss"]))
     test_eps = jax.random.normal(jax.random.fold_in(eval_key, 2), (100, 1, 2))
-    arrays = (params, batch, eps, open_run(small_run).params, mnist5k.test.images[:100], test_eps)
+    cases.append(
+        (open_run(small_run).params, mnist5k.test.images[:100], test_eps, records(small_run, "test")[-1]["loss"])
+    )
     loss_fn = jax.jit(make_loss_fn(model, 1.0))  # jitted: op by op, each op compiles alone
     with jax.enable_x64(True):
-        params, batch, eps, trained, test, test_eps = jax.tree_util.tree_map(
-            lambda a: jnp.asarray(a, jnp.float64), arrays
-        )
-        first, _ = loss_fn(params, batch, eps)
-        evaluated, _ = loss_fn(trained, test, test_eps)
-    assert records(small_run)[0]["loss"] == pytest.approx(float(first), rel=1e-5, abs=0)
-    assert records(small_run, "test")[-1]["loss"] == pytest.approx(float(evaluated), rel=1e-5, abs=0)
+        for params, images, noise, logged in cases:
+            arrays = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), (params, images, noise))
+            assert logged == pytest.approx(float(loss_fn(*arrays)[0]), rel=1e-5, abs=0)
 
 
 @pytest.fixture(scope="session")
