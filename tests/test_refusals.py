@@ -58,6 +58,7 @@ train --resume --epochs 3 --micro-batch 8 --out {{}}/run {{run}} | --resume: thi
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --resume --epochs 3 --out {{}}/garbled {{run}}        | {{}}/garbled/metrics.jsonl is damaged at line 17 ('[1, 2]'
 evaluate --run {{}}/damaged                                 | checkpoint {{}}/damaged/checkpoints/2 is damaged
+evaluate --run {{}}/resized                                 | checkpoint {{}}/resized/checkpoints/2 has latent size 2
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:65536 --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
@@ -138,15 +139,16 @@ def checksums(folder: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def place(tmp_path_factory, small_run, ensemble_run):
-    """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with
-    its last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl not a record:
-    only the last may be torn), ``typo`` (the run, its config.json's latent size a string), ``list`` and ``hollow`` (a
-    config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json
-    naming a member outside ``members/``, one whose list is a number), ``none`` (an ensemble.json of no members),
-    ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no likelihood), ``uneven`` (an
-    ensemble of two copies of the run, one without its last checkpoint), ``empty/``, ``file`` (a regular file),
-    ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that
-    is no torch state dict, one that lacks a key, one with a NaN)."""
+    """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
+    last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl not a record: only
+    the last may be torn), ``typo`` (the run, its config.json's latent size ``true``: a bool is no int), ``resized``
+    (the run, its config.json's latent size 3), ``list`` and ``hollow`` (a config.json that is a JSON list, an
+    ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json naming a member outside ``members/``,
+    one whose list is a number), ``none`` (an ensemble.json of no members), ``unweighted`` (the run's config.json with
+    the Gaussian loss's weight 0: its loss is no likelihood), ``uneven`` (an ensemble of two copies of the run, one
+    without its last checkpoint), ``empty/``, ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user
+    already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that is no torch state dict, one that lacks a
+    key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -159,7 +161,9 @@ def place(tmp_path_factory, small_run, ensemble_run):
     (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ["[1, 2]\n"] + lines[-1:]))
     shutil.copytree(small_run, root / "typo")
     config = json.loads((root / "typo" / "config.json").read_text())
-    (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": "2"}))
+    (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": True}))
+    shutil.copytree(small_run, root / "resized")
+    (root / "resized" / "config.json").write_text(json.dumps({**config, "latent_dim": 3}))
     for name, file, text in (
         ("list", "config.json", "[1, 2]"),
         ("hollow", "ensemble.json", "{}"),
