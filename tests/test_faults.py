@@ -25,7 +25,8 @@ from conftest import SMALL_RUN, records
 from jaxvae.errors import STOP_SIGNALS
 from jaxvae.run import checkpoint, commands, plots
 from jaxvae.run.cli import main
-from jaxvae.run.training import resume_hint, unfinished_run
+from jaxvae.run.files import LOCK
+from jaxvae.run.training import claim_out_dir, resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
 
 
@@ -78,6 +79,14 @@ def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
     assert [r["step"] for r in records(out)] == list(range(1, 8 * (done + 1) + 1))
     ours, never_stopped = ((f / "metrics.jsonl").read_text().splitlines() for f in (out, small_run))
     assert ours[: len(never_stopped)] == never_stopped
+
+
+def test_a_lock_alone_does_not_hold_a_folder(tmp_path):
+    """A run killed after taking the lock and before writing leaves the lock file alone, its flock released by the
+    OS: the folder is free for a new run."""
+    (tmp_path / LOCK).write_text("jaxvae train (pid 1 on host gone, since then)\n")
+    with claim_out_dir(tmp_path, resume=False):
+        assert "pid 1 " not in (tmp_path / LOCK).read_text()  # now this process's
 
 
 @pytest.fixture
