@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import SMALL_RUN, records, train_small
+from conftest import ENSEMBLE_LISTS, SMALL_RUN, records, train_small
 from jaxvae import open_run
 from jaxvae.diagnostics import mutual_information
 from jaxvae.errors import UserError
@@ -24,7 +24,7 @@ from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig, chunk_length
 from jaxvae.run.engine import Trainer
 from jaxvae.run.members import member_grid, member_name
-from jaxvae.run.report import interpolation_pairs
+from jaxvae.run.report import interpolation_pairs, summarize_settings
 from jaxvae.run.training import NonFiniteLoss, train, train_ensemble, unfinished_run
 from jaxvae.train_step import abstract_state, init_state, make_loss_fn, make_optimizer
 
@@ -153,6 +153,18 @@ def test_a_run_resumed_with_other_chunks_is_the_run_never_stopped(small_run, tmp
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
 
+def test_members_a_stop_left_an_epoch_apart_resume_from_the_last_epoch_they_all_have(ensemble_run, tmp_path):
+    """The members' checkpoints of an epoch are written one after another: a stop between them leaves the last ones
+    an epoch behind: the hint and --resume continue every member from the last epoch all have, each the run never
+    stopped."""
+    out = shutil.copytree(ensemble_run, tmp_path / "uneven")
+    shutil.rmtree(sorted((out / "members").iterdir())[-1] / "checkpoints" / "2")
+    assert "the last complete checkpoint (epoch 1) is in every member's folder" in training.resume_hint(out)
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *SMALL_RUN, *ENSEMBLE_LISTS]) == 0
+    for member in (ensemble_run / "members").iterdir():
+        assert (out / "members" / member.name / "metrics.jsonl").read_bytes() == (member / "metrics.jsonl").read_bytes()
+
+
 def test_the_steps_per_dispatch_by_hand():
     """The largest divisor of the epoch's steps up to the steps asked for, by default 2,048 images' worth."""
     assert chunk_length(100, 32) == 50 and chunk_length(1875, 32) == 25  # 64 steps asked for
@@ -168,6 +180,32 @@ def test_the_digits_interpolated_by_hand():
     assert interpolation_pairs(np.array([4])) == [(0, 0)]
 
 
+def test_a_setting_s_figures_by_hand():
+    """Mean and sample sd over a setting's seeds (losses 1 and 3: mean 2, sd sqrt(2)); a null value makes its figure
+    null; a section that a seed lacks is left out of its setting, not averaged over the seeds that have it."""
+    members = member_grid(RunConfig(), {"seed": (1, 2), "lr": (1e-3, 2e-3)})  # (seed, lr): (1, 1e-3), (1, 2e-3), ...
+    results = [
+        {"final_test": {"loss": 1.0}, "final_train": {"loss": 5.0}},
+        {"final_test": {"loss": 4.0}, "final_train": None},
+        {"final_test": {"loss": 3.0}, "final_train": {"loss": 7.0}},
+        {"final_test": {"loss": None}, "final_train": {"loss": 6.0}},
+    ]
+    first, second = summarize_settings(members, results, ("loss",))
+    assert first == {
+        "lr": 1e-3,
+        "reconstruction_weight": 1.0,
+        "seeds": [1, 2],
+        "final_test": {"loss": {"mean": 2.0, "sd": 2**0.5, "n": 2}},
+        "final_train": {"loss": {"mean": 6.0, "sd": 2**0.5, "n": 2}},
+    }
+    assert second == {
+        "lr": 2e-3,
+        "reconstruction_weight": 1.0,
+        "seeds": [1, 2],
+        "final_test": {"loss": {"mean": None, "sd": None, "n": 2}},
+    }
+
+
 def test_eval_every_and_the_checkpoints_kept(tmp_path):
     """Test records after every 2nd epoch and after the last; the final test metrics are the last epoch's. Of three
     epochs' checkpoints, the last two are kept."""
@@ -180,11 +218,14 @@ def test_eval_every_and_the_checkpoints_kept(tmp_path):
 
 
 def _unfinished_copy(trained, folder):
-    """A run folder as a first epoch that never finished leaves it: its settings and some step records."""
+    """A run folder as a first epoch that never finished leaves it: its settings and some step records, one of
+    them garbled (a fresh start keeps none of them, whatever they hold) and the last torn by a kill, and a rewrite of
+    the records the kill cut short."""
     folder.mkdir()
     (folder / "config.json").write_bytes((trained / "config.json").read_bytes())
+    (folder / "metrics.jsonl.tmp").write_text('{"step"')
     lines = (trained / "metrics.jsonl").read_text().splitlines(keepends=True)
-    (folder / "metrics.jsonl").write_text("".join(lines[:3]) + lines[3][:20])  # the last line torn by a kill
+    (folder / "metrics.jsonl").write_text("".join(lines[:2]) + "garbled\n" + lines[2] + lines[3][:20])
     return folder
 
 
@@ -206,6 +247,19 @@ def test_a_step_record_torn_by_a_kill_is_written_again(small_run, tmp_path):
     (out / "metrics.jsonl").write_text("".join(lines[:12]) + lines[12][:30])  # 8 steps, a test record, 3 steps
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *SMALL_RUN]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
+
+
+def test_a_checkpoint_holding_non_finite_values_is_refused(small_run, tmp_path):
+    out = shutil.copytree(small_run, tmp_path / "nonfinite")
+    run = open_run(out)
+    like = abstract_state(run.model, make_optimizer(run.config.lr), jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    with checkpoint.Checkpoints(out / "checkpoints") as saved:
+        state, meta = saved.restore(2, like), saved.read_meta(2)
+    shutil.rmtree(out / "checkpoints" / "2")
+    with checkpoint.Checkpoints(out / "checkpoints") as saved:
+        saved.save(2, state._replace(params=jax.tree_util.tree_map(lambda a: a * np.nan, state.params)), meta)
+    with pytest.raises(UserError, match=r"checkpoint .*2 holds non-finite values; to continue from epoch 1's"):
+        open_run(out)
 
 
 def poison(monkeypatch, after_step: int, member=slice(None)):
