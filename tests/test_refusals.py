@@ -159,11 +159,10 @@ def place(tmp_path_factory, small_run, ensemble_run):
     shutil.copytree(small_run, root / "garbled")
     lines = (root / "garbled" / "metrics.jsonl").read_text().splitlines(keepends=True)
     (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ["[1, 2]\n"] + lines[-1:]))
-    shutil.copytree(small_run, root / "typo")
-    config = json.loads((root / "typo" / "config.json").read_text())
-    (root / "typo" / "config.json").write_text(json.dumps({**config, "latent_dim": True}))
-    shutil.copytree(small_run, root / "resized")
-    (root / "resized" / "config.json").write_text(json.dumps({**config, "latent_dim": 3}))
+    config = json.loads((small_run / "config.json").read_text())
+    for name, latent_dim in (("typo", True), ("resized", 3)):
+        shutil.copytree(small_run, root / name)
+        (root / name / "config.json").write_text(json.dumps({**config, "latent_dim": latent_dim}))
     for name, file, text in (
         ("list", "config.json", "[1, 2]"),
         ("hollow", "ensemble.json", "{}"),
