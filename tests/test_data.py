@@ -135,6 +135,11 @@ def test_tfds_through_its_mock_data(name, tmp_path):
 
     with tfds.testing.mock_data(num_examples=12):
         dataset = load_dataset(name, str(tmp_path))
+        source = tfds.data_source(name, split="test", data_dir=str(tmp_path))
+        examples = [source[i] for i in range(len(source))]  # each image with its label, in TFDS's order
+    pixels = np.asarray([e["image"][..., 0] for e in examples])
+    np.testing.assert_array_equal(dataset.test.images[..., 0] * 255, pixels)  # exact for each of the 256 values
+    np.testing.assert_array_equal(dataset.test.labels, [e["label"] for e in examples])
     assert len(dataset.train) == 12 and len(dataset.test) == 12
     assert dataset.train.images.shape == (12, 28, 28, 1) and dataset.train.images.dtype == np.float32
     assert 0.0 <= dataset.train.images.min() <= dataset.train.images.max() <= 1.0
