@@ -126,6 +126,28 @@ def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
 
+def test_a_stop_signal_ignored_when_the_command_starts_stays_ignored(monkeypatch):
+    """``nohup jaxvae train`` starts with SIGHUP ignored: the run goes on when its terminal closes. SIGTERM is the run's
+    clean stop while the command runs; afterwards both are as they were."""
+    given = {signal.SIGHUP: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL}
+    while_running = {}
+
+    def dispatch(args):
+        while_running.update({s: signal.getsignal(s) for s in given})
+        return 0
+
+    monkeypatch.setattr("jaxvae.run.cli._dispatch", dispatch)
+    previous = {s: signal.signal(s, handler) for s, handler in given.items()}
+    try:
+        assert main(["train"]) == 0
+        after = {s: signal.getsignal(s) for s in given}
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    assert while_running[signal.SIGHUP] == signal.SIG_IGN and while_running[signal.SIGTERM] not in given.values()
+    assert after == given
+
+
 LOADING = """import os, signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal's foreground
 signum, out = int(sys.argv[1]), sys.argv[2]
