@@ -322,8 +322,8 @@ def test_a_checkpoint_cut_short_is_named_with_the_command_that_continues(small_r
 def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, monkeypatch, capsys):
     """XLA's out of memory (10^8 importance samples of each image: petabytes; RESOURCE_EXHAUSTED, or jax 0.8's
     INTERNAL: ... Out of memory) is one line, status 1, naming the flags that ask for less; the folder, which holds no
-    checkpoint, takes the same command again. A GPU's form of the error, its buffer report after the first line,
-    through a stand-in: the line keeps XLA's first line."""
+    checkpoint, takes the same command again. A GPU's form of the error (its buffer report after the first line) and
+    jax 0.8's on a CPU, through stand-ins: the line keeps XLA's first line."""
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), *SMALL_RUN, "--objective", "iwae", "--iw-train-samples", "100000000"]) == 1
     line = one_line(capsys.readouterr().err)  # XLA's words and byte count between the parentheses
@@ -334,16 +334,17 @@ def test_a_step_larger_than_memory_stops_in_one_line(tmp_path, monkeypatch, caps
     )
     assert unfinished_run(out)
 
-    def gpu_out_of_memory(*args):
-        first = "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6291456 bytes."
-        raise jax.errors.JaxRuntimeError(f"{first}\nBufferAssignment OOM Debugging.\nBufferAssignment stats: ...")
+    for first in ("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6291456 bytes.",
+                  "INTERNAL: Out of memory allocating 6291456 bytes."):  # fmt: skip
 
-    monkeypatch.setattr(commands, "sample_run", gpu_out_of_memory)
-    assert main(["sample", "--run", str(out), "--out", str(tmp_path / "s.png")]) == 1
-    assert one_line(capsys.readouterr().err) == (
-        "jaxvae sample: error: out of memory (RESOURCE_EXHAUSTED: Out of memory while trying to allocate 6291456 "
-        "bytes.); a smaller batch or --iw-train-samples needs less"
-    )
+        def out_of_memory(*args, first=first):
+            raise jax.errors.JaxRuntimeError(f"{first}\nBufferAssignment OOM Debugging.\nBufferAssignment stats: ...")
+
+        monkeypatch.setattr(commands, "sample_run", out_of_memory)
+        assert main(["sample", "--run", str(out), "--out", str(tmp_path / "s.png")]) == 1
+        assert one_line(capsys.readouterr().err) == (
+            f"jaxvae sample: error: out of memory ({first}); a smaller batch or --iw-train-samples needs less"
+        )
 
 
 @pytest.mark.parametrize("raised", [OSError(errno.ENOSPC, "No space left on device"), ValueError("No space left")])
