@@ -178,7 +178,7 @@ def _dispatch(args) -> int:
     try:
         return _run_command(args)
     except ModuleNotFoundError as exc:
-        if exc.name not in ("torch", "torch_ref"):
+        if exc.name != "torch":  # torch_ref is part of the install: its absence is a broken install, not a choice
             raise
         raise UserError(
             f"{args.command} needs torch, which is not installed here: pip install torch==2.13.0 (a CPU "
