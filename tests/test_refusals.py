@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SMALL_RUN
+from jaxvae.data import tfds_source
 from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig, check_batch_fits, check_value
 from jaxvae.run.distributed import parse_address
@@ -233,6 +234,18 @@ def test_each_edge_itself_is_accepted():
     assert parse_address("127.0.0.1:65535") == ("127.0.0.1", 65535)
     for name, value in (("seed", 2**32 - 1), ("latent_dim", 4096), ("reconstruction_weight", 0.0), ("devices", 0)):
         check_value(name, value)
+
+
+def test_a_library_s_words_over_several_lines_are_quoted_on_one(place, capsys, monkeypatch):
+    """TFDS's reason for a failed download, quoted in the line, may run over several lines (a stand-in here)."""
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("download failed:\n  HTTP 503")
+
+    monkeypatch.setattr(tfds_source, "_read_splits", fail)
+    monkeypatch.setattr(tfds_source, "_host_reachable", lambda host: True)
+    cause = "tfds: cannot download or read mnist in {}/empty (RuntimeError: download failed: HTTP 503)"
+    refused(place, capsys, "bench --dataset mnist --data-dir {}/empty", cause)
 
 
 def test_a_refusal_is_the_whole_of_stderr(tmp_path):
