@@ -344,7 +344,7 @@ def test_evaluate_sample_export(small_run, tmp_path, capsys):
     assert {k: result[k] for k in ("loss", "reconstruction", "kl")} == {
         k: logged[k] for k in ("loss", "reconstruction", "kl")
     }
-    png = tmp_path / "samples.png"
+    png = tmp_path / "samples.PNG"  # the suffix in any case
     assert main(["sample", "--run", str(small_run), "-n", "16", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == PNG
     torch = pytest.importorskip("torch", reason="export needs torch: pip install -e '.[dev]'")
