@@ -4,6 +4,7 @@ tests/test_iwae.py; bad flags are rows of tests/test_refusals.py."""
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -71,6 +72,14 @@ def test_the_standard_error_of_two_images_by_hand(small_run):
     second = 2 * both["log_px_nats"] - first
     assert both["log_px_standard_error"] == pytest.approx(abs(first - second) / 2, abs=1e-3)
     assert abs(first - second) > 0.1  # their draws differ: the test can tell the sample sd from the population's
+
+
+def test_a_run_trained_on_more_devices_than_this_machine_has_is_evaluated_on_its_own(small_run, tmp_path):
+    """Evaluation runs on every device visible here, whatever ``--devices`` the run trained with."""
+    run = shutil.copytree(small_run, tmp_path / "four_devices")
+    (run / "config.json").write_text(json.dumps({**json.loads((run / "config.json").read_text()), "devices": 4}))
+    here, there = (evaluate_run(r, iw_samples=IW, test_examples=1) for r in (small_run, run))
+    assert {**here, "iw_seconds": None} == {**there, "iw_seconds": None}
 
 
 def test_an_ensemble_evaluated_at_once_is_each_member_evaluated_alone(ensemble_run, capsys):
