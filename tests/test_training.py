@@ -6,6 +6,7 @@ import dataclasses
 import fcntl
 import json
 import shutil
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -345,8 +346,10 @@ def test_evaluate_sample_export(small_run, tmp_path, capsys):
         k: logged[k] for k in ("loss", "reconstruction", "kl")
     }
     png = tmp_path / "samples.PNG"  # the suffix in any case
-    assert main(["sample", "--run", str(small_run), "-n", "16", "--out", str(png)]) == 0
+    assert main(["sample", "--run", str(small_run), "-n", "3", "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == PNG
+    width, height = struct.unpack(">II", png.read_bytes()[16:24])  # the PNG's header
+    assert width < 4 * height  # one row of 3 images (about 2.4:1), not a row of 8 cells with 5 blank (5.7:1)
     torch = pytest.importorskip("torch", reason="export needs torch: pip install -e '.[dev]'")
     from torch_ref import VAE as TorchVAE
 
