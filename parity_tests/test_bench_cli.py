@@ -4,23 +4,34 @@ import json
 
 import pytest
 
+from jaxvae.run import bench
 from jaxvae.run.cli import main
 
 
 @pytest.mark.long  # ~55 s: every runner of a benchmark row
-def test_json_report(capsys, small_run):  # after small_run, whose compilation of K = 1 it shares
-    """Batch 32, 4 steps per dispatch (the suite's training shapes); K = 1 and K = 2 members."""
-    flags = ["--batch-sizes", "32", "--members", "1,2", "--images", "128", "--repeats", "1"]
+def test_json_report(capsys, small_run, monkeypatch):  # after small_run, whose compilation of K = 1 it shares
+    """Batch 32, 4 steps per dispatch (the suite's training shapes); K = 1 and K = 2 members. Every runner runs; its
+    time is then taken as one second, so that each rate is the member-images it trained, by hand."""
+    timed = bench.median_seconds
+    monkeypatch.setattr(bench, "median_seconds", lambda runners, repeats: dict.fromkeys(timed(runners, repeats), 1.0))
+    flags = ["--batch-sizes", "32", "--members", "1,2", "--images", "512", "--repeats", "1"]
     flags += ["--train-examples", "256", "--chunk-steps", "4"]
     assert main(["bench", *flags, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "torch" in report["environment"]["versions"] and report["environment"]["jax_device"]
     single, pair = report["results"]
     assert (single["members"], pair["members"]) == (1, 2) and single["batch_size"] == pair["batch_size"] == 32
-    for row, runners in ((single, {"jax", "torch"}), (pair, {"jax", "jax_single", "torch", "torch_func"})):
-        assert {k.removesuffix("_images_per_s") for k in row if k.endswith("_images_per_s")} == runners
-        assert {k.removeprefix("ratio_jax_over_") for k in row if k.startswith("ratio_")} == runners - {"jax"}
-        assert all(row[f"{name}_images_per_s"] > 0 for name in runners) and row["jax_compile_s"] > 0
-        # whole chunks as jaxvae train dispatches them, as many as fit in --images
-        assert row["steps_per_repeat"] == 4 and row["steps_per_dispatch"] == 4
+    # 8 steps of 32 images: whole chunks as jaxvae train dispatches them, as many as fit in --images, at most an epoch
+    by_hand = {  # members: (member-images per second of each runner, jaxvae's K members over each)
+        1: ({"jax": 256, "torch": 256}, {"torch": 1.0}),
+        2: (
+            {"jax": 512, "jax_single": 256, "torch": 256, "torch_func": 512},
+            {"jax_single": 2.0, "torch": 2.0, "torch_func": 1.0},
+        ),
+    }
+    for row in (single, pair):
+        rates, ratios = by_hand[row["members"]]
+        assert {k.removesuffix("_images_per_s"): v for k, v in row.items() if k.endswith("_images_per_s")} == rates
+        assert {k.removeprefix("ratio_jax_over_"): v for k, v in row.items() if k.startswith("ratio_")} == ratios
+        assert row["steps_per_repeat"] == 8 and row["steps_per_dispatch"] == 4 and row["jax_compile_s"] > 0
         assert row["conv_impl"] == "matmul" and row["devices"] == 1 and row["peak_rss_mb"] > 0
