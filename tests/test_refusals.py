@@ -115,7 +115,7 @@ bench --batch-sizes 0                                       | --batch-sizes must
 bench --members 0                                           | --members must be positive integers
 bench --members 4,1,4                                       | --members 4,1,4 gives 4 twice; each value once
 bench --repeats 0                                           | --repeats and --images must be positive
-bench --batch-sizes 5000                                    | batch size 5000 is larger than the training images
+bench --batch-sizes 32,5000                                 | batch size 5000 is larger than the training images
 bench --batch-sizes 300 --train-examples 256                | batch size 300 is larger than the training images (256)
 bench --conv-impl cudnn                                     | --conv-impl must be one of
 bench --micro-batch -2                                      | --micro-batch must be >= 0
