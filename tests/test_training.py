@@ -347,8 +347,9 @@ def test_evaluate_sample_export(small_run, tmp_path, capsys):
     }
     png = tmp_path / "samples.PNG"  # the suffix in any case
     assert main(["sample", "--run", str(small_run), "-n", "3", "--out", str(png)]) == 0
-    assert png.read_bytes()[:8] == PNG
-    width, height = struct.unpack(">II", png.read_bytes()[16:24])  # the PNG's header
+    picture = png.read_bytes()
+    assert picture[:8] == PNG
+    width, height = struct.unpack(">II", picture[16:24])  # the PNG's header
     assert width < 4 * height  # one row of 3 images (about 2.4:1), not a row of 8 cells with 5 blank (5.7:1)
     torch = pytest.importorskip("torch", reason="export needs torch: pip install -e '.[dev]'")
     from torch_ref import VAE as TorchVAE
