@@ -3,6 +3,7 @@
 before any compilation), and every file that was there before is byte for byte the same after. One refusal runs as
 its own process, to show the whole of stderr is that one line."""
 
+import argparse
 import hashlib
 import importlib.util
 import json
@@ -125,6 +126,7 @@ parity --latent-dim 0                                       | --latent-dim must 
 parity --iw-train-samples 0                                 | --iw-train-samples must be at least 1
 parity --seed -1                                            | {SEED_RANGE}
 parity --torch-weights {{}}/garbage.pt | --torch-weights {{}}/garbage.pt is not a loadable torch state dict
+parity --torch-weights {{}}/objects.pt | --torch-weights {{}}/objects.pt is not a loadable torch state dict
 parity --torch-weights {{}}/partial.pt | --torch-weights {{}}/partial.pt does not fit the seed's VAE: missing
 parity --torch-weights {{}}/nan.pt | --torch-weights {{}}/nan.pt holds non-finite values (decoder.8.bias)
 """
@@ -148,8 +150,8 @@ def place(tmp_path_factory, small_run, ensemble_run):
     one whose list is a number), ``none`` (an ensemble.json of no members), ``unweighted`` (the run's config.json with
     the Gaussian loss's weight 0: its loss is no likelihood), ``uneven`` (an ensemble of two copies of the run, one
     without its last checkpoint), ``empty/``, ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user
-    already has), ``garbage.pt``, ``partial.pt`` and ``nan.pt`` (a file that is no torch state dict, one that lacks a
-    key, one with a NaN)."""
+    already has), ``garbage.pt``, ``objects.pt``, ``partial.pt`` and ``nan.pt`` (a file that is no torch state dict,
+    one that holds a pickled object of another class, one that lacks a key, one with a NaN)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -187,6 +189,7 @@ def place(tmp_path_factory, small_run, ensemble_run):
         torch.save({**state, "decoder.8.bias": torch.tensor([float("nan")])}, root / "nan.pt")
         del state["decoder.8.bias"]
         torch.save(state, root / "partial.pt")
+        torch.save(argparse.Namespace(lr=1), root / "objects.pt")  # another class: torch must refuse to unpickle it
     (root / "garbage.pt").write_bytes(b"not a torch file")
     (root / "empty").mkdir()
     (root / "file").write_text("a regular file")
