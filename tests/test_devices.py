@@ -184,13 +184,13 @@ def test_a_process_lost_within_a_save_fails_it_at_once(tmp_path):
     assert checkpoint.read_meta(tmp_path / "checkpoints", 1) == {"epoch": 1}
 
 
-@pytest.mark.long  # ~5 s: two jaxvae processes, refused before anything is compiled
+@pytest.mark.long  # ~5 s: three jaxvae processes, refused before anything is compiled
 def test_processes_given_other_flags_are_refused_by_every_process(tmp_path):
-    """Process 1 asks for 3 epochs, process 0 for 2: without the check, process 0 would wait forever at the end for
-    process 1, and process 1 in its third epoch for process 0."""
-    for code, err in _finish(_processes(tmp_path / "run", "--epochs", "2", last=("--epochs", "3"))):
+    """Process 2 of 3 asks for 3 epochs, processes 0 and 1 for 2: without the check, they would wait forever at the
+    end for process 2, and process 2 in its third epoch for them. The line names process 2 alone."""
+    for code, err in _finish(_processes(tmp_path / "run", "--epochs", "2", count=3, last=("--epochs", "3"))):
         assert code == 2 and err.strip().splitlines() == [
-            "jaxvae train: error: process(es) 1 were given other flags than process 0; give every process the same "
+            "jaxvae train: error: process(es) 2 were given other flags than process 0; give every process the same "
             "flags but --process-id"
         ], err[-3000:]
     assert not (tmp_path / "run").exists()

@@ -113,7 +113,7 @@ def test_resume_over_four_devices_is_bit_exact(four_devices, tmp_path):
             dict(batch_size=30, devices=4),
             "--batch-size 30 does not split over 4 devices; use a multiple of 4 (e.g. --batch-size 32) or --devices 3",
         ),
-        (dict(devices=8), "--devices 8: only 4 cpu device(s) visible"),
+        (dict(devices=5), "--devices 5: only 4 cpu device(s) visible"),
     ],
 )
 def test_refused_device_settings(tmp_path, config, message):
