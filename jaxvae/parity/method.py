@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from jaxvae.layers import CONV_IMPLS
-from jaxvae.parity.capture import KINKS, Capture, KinkStats
+from jaxvae.parity.capture import Capture, KinkStats
 from jaxvae.parity.jax_side import jax_capture
 
 EXACT_RTOL = 1e-10  # float64 against float64: measured <= 1e-14; a 1e-6 change in a weight moves its layer ~1e-6
@@ -179,8 +179,3 @@ def run_parity(
         torch32 = verdict("torch float32", reference, state_dict, x, eps, FLOAT32, loss)
         by_impl = {impl: {run: jaxvae_verdict(run, impl) for run in runs} for impl in conv_impls}
     return ParityReport(torch32, by_impl, device)
-
-
-def kink_names() -> list[str]:
-    """The pre-activations that feed a LeakyReLU, in forward order."""
-    return list(KINKS.values())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from jaxvae.parity.method import BFLOAT16, EXACT, FLOAT32, RUNS, ParityReport, Verdict, kink_names
+from jaxvae.parity.capture import KINKS
+from jaxvae.parity.method import BFLOAT16, EXACT, FLOAT32, RUNS, ParityReport, Verdict
 
 COLUMNS = {"float64": "f64 exact", "float32": "f32 jaxvae", "bfloat16": "bf16 jaxvae", "torch": "f32 torch"}
 
@@ -35,7 +36,7 @@ def format_table(impl: str, report: ParityReport) -> str:
         failed = [column for column, r in cells.items() if r is not None and not r.passed]
         text = " ".join(f"{r.rel:10.1e}" + ("" if r.passed else "!") if r else f"{'-':>10}" for r in cells.values())
         flips = f"{single.kinks.flips.get(name, 0)}/{torch32.kinks.flips.get(name, 0)}"
-        kink = f"{single.kinks.near.get(name, 0):>6} {flips:>7}" if name in kink_names() else " " * 14
+        kink = f"{single.kinks.near.get(name, 0):>6} {flips:>7}" if name in KINKS.values() else " " * 14
         result = f"FAIL ({', '.join(failed)})" if failed else "pass"
         lines.append(f"  {name:<24} {'x'.join(map(str, row.shape)) or '1':<14} {text} {kink}  {result}")
     lines += [f"  {v.label}: ERROR {v.error}" for v in verdicts.values() if v.error]

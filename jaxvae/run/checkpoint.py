@@ -35,11 +35,6 @@ def _tree(state: TrainState) -> dict:
     return {"params": state.params, "opt_state": state.opt_state, "step": state.step}
 
 
-def restore_target(state: TrainState) -> dict:
-    """What a restore fills in: shapes, dtypes and shardings of ``state``'s leaves (arrays or ``ShapeDtypeStruct``s)."""
-    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _tree(state))
-
-
 def _quiet_closed_loops(previous=sys.unraisablehook) -> None:
     """Once a write has failed, Orbax's writer threads call into their closed event loops, and each complaint would
     print a traceback (an unraisable exception, at any moment, even before the failure reaches the caller): drop
@@ -158,7 +153,8 @@ class Checkpoints:
 
     def restore(self, epoch: int, like: TrainState) -> TrainState:
         """The state saved after ``epoch``, with the structure, shapes, dtypes and shardings of ``like``."""
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(restore_target(like)))
+        target = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _tree(like))  # shapes, dtypes, shardings
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(target))
         try:
             restored = self.manager.restore(epoch, args=args)["state"]
         except Exception as exc:

@@ -165,14 +165,9 @@ def read_ensemble(folder: Path, what: str) -> dict:
     return record
 
 
-def finite_or_none(value: float):
-    """JSON has no NaN: non-finite numbers are written as null."""
-    return float(value) if math.isfinite(value) else None
-
-
 def terms(metrics) -> dict:
-    """A record's loss terms from metrics ``(3,)``: loss, reconstruction, KL (null where not finite)."""
-    return {name: finite_or_none(v) for name, v in zip(METRIC_NAMES, metrics)}
+    """A record's loss, reconstruction and KL from metrics ``(3,)``; null where not finite (JSON has no NaN)."""
+    return {name: float(v) if math.isfinite(v) else None for name, v in zip(METRIC_NAMES, metrics)}
 
 
 def _before(record: dict, step: int, epoch: int) -> bool:
