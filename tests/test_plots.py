@@ -1,5 +1,5 @@
-"""The pictures at latent sizes other than the suite's runs' 2 (whose run folders tests/test_training.py reads), the
-training loss's running average and the tiling of image grids."""
+"""What the pictures plot, read from their figures (the latent space at sizes other than the suite's runs' 2, whose
+run folders tests/test_training.py reads), and the tiling of image grids."""
 
 import numpy as np
 import pytest
@@ -7,17 +7,39 @@ import pytest
 from jaxvae.run import plots
 
 
+@pytest.fixture
+def drawn(monkeypatch):
+    """The axes of the last picture drawn, kept instead of its PNG (tests/test_training.py reads a run's PNGs)."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+    return lambda: figures.pop().axes
+
+
 @pytest.mark.parametrize("latent_dim", [1, 5])
-def test_the_latent_space_at_any_latent_size(tmp_path, latent_dim):
-    """A 1-D latent against the label; a wider one by its first two units."""
+def test_the_latent_space_at_any_latent_size(drawn, latent_dim):
+    """Each digit's points by their first two units; a 1-D latent's against the label."""
     rng = np.random.default_rng(0)
-    path = plots.latent_space(rng.standard_normal((50, latent_dim)), rng.integers(0, 10, 50), tmp_path / "z.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    z, labels = rng.standard_normal((50, latent_dim)), rng.integers(0, 10, 50)
+    plots.latent_space(z, labels, None)
+    across = labels if latent_dim == 1 else z[:, 1]
+    for digit, points in enumerate(drawn()[0].collections):
+        assert np.array_equal(points.get_offsets(), np.column_stack([z[labels == digit, 0], across[labels == digit]]))
 
 
-def test_the_running_average_by_hand():
-    """The mean of the last ``window`` losses; of all of them before ``window`` have come."""
-    assert plots.running_average(np.array([1.0, 2.0, 3.0, 7.0]), 2).tolist() == [1.0, 1.5, 2.5, 5.0]
+def test_the_curves_points_and_bands_by_hand(drawn):
+    """The running average of 2 batches (of 1 at the first) and the test losses at their epochs' last steps; each
+    weight's members; the ensemble's test losses [1, 2] and [3, 6]: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 16
+    images in 2 rows of 8."""
+    plots.training_loss([4.0, 2.0, 6.0, 4.0], 2, None, test_losses=[(1, 3.0), (2, 5.0)])
+    _, average, test = drawn()[0].lines
+    assert average.get_ydata().tolist() == [4.0, 3.0, 4.0, 5.0] and test.get_xydata().tolist() == [[2, 3], [4, 5]]
+    plots.rate_distortion([(1.0, 3.0, 40.0), (0.5, 5.0, 30.0), (1.0, 2.0, 45.0)], None)
+    assert [c.get_offsets().tolist() for c in drawn()[0].collections] == [[[5, 30]], [[3, 40], [2, 45]]]
+    plots.ensemble_losses({"a": (np.ones((2, 4)), np.array([[1.0, 2.0], [3.0, 6.0]]))}, 4, None)
+    band = drawn()[1].collections[0].get_paths()[0].vertices[:, 1]
+    assert set(band.round(12)) == set(np.round([2 - 2**0.5, 4 - 8**0.5, 2 + 2**0.5, 4 + 8**0.5], 12))
+    plots.image_grid(np.zeros((16, 28, 28)), None)
+    assert drawn()[0].images[0].get_array().shape == (57, 231)
 
 
 def test_the_tiles_by_hand():
