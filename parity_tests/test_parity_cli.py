@@ -30,8 +30,7 @@ def test_the_tables(capsys):
     status, out, err = run_here(capsys, *CASE)
     assert status == 0, out + err
     assert "[xla]" in out and "[matmul]" in out and "[pad]" in out and out.rstrip().endswith("all passed")
-    assert all(column in out for column in ("f64 exact", "f32 jaxvae", "bf16 jaxvae", "f32 torch", "near", "flips"))
-    assert "within float32 rounding" in out and "grad decoder.8.bias" in out and "decoder.6" in out
+    assert all(c in out for c in ("f64 exact", "f32 jaxvae", "bf16 jaxvae", "f32 torch", "within float32 rounding"))
 
 
 def test_json_report_at_batch_one_from_saved_weights(tmp_path, capsys):
@@ -61,8 +60,8 @@ def by_hand_report() -> ParityReport:
     """One implementation: float64 passes, float32 fails one gradient, bfloat16 could not run; torch beside them."""
 
     def verdict(label, rels, tolerances, flips):
-        shaped = zip((("decoder.6", (2, 3)), ("grad decoder.8.bias", (1,))), rels, tolerances)
-        rows = [Row(name, shape, rel, rel, tol) for (name, shape), rel, tol in shaped]
+        named = zip(("decoder.6", "grad bias"), rels, tolerances)
+        rows = [Row(name, (2, 3), rel, rel, tol) for name, rel, tol in named]
         return Verdict(label, rows, KinkStats({"decoder.6": 7}, {"decoder.6": flips}))
 
     runs = {
@@ -78,7 +77,7 @@ def test_the_table_by_hand():
     assert lines[0] == "header" and lines[1].endswith("gradients 4.7e-02")  # 12 x 2^-8
     assert lines[5:8] == [
         "decoder.6 2x3 1.0e-15 1.0e-06 - 2.0e-06 7 2/1 pass",
-        "grad decoder.8.bias 1 2.0e-15 5.0e-04! - 3.0e-05 FAIL (f32 jaxvae)",
+        "grad bias 2x3 2.0e-15 5.0e-04! - 3.0e-05 FAIL (f32 jaxvae)",
         "jaxvae bfloat16: ERROR RuntimeError: no bf16",
     ]
     assert "jaxvae took the other branch at 2, torch at 1" in lines[8] and "7 within 1e-10 x max" in lines[9]
@@ -92,7 +91,7 @@ def test_a_sweep_by_hand(monkeypatch):
     result = check.sweep_case(2, 1000, range(2), "bernoulli", binary=True)
     digits = binarize.threshold(load_mnist5k().test.images)
     assert len(seen) == 2 and all(np.array_equal(x, digits) for x in seen)
-    failed = [("jaxvae float32", None, ["grad decoder.8.bias"]), ("jaxvae bfloat16", "RuntimeError: no bf16", [])]
+    failed = [("jaxvae float32", None, ["grad bias"]), ("jaxvae bfloat16", "RuntimeError: no bf16", [])]
     assert result["failed"] == [(seed, *f) for seed in range(2) for f in failed] and result["rows"] == [2]
     assert result["worst"] == {
         "torch float32": 3e-5,
