@@ -30,9 +30,10 @@ def load_torch_weights(path: Path) -> dict:
     except FileNotFoundError:
         raise UserError(f"--torch-weights {path} does not exist") from None
     except Exception as exc:  # pickle, zip and torch errors for damaged files
-        first_line = (str(exc).strip().splitlines() or [""])[0]
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]  # torch's advice to unpickle it is not ours
         raise UserError(
-            f"--torch-weights {path} is not a loadable torch state dict ({type(exc).__name__}: {first_line})"
+            f"--torch-weights {path} is not a loadable torch state dict ({type(exc).__name__}: {first}); save "
+            "model.state_dict() with torch.save"
         ) from None
     if not isinstance(state, dict):
         raise UserError(
