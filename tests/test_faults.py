@@ -3,7 +3,7 @@ kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a 
 picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory, SIGTERM
 while ``jaxvae evaluate`` waits for one long computation, Ctrl-C and SIGTERM while the command loads. Each ends in
 one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The forms in which Orbax's
-writer reports a failure, and a GPU's out-of-memory error, through stand-ins."""
+writer reports a failure, a GPU's out-of-memory error, and a reader's listing raced by the writer, through stand-ins."""
 
 import errno
 import gc
@@ -28,6 +28,12 @@ from jaxvae.run.cli import main
 from jaxvae.run.files import LOCK
 from jaxvae.run.training import claim_out_dir, resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
+
+
+def continues(out, epoch: int) -> str:
+    """What a stopped run's line ends with: its last complete checkpoint and the command that continues it."""
+    where = f"the last complete checkpoint (epoch {epoch}) is in {out / 'checkpoints'}"
+    return f"{where}: continue with the same command and --resume"
 
 
 def one_line(err: str) -> str:
@@ -66,10 +72,7 @@ def test_a_second_writer_sigterm_and_kill_9(small_run, tmp_path, capsys):
     first.send_signal(signal.SIGTERM)
     _, err = first.communicate(timeout=120)
     done = checkpoint.latest_epoch(out / "checkpoints")
-    assert first.returncode == 143 and one_line(err) == (
-        f"jaxvae train: stopped by SIGTERM; the last complete checkpoint (epoch {done}) is in {out / 'checkpoints'}: "
-        "continue with the same command and --resume"
-    )
+    assert first.returncode == 143 and one_line(err) == f"jaxvae train: stopped by SIGTERM; {continues(out, done)}"
     second = start_training(out, "--epochs", "1000", "--resume")
     time.sleep(0.3)  # into the next epoch
     second.kill()
@@ -87,6 +90,25 @@ def test_a_lock_alone_does_not_hold_a_folder(tmp_path):
     (tmp_path / LOCK).write_text("jaxvae train (pid 1 on host gone, since then)\n")
     with claim_out_dir(tmp_path, resume=False):
         assert "pid 1 " not in (tmp_path / LOCK).read_text()  # now this process's
+
+
+@pytest.mark.parametrize("races", [checkpoint.LISTING_ATTEMPTS - 1, checkpoint.LISTING_ATTEMPTS])
+def test_a_reader_lists_again_when_a_writer_removed_a_checkpoint_under_it(small_run, monkeypatch, races):
+    """Orbax's listing raises FileNotFoundError when a running ``train`` removes an old checkpoint under it: a reader
+    (``evaluate``) lists again, ``LISTING_ATTEMPTS`` times in all; then the error is its own."""
+    listing, raced = ocp.CheckpointManager, iter(range(races))
+
+    def racing(*args, **kwargs):
+        if next(raced, None) is not None:
+            raise FileNotFoundError("a checkpoint removed while listed")
+        return listing(*args, **kwargs)
+
+    monkeypatch.setattr(ocp, "CheckpointManager", racing)
+    with checkpoint.Checkpoints(small_run / "checkpoints") as saved:
+        if races == checkpoint.LISTING_ATTEMPTS:
+            pytest.raises(FileNotFoundError, getattr, saved, "manager")
+        else:
+            assert saved.manager.latest_step() == 2
 
 
 @pytest.fixture
@@ -116,10 +138,7 @@ def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
     monkeypatch.setattr(ocp.CheckpointManager, "save", signalled)
     out = tmp_path / "run"
     assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == status
-    assert one_line(capsys.readouterr().err) == (
-        f"jaxvae train: {how}; the last complete checkpoint (epoch 1) is in {out / 'checkpoints'}: continue with the "
-        "same command and --resume"
-    )
+    assert one_line(capsys.readouterr().err) == f"jaxvae train: {how}; {continues(out, 1)}"
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]
     monkeypatch.undo()
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN]) == 0
@@ -249,10 +268,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, small_disk, capsys):
     out = small_disk / "run"
     assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 1
-    assert one_line(capsys.readouterr().err) == (
-        f"jaxvae train: error: {out / 'checkpoints' / '2'}: No space left on device; the last complete checkpoint "
-        f"(epoch 1) is in {out / 'checkpoints'}: continue with the same command and --resume"
-    )
+    full = f"jaxvae train: error: {out / 'checkpoints' / '2'}: No space left on device; {continues(out, 1)}"
+    assert one_line(capsys.readouterr().err) == full
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]  # no temporary folder left behind
     with open(small_disk / "filler", "wb", buffering=0) as filler:  # the last bytes of the disk taken
         with pytest.raises(OSError):
@@ -281,10 +298,8 @@ def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, 
 
     monkeypatch.setattr(plots, "training_loss", full)
     assert main(command) == 1
-    assert one_line(capsys.readouterr().err) == (
-        f"jaxvae train: error: {out / 'plots' / 'training_loss.png'}: No space left on device; the last complete "
-        f"checkpoint (epoch 3) is in {out / 'checkpoints'}: continue with the same command and --resume"
-    )
+    full = f"jaxvae train: error: {out / 'plots' / 'training_loss.png'}: No space left on device; {continues(out, 3)}"
+    assert one_line(capsys.readouterr().err) == full
     monkeypatch.undo()
     logged = (out / "metrics.jsonl").read_bytes()
     last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}  # epoch 3's, written before
@@ -371,9 +386,6 @@ def test_the_resume_hint_reads_the_files_alone(small_run, monkeypatch):
     monkeypatch.setattr(ocp.CheckpointManager, "__init__", lambda *a, **k: pytest.fail("a manager was made"))
     (small_run / "checkpoints" / "3.orbax-checkpoint-tmp-0").mkdir()
     try:
-        assert resume_hint(small_run) == (
-            f"the last complete checkpoint (epoch 2) is in {small_run / 'checkpoints'}: continue with the same "
-            "command and --resume"
-        )
+        assert resume_hint(small_run) == continues(small_run, 2)
     finally:
         (small_run / "checkpoints" / "3.orbax-checkpoint-tmp-0").rmdir()

@@ -46,27 +46,15 @@ def dot_flops(jaxpr) -> float:
     return flops
 
 
-def _flops_per_image(fn, *args) -> float:
-    return dot_flops(jax.make_jaxpr(fn)(*args).jaxpr) / BATCH
-
-
-def _model_and_inputs():
+def test_the_matmuls_are_the_models_multiply_adds():
+    """Forward: the hand count. Training: forward + weight gradients (each the forward's size) + input gradients
+    (likewise, except encoder.0's: its input is the data, which needs none), 85,993,920 FLOP: the "about 86 MFLOP
+    per image" of docs/benchmarks.md."""
     model = VAE(2, conv_impl="matmul")
-    x = jnp.zeros((BATCH, 28, 28, 1), jnp.float32)
+    x, eps = jnp.zeros((BATCH, 28, 28, 1), jnp.float32), jnp.zeros((BATCH, 2), jnp.float32)
     params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x, jax.random.PRNGKey(1))["params"]
-    return model, params, x, jnp.zeros((BATCH, 2), jnp.float32)
-
-
-def test_forward_matmuls_are_the_models_multiply_adds():
-    model, params, x, _ = _model_and_inputs()
+    per_image = lambda fn, *args: dot_flops(jax.make_jaxpr(fn)(*args).jaxpr) / BATCH  # noqa: E731
     forward = lambda p, x, key: model.apply({"params": p}, x, key)  # noqa: E731
-    assert _flops_per_image(forward, params, x, jax.random.PRNGKey(2)) == FORWARD_FLOPS
-
-
-def test_training_matmuls_are_three_forward_passes_less_the_data_gradient():
-    """Forward + weight gradients (each the forward's size) + input gradients (likewise, except encoder.0's:
-    its input is the data, which needs none). 85,993,920 FLOP: the "about 86 MFLOP per image" of docs/benchmarks.md."""
-    model, params, x, eps = _model_and_inputs()
+    assert per_image(forward, params, x, jax.random.PRNGKey(2)) == FORWARD_FLOPS
     grad = jax.grad(make_loss_fn(model, 1.0), has_aux=True)
-    expected = 3 * FORWARD_FLOPS - 2 * LAYER_MACS["encoder.0"]
-    assert _flops_per_image(grad, params, x, eps) == expected == 85_993_920
+    assert per_image(grad, params, x, eps) == 3 * FORWARD_FLOPS - 2 * LAYER_MACS["encoder.0"] == 85_993_920
