@@ -1,5 +1,5 @@
-"""What the pictures plot, read from their figures (the latent space at sizes other than the suite's runs' 2, whose
-run folders tests/test_training.py reads), and the tiling of image grids."""
+"""What the pictures plot, read from their figures (a run's PNGs as files: tests/test_training.py), and the tiling of
+image grids."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ def drawn(monkeypatch):
     return lambda: figures.pop().axes
 
 
-@pytest.mark.parametrize("latent_dim", [1, 5])
+@pytest.mark.parametrize("latent_dim", [1, 2, 5])
 def test_the_latent_space_at_any_latent_size(drawn, latent_dim):
     """Each digit's points by their first two units; a 1-D latent's against the label."""
     rng = np.random.default_rng(0)
