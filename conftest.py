@@ -45,7 +45,7 @@ def known_to_xla(*flags: str) -> list[str]:
 # The suite's programs are compiled for the speed of compiling, not of running (a level in the caller's XLA_FLAGS
 # leaves XLA's defaults, as .ci/run's second leg does): LLVM optimisation level 1, not XLA's default 3 (a fifth less
 # time: the README's command on a 2-core Zen 4, runs taken in turn, 4:09 and 4:18 against 5:08 and 5:05) nor 0 (its
-# programs run slower than the compiling saves: 5:11 against 4:22, the same machine, another day); XLA's older
+# programs run slower than the compiling saves: 5:11 against 4:22, taken in turn another day); XLA's older
 # elemental fusion emitters where this XLA still has them (jax 0.8 to 0.10): a training chunk compiles in 2.8 s
 # instead of 4.2, the same speed once compiled, and the README's command takes a fifth less again; and where the
 # workers outnumber the cores, each program compiled on one thread, not split into parts compiled on several, which
