@@ -268,8 +268,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, small_disk, capsys):
     out = small_disk / "run"
     assert main(["train", "--out", str(out), "--epochs", "2", *SMALL_RUN]) == 1
-    full = f"jaxvae train: error: {out / 'checkpoints' / '2'}: No space left on device; {continues(out, 1)}"
-    assert one_line(capsys.readouterr().err) == full
+    expected = f"jaxvae train: error: {out / 'checkpoints' / '2'}: No space left on device; {continues(out, 1)}"
+    assert one_line(capsys.readouterr().err) == expected
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["1"]  # no temporary folder left behind
     with open(small_disk / "filler", "wb", buffering=0) as filler:  # the last bytes of the disk taken
         with pytest.raises(OSError):
@@ -298,8 +298,9 @@ def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, 
 
     monkeypatch.setattr(plots, "training_loss", full)
     assert main(command) == 1
-    full = f"jaxvae train: error: {out / 'plots' / 'training_loss.png'}: No space left on device; {continues(out, 3)}"
-    assert one_line(capsys.readouterr().err) == full
+    picture = out / "plots" / "training_loss.png"
+    expected = f"jaxvae train: error: {picture}: No space left on device; {continues(out, 3)}"
+    assert one_line(capsys.readouterr().err) == expected
     monkeypatch.undo()
     logged = (out / "metrics.jsonl").read_bytes()
     last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}  # epoch 3's, written before
