@@ -94,8 +94,8 @@ class RunConfig:
     )
     micro_batch: int = setting(
         0,
-        "compute each step's gradient in micro-batches of N (0: 16 on CPU, whole batches elsewhere); changes the order "
-        "of float32 sums, so a resumed run keeps it",
+        "compute each step's gradient in micro-batches of N (0: 16 on CPU, whole batches elsewhere; one that does not "
+        "divide a device's rows: whole batches); changes the order of float32 sums, so a resumed run keeps it",
         at_least(0, " (0: automatic)"),
     )
     eval_every: int = setting(
