@@ -33,6 +33,7 @@ train --seed {2**40}                                        | {SEED_RANGE}
 train --seed {2**64}                                        | {SEED_RANGE}
 train --epochs 0                                            | --epochs must be at least 1
 train --epochs two                                          | argument --epochs: invalid int value
+train --epochs 2 --bogus 1                         | unrecognized arguments: --bogus 1 (see jaxvae train --help)
 train --lr nan                                              | --lr must be a finite positive number
 train --batch-size 0                                        | --batch-size must be at least 1
 train --latent-dim 0                                        | --latent-dim must be an integer in 1..4096

@@ -42,6 +42,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line instead of usage + error
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args=None, namespace=None):  # a command's unknown flag is named by that command
+        known, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return known, extra
+
 
 def _add(parser, flag: str, kind, default, help: str, shown=None, **more) -> None:
     """One flag of type ``kind`` (``bool``: a switch); its help ends in its default (or ``shown``), unless required."""
@@ -52,7 +58,10 @@ def _add(parser, flag: str, kind, default, help: str, shown=None, **more) -> Non
         parser.add_argument(flag, type=kind, default=default, help=help + suffix, **more)
 
 
-def _add_train(sub) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxvae", description=jaxvae.__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"jaxvae {jaxvae.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser(
         "train",
         help="train the VAE (the seed notebook's settings by default), or an ensemble: lists for --seed, --lr, "
@@ -68,9 +77,6 @@ def _add_train(sub) -> None:
     _add(g, "--num-processes", int, None, "processes in the run", "one")
     _add(g, "--process-id", int, None, "this process's index, 0 .. N-1", "one process")
     _add(g, "--coordinator-timeout", float, 60.0, "seconds to wait for the coordinator and the other processes")
-
-
-def _add_run_commands(sub) -> None:
     p = sub.add_parser("evaluate", help="test-split loss terms, ELBO and IWAE log p(x) of a run's latest checkpoint")
     _add(p, "--run", Path, None, "a run folder (or an ensemble's) written by jaxvae train", required=True)
     _add(p, "--iw-samples", int, commands.DEFAULT_IW_SAMPLES, "importance samples per image for log p(x) (IWAE: 5000)")
@@ -84,9 +90,6 @@ def _add_run_commands(sub) -> None:
     p = sub.add_parser("export", help="write a run's weights as a torch state dict for torch_ref / the seed notebook")
     _add(p, "--run", Path, None, "a run folder written by jaxvae train", required=True)
     _add(p, "--to", Path, None, "the .pt file to write (not overwritten)", required=True)
-
-
-def _add_torch_commands(sub) -> None:
     p = sub.add_parser("parity", help="compare jaxvae with torch_ref layer by layer, loss and gradients")
     _add(p, "--torch-weights", Path, None, "a state dict saved by the seed notebook or torch_ref", "torch_ref's init")
     _add(p, "--latent-dim", int, 2, "latent size of the random weights")
@@ -106,15 +109,6 @@ def _add_torch_commands(sub) -> None:
     _add(p, "--member-group", int, 0, "members vmapped together, as jaxvae train takes it")
     _add(p, "--no-torch", bool, False, "time jaxvae alone")
     _add(p, "--json", bool, False, "print one JSON object instead of the table")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="jaxvae", description=jaxvae.__doc__.split("\n")[0])
-    parser.add_argument("--version", action="version", version=f"jaxvae {jaxvae.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _add_train(sub)
-    _add_run_commands(sub)
-    _add_torch_commands(sub)
     return parser
 
 
