@@ -60,10 +60,13 @@ def run_that_took_the_other_branch(natural):
 
 
 def test_a_kink_flip_fails_an_unmatched_comparison(natural):
-    """The flaw the method removes: one flipped element moves a gradient far beyond float32's bound."""
-    other = run_that_took_the_other_branch(natural)
-    assert other.kinks.flips == {**{k: 0 for k in KINKS.values()}, natural[4]: 1}
-    rows = compare_captures(other, natural[3], FLOAT32)
+    """The flaw the method removes: one flipped element (computed on the other branch) moves a gradient far beyond
+    float32's bound."""
+    other, (capture, pre, index) = run_that_took_the_other_branch(natural), natural[3:]
+    assert other.kinks.flips == {**{k: 0 for k in KINKS.values()}, pre: 1}
+    leaky, v = next(name for name, its_input in KINKS.items() if its_input == pre), capture.activations[pre][index]
+    assert v > 0 and other.activations[leaky][index] == 0.01 * v  # the other branch: torch_ref's slope times v
+    rows = compare_captures(other, capture, FLOAT32)
     assert not all(r.passed for r in rows if r.name.startswith("grad"))
 
 
