@@ -47,9 +47,8 @@ def test_the_run_folder(small_run, mnist5k):
     assert [r["step"] for r in steps] == list(range(1, 17)) and [r["epoch"] for r in steps] == [1] * 8 + [2] * 8
     assert set(steps[0]) == {"step", "epoch", "loss", "reconstruction", "kl"}
     tests = records(small_run, "test")
-    assert [r["epoch"] for r in tests] == [1, 2] and summary["final_test"] == {
-        k: tests[-1][k] for k in ("loss", "reconstruction", "kl")
-    }
+    last = {k: tests[-1][k] for k in ("loss", "reconstruction", "kl")}
+    assert [r["epoch"] for r in tests] == [1, 2] and summary["final_test"] == last
     epoch_2 = {k: np.mean([r[k] for r in steps[8:]]) for k in ("loss", "reconstruction", "kl")}  # its steps' means
     assert summary["final_train"] == pytest.approx(epoch_2, rel=1e-12)
     latent = summary["latent"]  # of the test split; by hand in tests/test_diagnostics.py
@@ -188,7 +187,8 @@ def test_the_digits_interpolated_by_hand():
 
 def test_a_setting_s_figures_by_hand():
     """Mean and sample sd over a setting's seeds (losses 1 and 3: mean 2, sd sqrt(2)); a null value makes its figure
-    null; a section that a seed lacks is left out of its setting, not averaged over the seeds that have it."""
+    null; a section that a seed lacks is left out of its setting, not averaged over the seeds that have it; a setting
+    of one seed has no sd."""
     members = member_grid(RunConfig(), {"seed": (1, 2), "lr": (1e-3, 2e-3)})  # (seed, lr): (1, 1e-3), (1, 2e-3), ...
     results = [
         {"final_test": {"loss": 1.0}, "final_train": {"loss": 5.0}},
@@ -210,6 +210,8 @@ def test_a_setting_s_figures_by_hand():
         "seeds": [1, 2],
         "final_test": {"loss": {"mean": None, "sd": None, "n": 2}},
     }
+    (alone,) = summarize_settings(member_grid(RunConfig(), {"lr": (1e-3,)}), results[:1], ("loss",))  # one seed: no sd
+    assert alone["seeds"] == [123] and alone["final_test"] == {"loss": {"mean": 1.0, "sd": None, "n": 1}}
 
 
 def test_eval_every_and_the_checkpoints_kept(tmp_path):
