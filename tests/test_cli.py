@@ -29,6 +29,7 @@ def test_help_says_what_jaxvae_is_and_every_default(capsys, monkeypatch):
     for f in fields(RunConfig):
         assert f"{flag_name(f.name)} {f.name.upper()} {f.metadata['help']}" in text, f.name
     assert text.count("(default: ") >= len(fields(RunConfig)) + 2  # and --out's, --member-group's, ...
+    assert "the run's total) (default: 20)" in text and "test images (default: all)" in text  # --epochs, a shown one
     assert "changes the order of float32 sums, so a resumed run keeps it" in text  # --micro-batch: not bit-neutral
 
 
