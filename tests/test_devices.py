@@ -203,14 +203,10 @@ def _alone(out: Path, port: int, process_id: int, timeout: str) -> list[str]:
 
 
 def test_an_absent_coordinator_is_one_line_within_the_timeout(tmp_path):
-    started = time.monotonic()
-    command = _alone(tmp_path / "never", _free_port(), 1, "3")
-    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and time.monotonic() - started < 60
-    assert (
-        result.stderr.strip().splitlines() == [result.stderr.strip()]
-        and "cannot reach the coordinator" in result.stderr
-    )
+    command = _alone(tmp_path / "never", _free_port(), 1, "3")  # waited for 3 s, not the default 60: not killed at 60
+    result = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    err = result.stderr.strip()
+    assert result.returncode == 2 and err.splitlines() == [err] and "cannot reach the coordinator" in err
     assert not (tmp_path / "never").exists()
 
 
