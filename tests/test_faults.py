@@ -305,7 +305,9 @@ def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, 
     logged = (out / "metrics.jsonl").read_bytes()
     last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}  # epoch 3's, written before
     assert main(command) == 0 and (out / "metrics.jsonl").read_bytes() == logged
-    assert capsys.readouterr().out == f"done: {out} (test loss {last['loss']:.4f}); plots in {out / 'plots'}\n"
+    written = capsys.readouterr()
+    assert written.out == f"done: {out} (test loss {last['loss']:.4f}); plots in {out / 'plots'}\n"
+    assert "has trained its 3 epochs, but its report was never written: writing it" in written.err
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["epochs_completed"], summary["steps"], summary["final_test"]) == (3, 24, last)
     assert all((out / plot).is_file() for plot in summary["plots"])
