@@ -197,8 +197,8 @@ class Dense(nn.Module):
     """torch ``nn.Linear``: kernel ``(in, out)``, torch's default initialisation."""
 
     features: int
-    precision: lax.Precision | None = lax.Precision.HIGHEST
-    compute_dtype: str = "float32"
+    precision: lax.Precision | None
+    compute_dtype: str
 
     def multiply(self, x, kernel, *out_dtype):
         return dense(x, kernel, self.precision, *out_dtype)
@@ -215,12 +215,12 @@ class _TorchConv(nn.Module):
     """A torch-style 2-D convolution in NHWC: square kernel ``(k, k, in, out)``, integer padding, bias."""
 
     features: int
-    kernel_size: int = 3
-    stride: int = 1
-    padding: int = 0
-    impl: str = "xla"
-    precision: lax.Precision | None = lax.Precision.HIGHEST
-    compute_dtype: str = "float32"
+    kernel_size: int
+    stride: int
+    padding: int
+    impl: str
+    precision: lax.Precision | None
+    compute_dtype: str
 
     def fan_in(self, c_in: int) -> int:
         raise NotImplementedError
