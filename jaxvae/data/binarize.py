@@ -34,6 +34,4 @@ def binarize_split(images: np.ndarray, mode: str, key) -> np.ndarray:
     ``key``."""
     if mode == "threshold":
         return threshold(images)
-    if mode == "sample":
-        return np.asarray(bernoulli_sample(key, np.asarray(images)))
-    return images
+    return np.asarray(bernoulli_sample(key, np.asarray(images))) if mode == "sample" else images
