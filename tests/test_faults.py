@@ -287,23 +287,26 @@ def test_a_full_disk_stops_the_run_in_one_line_and_resume_continues(small_run, s
 
 
 def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, monkeypatch, capsys):
-    """A disk that fills after the last epoch, while the plots are drawn: one line, every checkpoint and record
-    kept, and the same command with --resume writes the report, training nothing; then it has nothing left to do."""
+    """A disk that fills after the last epoch, while the plots are drawn (each evaluated epoch's test loss among
+    them): one line, every checkpoint and record kept, and the same command with --resume writes the report, training
+    nothing; then it has nothing left to do. The epoch's log line gives its test record."""
     out = tmp_path / "run"
     shutil.copytree(small_run, out)  # its report is of 2 epochs: not the one of 3
-    command = ["train", "--out", str(out), "--resume", "--epochs", "3", *SMALL_RUN]
+    command, drawn = ["train", "--out", str(out), "--resume", "--epochs", "3", *SMALL_RUN], []
 
     def full(values, steps_per_epoch, path, tests):
+        drawn.append(tests)
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(plots, "training_loss", full)
     assert main(command) == 1
-    picture = out / "plots" / "training_loss.png"
-    expected = f"jaxvae train: error: {picture}: No space left on device; {continues(out, 3)}"
-    assert one_line(capsys.readouterr().err) == expected
+    picture, err = out / "plots" / "training_loss.png", capsys.readouterr().err
+    assert one_line(err) == f"jaxvae train: error: {picture}: No space left on device; {continues(out, 3)}"
     monkeypatch.undo()
     logged = (out / "metrics.jsonl").read_bytes()
     last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}  # epoch 3's, written before
+    assert drawn == [[(r["epoch"], r["loss"]) for r in records(out, "test")]] and len(drawn[0]) == 3
+    assert "epoch 3/3: test loss {loss:.4f} (reconstruction {reconstruction:.4f}, KL {kl:.4f})\n".format(**last) in err
     assert main(command) == 0 and (out / "metrics.jsonl").read_bytes() == logged
     written = capsys.readouterr()
     assert written.out == f"done: {out} (test loss {last['loss']:.4f}); plots in {out / 'plots'}\n"
