@@ -60,7 +60,7 @@ train --resume --epochs 3 --objective iwae --out {{}}/run {{run}} | --resume: th
 train --resume --epochs 3 --micro-batch 8 --out {{}}/run {{run}} | --resume: this run was trained with --micro-batch 0
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --resume --epochs 3 --out {{}}/garbled {{run}}        | {{}}/garbled/metrics.jsonl is damaged at line 17 ('[1, 2]'
-evaluate --run {{}}/damaged                                 | checkpoint {{}}/damaged/checkpoints/2 is damaged
+evaluate --run {{}}/damaged | checkpoint {{}}/damaged/checkpoints/2 is damaged or does not fit this model (
 evaluate --run {{}}/resized                                 | checkpoint {{}}/resized/checkpoints/2 has latent size 2
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
