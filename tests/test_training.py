@@ -240,8 +240,8 @@ def _unfinished_copy(trained, folder):
 @pytest.mark.parametrize("resume", [False, True], ids=["same command", "resume"])
 def test_a_first_epoch_that_never_finished_is_started_afresh(small_run, tmp_path, resume):
     out = _unfinished_copy(small_run, tmp_path / "unfinished")
-    records = shutil.copytree(out, tmp_path / "records", ignore=shutil.ignore_patterns("config.json"))
-    assert unfinished_run(out) and not unfinished_run(records)  # step records without their settings: not a run
+    settingless = shutil.copytree(out, tmp_path / "records", ignore=shutil.ignore_patterns("config.json"))
+    assert unfinished_run(out) and not unfinished_run(settingless)  # step records without their settings: not a run
     assert main(["train", "--epochs", "2", "--out", str(out), *SMALL_RUN, *(["--resume"] if resume else [])]) == 0
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
