@@ -1,6 +1,7 @@
 """Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets."""
 
 import gzip
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -129,9 +130,11 @@ def test_unknown_dataset_and_missing_dir(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
-def test_tfds_through_its_mock_data(name, tmp_path):
+def test_tfds_through_its_mock_data(name, tmp_path, monkeypatch):
     """The real TFDS path (data_source, decoding, validation) on TFDS's own offline mock data."""
     import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TFDS leaves an empty folder per builder
 
     with tfds.testing.mock_data(num_examples=12):
         dataset = load_dataset(name, str(tmp_path))
@@ -149,6 +152,7 @@ def test_tfds_through_its_mock_data(name, tmp_path):
 
 def test_tfds_offline_without_data_dir_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_source, "_host_reachable", lambda host, timeout=3.0: False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # as above
     with pytest.raises(UserError, match="not prepared in .* unreachable.*--data-dir") as info:
         load_dataset("mnist", str(tmp_path / "empty"))
     assert "\n" not in str(info.value)
