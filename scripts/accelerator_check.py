@@ -292,16 +292,12 @@ def markdown(report: dict) -> str:
     lines += ["", f"float64 on the device: `{json.dumps(par.get('float64_on_device'))}`", ""]
     lines += ["## Throughput (training images per second)", ""]
     columns = {"framework": "framework", "batch": "batch_size", "conv": "conv_impl", "dtype": "compute_dtype"}
-    columns["objective"] = "objective"
-    lines += table(
-        report["throughput"].get("rows", []), {**columns, "images/s": "images_per_s", "compile s": "compile_s"}
-    )
+    columns |= {"objective": "objective", "images/s": "images_per_s", "compile s": "compile_s"}
+    lines += table(report["throughput"].get("rows", []), columns)
     lines += ["", "## A full epoch through `jaxvae train`", ""]
     epochs = [{"dtype": dtype, **r} for dtype, r in report["full_epoch"].items() if isinstance(r, dict)]
     columns = {"dtype": "dtype", "conv": "conv_impl", "images": "train_images", "batch": "batch_size"}
-    columns.update(
-        {"s without eval": "epoch_s_without_eval", "s with eval": "epoch_s_with_eval", "compile s": "compile_s"}
-    )
+    columns |= {"s without eval": "epoch_s_without_eval", "s with eval": "epoch_s_with_eval", "compile s": "compile_s"}
     lines += table(epochs or [report["full_epoch"]], columns)
     lines += ["", "## Ensembles (member-images per second; ratios: jaxvae's K members over each)", ""]
     runners = {"ensemble": "jax", "K single runs": "jax_single", "K torch eager": "torch", "torch.func": "torch_func"}
