@@ -129,9 +129,7 @@ def evaluate_run(
     check_value("test_examples", test_examples)
     check_value("seed", seed)
     ensemble = (run_dir / files.ENSEMBLE).is_file()
-    names = [run_dir.name]
-    if ensemble:
-        names = files.read_ensemble(run_dir, GIVE_A_RUN)["members"]
+    names = files.read_ensemble(run_dir, GIVE_A_RUN)["members"] if ensemble else [run_dir.name]
     paths = [run_dir / files.MEMBERS / name for name in names] if ensemble else [run_dir]
     members = [Member(n, _evaluated_config(read_config(p), test_examples)) for n, p in zip(names, paths)]
     setup = RunSetup.build(members)
