@@ -39,3 +39,11 @@ def test_json_report(capsys, small_run, monkeypatch):  # after small_run, whose 
         assert {k.removeprefix("ratio_jax_over_"): v for k, v in row.items() if k.startswith("ratio_")} == ratios
         assert row["steps_per_repeat"] == 8 and row["steps_per_dispatch"] == 4 and row["jax_compile_s"] > 0
         assert row["conv_impl"] == "matmul" and row["devices"] == 1 and row["peak_rss_mb"] > 0
+
+
+def test_each_runner_s_median_round(monkeypatch):
+    """On a clock only the runners move, each round running them in turn: a takes 4, 1, 2 s; b 10, 40, 20 s."""
+    now, costs = [0.0], iter([4, 10, 1, 40, 2, 20])
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
+    tick = lambda: now.__setitem__(0, now[0] + next(costs))  # noqa: E731
+    assert bench.median_seconds({"a": tick, "b": tick}, 3) == {"a": 2, "b": 20}
