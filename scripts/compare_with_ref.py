@@ -94,17 +94,13 @@ def close(a: dict, b: dict, rtol: float = 1e-6) -> bool:
 
 def reference_runs(ref_tree: Path, out: Path, case: str, flags: list[str]) -> dict:
     folder = out / "ref" / case
+    saved = folder / "evaluate.json"
     if not (folder / "two" / "summary.json").exists():
         shutil.rmtree(folder, ignore_errors=True)
         jaxvae(ref_tree, case, "train", "--epochs", "2", "--out", folder / "two", *SMALL, *flags)
         jaxvae(ref_tree, case, "train", "--epochs", "1", "--out", folder / "one", *SMALL, *flags)
-        evaluated = jaxvae(ref_tree, case, "evaluate", "--run", folder / "two", *EVALUATE).stdout
-        (folder / "evaluate.json").write_text(evaluated)
-    return {
-        "two": folder / "two",
-        "one": folder / "one",
-        "evaluate": json.loads((folder / "evaluate.json").read_text()),
-    }
+        saved.write_text(jaxvae(ref_tree, case, "evaluate", "--run", folder / "two", *EVALUATE).stdout)
+    return {"two": folder / "two", "one": folder / "one", "evaluate": json.loads(saved.read_text())}
 
 
 def compare_case(ref_tree: Path, out: Path, case: str, flags: list[str]) -> dict:
@@ -135,9 +131,7 @@ def worktree(ref: str, out: Path) -> Path:
         shutil.rmtree(out / "ref", ignore_errors=True)
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
         shutil.rmtree(tree, ignore_errors=True)
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True, capture_output=True
-        )
+        subprocess.run(["git", "worktree", "add", "--detach", tree, commit], cwd=ROOT, check=True, capture_output=True)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(commit)
     return tree
