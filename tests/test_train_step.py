@@ -37,9 +37,10 @@ def test_micro_batches_give_the_batch_gradient(model_and_params, batch, micro_ba
     rng = np.random.default_rng(0)
     x, eps = rng.random((batch, 28, 28, 1)), rng.standard_normal((batch, samples, LATENT))
     loss_fn = make_loss_fn(model, 1.0, objective=objective)
-    whole, whole_metrics = jax.jit(lambda p: batch_gradients(loss_fn, p, x, eps, 0))(params)
-    parts, metrics = jax.jit(lambda p: batch_gradients(loss_fn, p, x, eps, micro_batch, concurrent))(params)
+    split = lambda m: partial(batch_gradients, loss_fn, x=x, eps=eps, micro_batch=m, concurrent=concurrent)  # noqa: E731
+    (whole, whole_metrics), (parts, metrics) = (jax.jit(split(m))(params) for m in (0, micro_batch))
     np.testing.assert_allclose(metrics, whole_metrics, rtol=1e-10)
+    assert ["scan" in str(jax.make_jaxpr(split(m))(params)) for m in (0, micro_batch)] == [False, True]  # as asked
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(parts), jax.tree_util.tree_leaves(whole)):
         assert np.linalg.norm(a - b) <= 1e-10 * np.linalg.norm(b), jax.tree_util.keystr(path)
 
