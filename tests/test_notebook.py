@@ -14,10 +14,10 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "examples" / "seed_notebook.
 def test_the_seed_notebook_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("JAXVAE_NOTEBOOK_EPOCHS", "1")
     monkeypatch.setenv("JAXVAE_NOTEBOOK_TRAIN_EXAMPLES", "128")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the kernel's: the notebook trains into a temporary folder
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
+    run = NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    run.execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     pictures = [o for o in outputs if "image/png" in o.get("data", {})]
