@@ -129,7 +129,7 @@ def worktree(ref: str, out: Path) -> Path:
     marker = out / "ref" / "commit"
     if not tree.exists() or not marker.exists() or marker.read_text() != commit:
         shutil.rmtree(out / "ref", ignore_errors=True)
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
         shutil.rmtree(tree, ignore_errors=True)
         subprocess.run(["git", "worktree", "add", "--detach", tree, commit], cwd=ROOT, check=True, capture_output=True)
         marker.parent.mkdir(parents=True, exist_ok=True)
