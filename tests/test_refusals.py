@@ -236,7 +236,8 @@ def test_each_edge_itself_is_accepted():
     """The table refuses one past each edge; the edge passes (a timeout: any positive one)."""
     check_batch_fits(RunConfig(batch_size=256), 256)  # one step per epoch
     assert parse_address("127.0.0.1:65535") == ("127.0.0.1", 65535) and not check_flags(None, None, None, 1e-3)
-    for name, value in (("seed", 2**32 - 1), ("latent_dim", 4096), ("reconstruction_weight", 0.0), ("devices", 0)):
+    lower = dict(seed=0, binarize_seed=0, latent_dim=1, reconstruction_weight=0.0, devices=0, train_examples=1)
+    for name, value in [*lower.items(), ("seed", 2**32 - 1), ("binarize_seed", 2**32 - 1), ("latent_dim", 4096)]:
         check_value(name, value)
 
 
