@@ -1,6 +1,8 @@
 """What ``jaxvae --help`` and ``--version`` tell a user before any run. (Refusals: tests/test_refusals.py.)"""
 
 import re
+import subprocess
+import sys
 from dataclasses import fields
 
 import pytest
@@ -21,6 +23,15 @@ def printed(capsys, monkeypatch, *args, columns: int = 10000) -> str:
 
 def test_version(capsys, monkeypatch):
     assert printed(capsys, monkeypatch, "--version") == f"jaxvae {jaxvae.__version__}\n"
+
+
+def test_the_cli_loads_without_posix_only_modules():
+    """As on Windows, where Python has no ``resource`` or ``fcntl``: it answers, and ``jaxvae bench`` reports no peak
+    memory rather than failing."""
+    code = "import sys; sys.modules.update(resource=None, fcntl=None); from jaxvae.run import bench, cli"
+    result = subprocess.run([sys.executable, "-c", f"{code}; print(bench.peak_rss_mb()); cli.main(['--version'])"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.stdout == f"None\njaxvae {jaxvae.__version__}\n", result.stderr[-3000:]
 
 
 def test_help_says_what_jaxvae_is_and_every_default(capsys, monkeypatch):

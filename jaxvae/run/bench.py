@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -172,8 +171,18 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
         "jax_compile_s": jax_run.trainer.compile_seconds,
         **setup.describe_backend(),
         "devices": setup.mesh.size,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory in MB (``ru_maxrss`` counts KB on Linux, bytes on macOS); None where
+    there is no ``resource`` module (Windows)."""
+    try:
+        import resource  # POSIX only: the CLI, which imports this module, must load on Windows too
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def environment() -> dict:
