@@ -213,11 +213,8 @@ def iwae_torch_without_log_k(mp):
     mp.setattr(torch_ref.train, "importance_weighting_gain", lambda lw: torch.logsumexp(lw, dim=1) - lw.mean(dim=1))
 
 
-MUTANTS = [
-    f
-    for name, f in dict(globals()).items()
-    if name.startswith(("torch_", "jax_", "bfloat16_", "iwae_")) and callable(f)
-]
+KINDS = ("torch_", "jax_", "bfloat16_", "iwae_")
+MUTANTS = [f for name, f in dict(globals()).items() if name.startswith(KINDS) and callable(f)]
 TORCH_MUTANTS, JAX_MUTANTS, BFLOAT16_MUTANTS, IWAE_MUTANTS = (
-    [f for f in MUTANTS if f.__name__.startswith(p)] for p in ("torch_", "jax_", "bfloat16_", "iwae_")
+    [f for f in MUTANTS if f.__name__.startswith(p)] for p in KINDS
 )

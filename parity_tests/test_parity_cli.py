@@ -93,10 +93,6 @@ def test_a_sweep_by_hand(monkeypatch):
     assert len(seen) == 2 and all(np.array_equal(x, digits) for x in seen)
     failed = [("jaxvae float32", None, ["grad bias"]), ("jaxvae bfloat16", "RuntimeError: no bf16", [])]
     assert result["failed"] == [(seed, *f) for seed in range(2) for f in failed] and result["rows"] == [2]
-    assert result["worst"] == {
-        "torch float32": 3e-5,
-        "jaxvae float64": 2e-15,
-        "jaxvae float32": 5e-4,
-        "jaxvae bfloat16": 0,
-    }
-    assert result["flips"] == {"torch float32": 2, "jaxvae float64": 0, "jaxvae float32": 4, "jaxvae bfloat16": 6}
+    labels = ("torch float32", "jaxvae float64", "jaxvae float32", "jaxvae bfloat16")
+    assert result["worst"] == dict(zip(labels, (3e-5, 2e-15, 5e-4, 0)))
+    assert result["flips"] == dict(zip(labels, (2, 0, 4, 6)))

@@ -38,18 +38,14 @@ def float32_without_tf32():
     torch's ``backends.cudnn.allow_tf32`` defaults to True, which rounds convolution inputs to 10 mantissa bits
     on Ampere and newer GPUs; jaxvae asks XLA for ``Precision.HIGHEST``. Restores the previous settings.
     """
-    saved = (
-        torch.backends.cudnn.allow_tf32,
-        torch.backends.cuda.matmul.allow_tf32,
-        torch.get_float32_matmul_precision(),
-    )
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32, torch.get_float32_matmul_precision()
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
     torch.set_float32_matmul_precision("highest")
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[:2]
+        cudnn.allow_tf32, matmul.allow_tf32 = saved[:2]
         torch.set_float32_matmul_precision(saved[2])
 
 

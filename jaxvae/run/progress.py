@@ -17,10 +17,8 @@ class Progress:
         self.desc, self.total, self.unit, self.stream = desc, total, unit, stream or sys.stderr
         self.done, self.sum, self.values, self.started = 0, 0.0, 0, time.perf_counter()
         self.next_line, tty = max(1, total // 4), shown and self.stream.isatty()
-        self.shown, self.bar = (
-            shown and not tty,
-            tqdm(total=total, desc=desc, unit=unit, file=self.stream) if tty else None,
-        )
+        self.shown = shown and not tty
+        self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream) if tty else None
 
     def update(self, n: int, value: float | None = None) -> None:
         self.done += n
