@@ -64,7 +64,6 @@ def training_loss(losses, steps_per_epoch: int, path: Path, test_losses=None) ->
 def tiles(images: np.ndarray) -> np.ndarray:
     """Images ``(rows, columns, 28, 28[, 1])`` as one picture with a blank pixel between them:
     ``(rows * 29 - 1, columns * 29 - 1)``, NaN (drawn blank) where no image is."""
-    images = np.asarray(images, np.float64)
     rows, columns = images.shape[:2]
     canvas = np.full((rows, 29, columns, 29), np.nan)
     canvas[:, :28, :, :28] = images.reshape(rows, columns, 28, 28).transpose(0, 2, 1, 3)
