@@ -25,10 +25,12 @@ def test_torch_to_jax_to_torch_is_exact(latent_dim):
 
 
 def test_initialisation_matches_torch():
-    """Every weight and bias lies in torch's U(-b, b), b = 1/sqrt(fan_in), and its std matches torch's draw."""
-    variables = jax.jit(VAE(2).init)(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(1))
+    """Both defaults are the seed's model (the same shapes); every weight and bias lies in torch's U(-b, b),
+    b = 1/sqrt(fan_in), and its std matches torch's draw."""
+    variables = jax.jit(VAE().init)(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1), np.float32), jax.random.PRNGKey(1))
     torch.manual_seed(0)
-    reference = TorchVAE(2).state_dict()
+    reference = TorchVAE().state_dict()
+    assert jax.tree_util.tree_map(np.shape, params_from_torch(reference)) == jax.tree_util.tree_map(np.shape, variables)
     for layer in LAYERS:
         name = layer.name
         weight = reference[f"{name}.weight"]
