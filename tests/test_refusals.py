@@ -19,7 +19,7 @@ from conftest import SMALL_RUN
 from jaxvae.data import tfds_source
 from jaxvae.run.cli import main
 from jaxvae.run.config import RunConfig, check_batch_fits, check_value
-from jaxvae.run.distributed import check_flags, parse_address
+from jaxvae.run.distributed import check_flags
 from jaxvae.run.files import LOCK
 
 WITH_TORCH = importlib.util.find_spec("torch") is not None
@@ -235,7 +235,7 @@ def test_commands_that_need_torch_say_so_where_it_is_missing(place, capsys, monk
 def test_each_edge_itself_is_accepted():
     """The table refuses one past each edge; the edge passes (a timeout: any positive one)."""
     check_batch_fits(RunConfig(batch_size=256), 256)  # one step per epoch
-    assert parse_address("127.0.0.1:65535") == ("127.0.0.1", 65535) and not check_flags(None, None, None, 1e-3)
+    assert check_flags("127.0.0.1:65535", 1, 0, 1e-3)  # the edges of the port, the processes and the timeout
     lower = dict(seed=0, binarize_seed=0, latent_dim=1, reconstruction_weight=0.0, devices=0, train_examples=1)
     for name, value in [*lower.items(), ("seed", 2**32 - 1), ("binarize_seed", 2**32 - 1), ("latent_dim", 4096)]:
         check_value(name, value)
