@@ -26,7 +26,7 @@ from jaxvae.errors import STOP_SIGNALS
 from jaxvae.run import checkpoint, commands, plots
 from jaxvae.run.cli import main
 from jaxvae.run.files import LOCK
-from jaxvae.run.training import claim_out_dir, resume_hint, unfinished_run
+from jaxvae.run.training import claim_out_dir, reported, resume_hint, unfinished_run
 from jaxvae.train_step import TrainState
 
 
@@ -292,6 +292,7 @@ def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, 
     nothing; then it has nothing left to do. The epoch's log line gives its test record."""
     out = tmp_path / "run"
     shutil.copytree(small_run, out)  # its report is of 2 epochs: not the one of 3
+    assert not reported(tmp_path, 2) and reported(out, 2) and not reported(out, 3)  # none; the copy's, of 2 epochs
     command, drawn = ["train", "--out", str(out), "--resume", "--epochs", "3", *SMALL_RUN], []
 
     def full(values, steps_per_epoch, path, tests):
