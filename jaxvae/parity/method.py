@@ -86,9 +86,7 @@ def compare(name: str, got, want, tolerance: float) -> Row:
 def compare_captures(got: Capture, want: Capture, tol: Tolerances) -> list[Row]:
     """Every activation (in torch's order), the loss, then every gradient; a tensor one side lacks fails."""
     missing = np.full((0,), np.nan)
-    rows = [
-        compare(name, got.activations.get(name, missing), r, tol.activations) for name, r in want.activations.items()
-    ]
+    rows = [compare(k, got.activations.get(k, missing), a, tol.activations) for k, a in want.activations.items()]
     rows.append(compare("loss", [got.loss], [want.loss], tol.loss))
     rows += [compare(f"grad {k}", got.grads.get(k, missing), g, tol.grads) for k, g in want.grads.items()]
     return rows
