@@ -118,6 +118,11 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def first_local_device() -> NamedSharding:
+    """This process's first device alone, for what one process computes or restores by itself."""
+    return replicated(Mesh(np.array(jax.local_devices()[:1]), (AXIS,)))
+
+
 def sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
     """Axis ``axis`` split over the mesh's devices, the others whole."""
     return NamedSharding(mesh, P(*([None] * axis), AXIS))

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ENSEMBLE_LISTS, SMALL_RUN, records, train_small
 from jaxvae import open_run
+from jaxvae.devices import first_local_device
 from jaxvae.diagnostics import mutual_information
 from jaxvae.errors import UserError
 from jaxvae.inference import encode_posterior
@@ -76,7 +77,7 @@ def test_the_steps_and_the_last_evaluation_follow_the_documented_keys(small_run,
     init_key, data_key, train_key, eval_key = jax.random.split(jax.random.PRNGKey(123), 4)
     model, optimizer = VAE(2), make_optimizer(5e-4)
     with checkpoint.Checkpoints(small_run / "checkpoints") as saved:
-        like = abstract_state(model, optimizer, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+        like = abstract_state(model, optimizer, first_local_device())
         after_epoch_1 = saved.restore(1, like).params
     cases = []  # (params, images, noise, the run's loss)
     for epoch, params, step in ((1, init_state(model, optimizer, init_key).params, 1), (2, after_epoch_1, 9)):
@@ -263,7 +264,7 @@ def test_a_step_record_torn_by_a_kill_is_written_again(small_run, tmp_path):
 def test_a_checkpoint_holding_non_finite_values_is_refused(small_run, tmp_path):
     out = shutil.copytree(small_run, tmp_path / "nonfinite")
     run = open_run(out)
-    like = abstract_state(run.model, make_optimizer(run.config.lr), jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    like = abstract_state(run.model, make_optimizer(run.config.lr), first_local_device())
     with checkpoint.Checkpoints(out / "checkpoints") as saved:
         state, meta = saved.restore(2, like), saved.read_meta(2)
     shutil.rmtree(out / "checkpoints" / "2")

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxvae.devices import resolve_conv_impl, to_host
+from jaxvae.devices import first_local_device, resolve_conv_impl, to_host
 from jaxvae.diagnostics import latent_diagnostics
 from jaxvae.errors import UserError
 from jaxvae.inference import encode_posterior, sample_prior
@@ -65,7 +65,7 @@ def open_run(run_dir: str | Path) -> SavedRun:
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     model = VAE(config.latent_dim, conv_impl=resolve_conv_impl(config.conv_impl), compute_dtype=config.compute_dtype)
-    like = abstract_state(model, make_optimizer(config.lr), jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    like = abstract_state(model, make_optimizer(config.lr), first_local_device())
     state, epoch = latest_state(run_dir, config.latent_dim, like)
     return SavedRun(config, model, state.params, epoch)
 

@@ -24,11 +24,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, SingleDeviceSharding
+from jax.sharding import Mesh
 
 from jaxvae.devices import (
     Backend,
     choose_backend,
+    first_local_device,
     make_mesh,
     over_members,
     put_replicated,
@@ -249,7 +250,7 @@ class Trainer:
         chunk_steps = chunk_length(steps, cfg.batch_size, cfg.chunk_steps)
         traces = {"train_chunk": 0, "evaluate": 0}
         on_host = isinstance(train_images, np.ndarray)  # several processes: each gathers its own rows
-        order_sharding = SingleDeviceSharding(jax.local_devices()[0]) if on_host else replicated(mesh)
+        order_sharding = first_local_device() if on_host else replicated(mesh)
         start = time.perf_counter()
         order = jax.jit(setup.epoch_order(num_train), out_shardings=order_sharding)
 
