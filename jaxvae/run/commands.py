@@ -94,6 +94,7 @@ def _record(config, epoch, dataset, sampled, reconstruction_at_mean, estimates, 
     (N,) of log p(x), the ``latent`` units' diagnostics."""
     likelihood = get_likelihood(config.likelihood)
     terms = dict(zip(METRIC_NAMES, np.asarray(sampled).tolist()))
+    standard_error = float(np.std(estimates, ddof=1) / np.sqrt(len(estimates))) if len(estimates) > 1 else None
     return {
         "epoch": epoch,
         "test_images": len(dataset.test),
@@ -106,9 +107,7 @@ def _record(config, epoch, dataset, sampled, reconstruction_at_mean, estimates, 
         "iw_samples": iw_samples,
         "log_px_nats": float(np.mean(estimates)),
         "nll_nats": float(-np.mean(estimates)),
-        "log_px_standard_error": float(np.std(estimates, ddof=1) / np.sqrt(len(estimates)))
-        if len(estimates) > 1
-        else None,
+        "log_px_standard_error": standard_error,
         "iw_seconds": seconds,
         "iw_seed": seed,
         **latent,

@@ -225,9 +225,8 @@ def add_config_flags(parser: argparse.ArgumentParser, names: list[str] | None = 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
     """The ``RunConfig`` of parsed flags; fields without a flag keep their defaults."""
-    return RunConfig(
-        **{**{f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}, **overrides}
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(RunConfig) if hasattr(args, f.name)}
+    return RunConfig(**{**given, **overrides})
 
 
 def check_value(name: str, value) -> None:
@@ -235,8 +234,7 @@ def check_value(name: str, value) -> None:
     if not _has_type(name, value):
         raise UserError(f"{flag_name(name)} must be of type {_value_type(name).__name__}, got {value!r}")
     check = next(f for f in fields(RunConfig) if f.name == name).metadata["check"]
-    message = check(flag_name(name), value) if check else None
-    if message:
+    if check and (message := check(flag_name(name), value)):
         raise UserError(message)
 
 

@@ -181,9 +181,8 @@ def run_epochs(trainer: Trainer, state, train_images, test, keys, done: int, fol
         with Progress(f"epoch {epoch}/{cfg.epochs}", trainer.steps_per_epoch, "steps", is_primary()) as progress:
             for first in range(0, trainer.steps_per_epoch, trainer.chunk_steps):
                 start = time.perf_counter()
-                state, metrics = trainer.train_chunk(
-                    state, trainer.batches(train_images, order, state.step, first), keys
-                )
+                batches = trainer.batches(train_images, order, state.step, first)
+                state, metrics = trainer.train_chunk(state, batches, keys)
                 metrics = to_host(metrics)  # (K, chunk, 3): the chunk's one copy to the host
                 timing["train_seconds"] += time.perf_counter() - start
                 folders.steps(metrics, step + 1, epoch)
