@@ -230,9 +230,9 @@ def test_eval_every_and_the_checkpoints_kept(tmp_path):
 
 def _unfinished_copy(trained, folder):
     """A run folder as a first epoch that never finished leaves it: its settings and some step records, one of
-    them garbled (a fresh start keeps none of them, whatever they hold) and the last torn by a kill, and a rewrite of
-    the records the kill cut short."""
-    folder.mkdir()
+    them garbled (a fresh start keeps none of them, whatever they hold) and the last torn by a kill, a rewrite of
+    the records the kill cut short, and epoch 1's checkpoint cut short (Orbax's temporary folder)."""
+    (folder / "checkpoints" / "1.orbax-checkpoint-tmp-1").mkdir(parents=True)
     (folder / "config.json").write_bytes((trained / "config.json").read_bytes())
     (folder / "metrics.jsonl.tmp").write_text('{"step"')
     lines = (trained / "metrics.jsonl").read_text().splitlines(keepends=True)
