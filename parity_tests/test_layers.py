@@ -24,6 +24,7 @@ CONV_TRANSPOSES = [
     (32, 1, 27, 1, 0),
     (3, 5, 6, 3, 1),
     (4, 2, 5, 2, 2),
+    (2, 3, 4, 4, 1),  # stride 4 > 3 taps: a phase that no tap reaches
 ]
 
 
@@ -64,7 +65,7 @@ CASES += [("transpose", impl, *g) for impl in IMPLS for g in CONV_TRANSPOSES]
 @pytest.mark.parametrize("kind, impl, c_in, c_out, size, stride, padding", CASES)
 def test_convolution(kind, impl, c_in, c_out, size, stride, padding):
     """The transposed geometries cover both matmul forms: flipped im2col (stride 1, >= 8 outputs) and phase col2im
-    (the rest, strides 2 and 3)."""
+    (the rest, strides 2 to 4)."""
     table, torch_fn, axes = KINDS[kind]
     rng = np.random.default_rng(0)
     x = rng.random((2, size, size, c_in))
