@@ -59,7 +59,7 @@ train --resume --epochs 3 --latent-dim 4 --out {{}}/run {{run}} | --resume: this
 train --resume --epochs 3 --objective iwae --out {{}}/run {{run}} | --resume: this run was trained with --objective elbo
 train --resume --epochs 3 --micro-batch 8 --out {{}}/run {{run}} | --resume: this run was trained with --micro-batch 0
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
-train --resume --epochs 3 --out {{}}/garbled {{run}}        | {{}}/garbled/metrics.jsonl is damaged at line 17 ('[1, 2]'
+train --resume --epochs 3 --out {{}}/garbled {{run}} | {{}}/garbled/metrics.jsonl is damaged at line 17 ('{{"step": 1'
 evaluate --run {{}}/damaged | checkpoint {{}}/damaged/checkpoints/2 is damaged or does not fit this model (
 evaluate --run {{}}/resized                                 | checkpoint {{}}/resized/checkpoints/2 has latent size 2
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
@@ -144,8 +144,8 @@ def checksums(folder: Path) -> dict:
 @pytest.fixture(scope="session")
 def place(tmp_path_factory, small_run, ensemble_run):
     """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
-    last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl not a record: only
-    the last may be torn), ``typo`` (the run, its config.json's latent size ``true``: a bool is no int), ``resized``
+    last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl torn: only the
+    last may be), ``typo`` (the run, its config.json's latent size ``true``: a bool is no int), ``resized``
     (the run, its config.json's latent size 3), ``list`` and ``hollow`` (a config.json that is a JSON list, an
     ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json naming a member outside ``members/``,
     one whose list is a number), ``none`` (an ensemble.json of no members), ``unweighted`` (the run's config.json with
@@ -162,7 +162,7 @@ def place(tmp_path_factory, small_run, ensemble_run):
             f.write_bytes(b"\x00garbage")
     shutil.copytree(small_run, root / "garbled")
     lines = (root / "garbled" / "metrics.jsonl").read_text().splitlines(keepends=True)
-    (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ["[1, 2]\n"] + lines[-1:]))
+    (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ['{"step": 1\n'] + lines[-1:]))
     config = json.loads((small_run / "config.json").read_text())
     for name, latent_dim in (("typo", True), ("resized", 3)):
         shutil.copytree(small_run, root / name)
