@@ -10,14 +10,7 @@ from jaxvae.data import binarize
 from jaxvae.model import VAE
 from jaxvae.run.config import RunConfig
 from jaxvae.run.training import prepare_data
-from jaxvae.train_step import (
-    TrainState,
-    bernoulli_sample,
-    init_state,
-    make_loss_fn,
-    make_optimizer,
-    make_train_step,
-)
+from jaxvae.train_step import TrainState, bernoulli_sample, init_state, make_loss_fn, make_optimizer, make_train_step
 
 
 def test_threshold_by_hand():

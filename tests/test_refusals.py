@@ -58,6 +58,8 @@ train --resume --epochs 2 --out {{}}/run {{run}}            | --resume: {{}}/run
 train --resume --epochs 3 --latent-dim 4 --out {{}}/run {{run}} | --resume: this run was trained with --latent-dim 2
 train --resume --epochs 3 --objective iwae --out {{}}/run {{run}} | --resume: this run was trained with --objective elbo
 train --resume --epochs 3 --micro-batch 8 --out {{}}/run {{run}} | --resume: this run was trained with --micro-batch 0
+train --resume --binarize-seed 3 --out {{}}/run {{run}} | --resume: this run was trained with --binarize-seed unset,
+train --binarize-seed 3 --out {{}}/new                      | --binarize-seed seeds --binarize sample's test draw; add
 train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/damaged/checkpoints/2 is damaged
 train --resume --epochs 3 --out {{}}/garbled {{run}} | {{}}/garbled/metrics.jsonl is damaged at line 17 ('{{"step": 1'
 evaluate --run {{}}/damaged | checkpoint {{}}/damaged/checkpoints/2 is damaged or does not fit this model (

@@ -261,9 +261,8 @@ def check_resumable(saved: RunConfig, given: RunConfig) -> None:
         old, new = getattr(saved, f.name), getattr(given, f.name)
         if f.metadata["identity"] and old != new:
             flag = flag_name(f.name)
-            raise UserError(
-                f"--resume: this run was trained with {flag} {old}, not {new}; pass {flag} {old} or start a new --out"
-            )
+            was, keep = (old, f"pass {flag} {old}") if old is not None else ("unset", f"leave {flag} out")
+            raise UserError(f"--resume: this run was trained with {flag} {was}, not {new}; {keep} or start a new --out")
 
 
 def evaluates_after(config: RunConfig, epoch: int) -> bool:

@@ -229,6 +229,8 @@ def train_members(
             "--binarize sample draws each member's test split from its --seed, which an ensemble's one test split "
             "cannot follow; give --binarize-seed N (one draw for every member), one --seed, or separate runs"
         )
+    if cfg.binarize_seed is not None and cfg.binarize != "sample" and not resume:  # a run saved with it resumes
+        raise UserError("--binarize-seed seeds --binarize sample's test draw; add --binarize sample or leave it out")
     check_same_everywhere(json.dumps([[m.config.to_json() for m in members], resume, lists, member_group]))
     if lists is not None and resume and (out / files.ENSEMBLE).is_file():
         record = files.read_ensemble(out, "start a new --out")
