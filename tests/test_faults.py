@@ -112,23 +112,22 @@ def test_a_reader_lists_again_when_a_writer_removed_a_checkpoint_under_it(small_
 
 
 @pytest.fixture
-def terminal_signals():
-    """Ctrl-C and SIGHUP handled as in a terminal's foreground: a suite started in the background (``&``, ``nohup``)
-    inherits them ignored, and jaxvae leaves an ignored signal ignored."""
-    terminal = {signal.SIGINT: signal.default_int_handler, signal.SIGHUP: signal.SIG_DFL}
-    previous = {s: signal.signal(s, handler) for s, handler in terminal.items()}
-    yield
+def handlers():
+    """Sets signal handlers (a dict: signal -> handler) for the test; each signal's own is back after it."""
+    previous = {}
+    yield lambda given: previous.update({s: signal.signal(s, h) for s, h in given.items() if s not in previous})
     for s, handler in previous.items():
         signal.signal(s, handler)
 
 
 @pytest.mark.parametrize("stop", [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "stopped by SIGHUP")])
-def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
-    small_run, tmp_path, monkeypatch, capsys, terminal_signals, stop
-):
+def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(small_run, tmp_path, monkeypatch, capsys, handlers, stop):
     """Ctrl-C, or a closed terminal's SIGHUP, as epoch 1's checkpoint starts to be written: the checkpoint is written
     whole first, then the run stops in one line, and ``--resume`` continues to small_run's records, bit for bit."""
     signum, status, how = stop
+    # as in a terminal's foreground: a suite started in the background (&, nohup) inherits them ignored, and jaxvae
+    # leaves an ignored signal ignored
+    handlers({signal.SIGINT: signal.default_int_handler, signal.SIGHUP: signal.SIG_DFL})
     save = ocp.CheckpointManager.save
 
     def signalled(manager, *args, **kwargs):
@@ -145,7 +144,18 @@ def test_a_stop_signal_during_a_save_waits_for_the_checkpoint(
     assert (out / "metrics.jsonl").read_bytes() == (small_run / "metrics.jsonl").read_bytes()
 
 
-def test_a_stop_signal_ignored_when_the_command_starts_stays_ignored(monkeypatch):
+def test_a_stop_after_an_ignored_signal_during_a_save_is_not_lost(handlers):
+    """Under nohup, SIGHUP is ignored: a SIGTERM after one, both while a checkpoint is written, still stops the run
+    once the checkpoint is whole."""
+    handlers({signal.SIGHUP: signal.SIG_IGN, signal.SIGTERM: signal.default_int_handler})  # SIGTERM as Ctrl-C
+    with pytest.raises(KeyboardInterrupt), checkpoint._signals_held():  # as around a save
+        signal.raise_signal(signal.SIGHUP)
+        signal.raise_signal(signal.SIGTERM)
+        written = True  # the save ended: no signal acted inside the block
+    assert written
+
+
+def test_a_stop_signal_ignored_when_the_command_starts_stays_ignored(monkeypatch, handlers):
     """``nohup jaxvae train`` starts with SIGHUP ignored: the run goes on when its terminal closes. SIGTERM is the run's
     clean stop while the command runs; afterwards both are as they were."""
     given = {signal.SIGHUP: signal.SIG_IGN, signal.SIGTERM: signal.SIG_DFL}
@@ -156,13 +166,9 @@ def test_a_stop_signal_ignored_when_the_command_starts_stays_ignored(monkeypatch
         return 0
 
     monkeypatch.setattr("jaxvae.run.cli._dispatch", dispatch)
-    previous = {s: signal.signal(s, handler) for s, handler in given.items()}
-    try:
-        assert main(["train"]) == 0
-        after = {s: signal.getsignal(s) for s in given}
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    handlers(given)
+    assert main(["train"]) == 0
+    after = {s: signal.getsignal(s) for s in given}
     assert while_running[signal.SIGHUP] == signal.SIG_IGN and while_running[signal.SIGTERM] not in given.values()
     assert after == given
 

@@ -51,7 +51,8 @@ def _quiet_closed_loops(previous=sys.unraisablehook) -> None:
 @contextlib.contextmanager
 def _signals_held():
     """A stop signal waits until the checkpoint is whole (Orbax's writer threads, cut short, can hang the
-    process's exit): the first to come is handed to its own handler when the block ends."""
+    process's exit): each that came is handed to its own handler when the block ends, in order (the first stop ends
+    the run; one ignored, as nohup's SIGHUP is, stays so and loses no stop after it)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -63,7 +64,7 @@ def _signals_held():
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
-        for signum, frame in pending[:1]:
+        for signum, frame in pending:
             handlers[signum](signum, frame) if callable(handlers[signum]) else signal.raise_signal(signum)
 
 
