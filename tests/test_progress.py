@@ -29,5 +29,6 @@ def test_a_bar_on_a_terminal_and_nothing_unless_shown():
     for stream, shown in ((terminal, True), (quiet, False), (quiet_terminal, False)):
         with Progress("log p(x)", 10, "images", shown, stream) as progress:
             progress.update(10)
+        assert not stream.getvalue() or stream.getvalue().endswith("\n")  # the block ends the bar's line
     assert "\r" in terminal.getvalue() and "10/10" in terminal.getvalue()
     assert quiet.getvalue() == quiet_terminal.getvalue() == ""
