@@ -45,7 +45,7 @@ def infer_latent_dim(state_dict: Mapping) -> int:
     if "z_mean.weight" not in state_dict:
         raise WeightMismatchError("missing key 'z_mean.weight': not a state dict of the seed's VAE")
     shape = _numpy(state_dict["z_mean.weight"]).shape
-    if len(shape) != 2 or shape[0] < 1:
+    if len(shape) != 2 or shape[0] < 1 or shape[1] != FLAT:
         raise WeightMismatchError(f"'z_mean.weight' has shape {shape}, expected (latent_dim, {FLAT})")
     return shape[0]
 

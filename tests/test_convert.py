@@ -54,6 +54,8 @@ def test_to_torch_names_misshaped_parameter():
 def test_not_a_seed_state_dict():
     with pytest.raises(WeightMismatchError, match="z_mean.weight"):
         params_from_torch({"fc.weight": np.zeros((2, 2))})
+    with pytest.raises(WeightMismatchError, match=r"\(3136, 2\), expected \(latent_dim, 3136\)"):  # transposed
+        params_from_torch({**state_dict(), "z_mean.weight": np.zeros((3136, 2))})
 
 
 def test_params_do_not_alias_the_source():
