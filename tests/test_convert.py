@@ -23,17 +23,10 @@ def test_infers_latent_size_and_round_trips(latent_dim):
         np.testing.assert_array_equal(back[k], sd[k])
 
 
-def test_names_missing_key():
-    sd = state_dict()
-    del sd["decoder.4.bias"]
-    with pytest.raises(WeightMismatchError, match="decoder.4.bias"):
-        params_from_torch(sd)
-
-
-def test_names_extra_key():
-    sd = state_dict()
-    sd["decoder.10.weight"] = np.zeros(3, np.float32)
-    with pytest.raises(WeightMismatchError, match="decoder.10.weight"):
+@pytest.mark.parametrize("key, named", [("decoder.4.bias", "missing key"), ("decoder.10.weight", "unexpected key")])
+def test_names_a_missing_or_unexpected_key(key, named):
+    sd = {k: v for k, v in state_dict().items() if k != key} if named == "missing key" else {**state_dict(), key: 0}
+    with pytest.raises(WeightMismatchError, match=f"{named} '{key}'"):
         params_from_torch(sd)
 
 

@@ -4,8 +4,9 @@
   fails if any of it fails or skips.
 - Two ``jaxvae train`` processes on 127.0.0.1 (gloo collectives) train one ensemble; a process killed mid-run stops
   the other in one line and leaves the last checkpoint whole, from which both continue with --resume; a process
-  lost within a save fails it at once; a finished run's processes wait for process 0's report; a coordinator that
-  is not there, peers that never join, and SIGTERM to a process blocked waiting for them are each one line.
+  lost within a save fails it at once; a finished run's processes wait for process 0's report; a process started
+  before process 0 waits for the coordinator; a coordinator that is not there, peers that never join, and SIGTERM to
+  a process blocked waiting for them are each one line.
 """
 
 import dataclasses
@@ -208,6 +209,14 @@ def test_an_absent_coordinator_is_one_line_within_the_timeout(tmp_path):
     err = result.stderr.strip()
     assert result.returncode == 2 and err.splitlines() == [err] and "cannot reach the coordinator" in err
     assert not (tmp_path / "never").exists()
+
+
+def test_a_process_started_before_process_0_waits_for_the_coordinator(monkeypatch):
+    """Process 1 tries again after each pause until the coordinator listens (here: process 0 is up after the first)."""
+    port, up = _free_port(), []
+    monkeypatch.setattr(distributed.time, "sleep", lambda s: up.append(socket.create_server(("127.0.0.1", port))))
+    distributed._wait_for_port("127.0.0.1", port, 60)
+    assert len(up) == 1
 
 
 @pytest.mark.long  # ~15 s: two lone processes 0, mostly waiting
