@@ -28,8 +28,8 @@ def test_the_latent_space_at_any_latent_size(drawn, latent_dim):
 
 def test_the_curves_points_and_bands_by_hand(drawn):
     """The running average of 2 batches (of 1 at the first) and the test losses at their epochs' last steps; each
-    weight's members; the ensemble's test losses [1, 2] and [3, 6]: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 16
-    images in 2 rows of 8."""
+    weight's members; the ensemble's test losses [1, 2] and [3, 6]: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 13
+    images in 2 rows of 8, the last three tiles blank."""
     plots.training_loss([4.0, 2.0, 6.0, 4.0], 2, None, test_losses=[(1, 3.0), (2, 5.0)])
     _, average, test = drawn()[0].lines
     assert average.get_ydata().tolist() == [4.0, 3.0, 4.0, 5.0] and test.get_xydata().tolist() == [[2, 3], [4, 5]]
@@ -38,8 +38,9 @@ def test_the_curves_points_and_bands_by_hand(drawn):
     plots.ensemble_losses({"a": (np.ones((2, 4)), np.array([[1.0, 2.0], [3.0, 6.0]]))}, 4, None)
     band = drawn()[1].collections[0].get_paths()[0].vertices[:, 1]
     assert set(band.round(12)) == set(np.round([2 - 2**0.5, 4 - 8**0.5, 2 + 2**0.5, 4 + 8**0.5], 12))
-    plots.image_grid(np.zeros((16, 28, 28)), None)
-    assert drawn()[0].images[0].get_array().shape == (57, 231)
+    plots.image_grid(np.arange(13.0)[:, None, None] * np.ones((13, 28, 28)), None)  # image k all k
+    canvas = np.ma.filled(drawn()[0].images[0].get_array(), np.nan)  # (2 * 29 - 1, 8 * 29 - 1)
+    assert canvas.shape == (57, 231) and canvas[29, 29 * 4] == 12 and np.isfinite(canvas).sum() == 784 * 13
 
 
 def test_the_tiles_by_hand():
