@@ -152,7 +152,7 @@ def test_tfds_offline_without_data_dir_says_what_to_do(tmp_path, monkeypatch, ca
     with pytest.raises(UserError, match="not prepared in .* unreachable.*--data-dir") as info:
         load_dataset("mnist", str(tmp_path / "empty"))
     assert "\n" not in str(info.value) and not (tmp_path / "empty").exists()  # no download tried: nothing written
-    assert not caplog.records and absl_logging.get_verbosity() == verbosity  # TFDS's absl warnings: muted, then not
+    assert not caplog.records and absl_logging.get_verbosity() == verbosity  # TFDS's absl warnings: off, then restored
 
 
 @pytest.mark.skipif(
