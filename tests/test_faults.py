@@ -3,7 +3,8 @@ kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a 
 picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory, SIGTERM
 while ``jaxvae evaluate`` waits for one long computation, Ctrl-C and SIGTERM while the command loads. Each ends in
 one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The forms in which Orbax's
-writer reports a failure, a GPU's out-of-memory error, and a reader's listing raced by the writer, through stand-ins."""
+writer reports a failure, its threads' complaints after one, a GPU's out-of-memory error, and a reader's listing raced
+by the writer, through stand-ins."""
 
 import errno
 import gc
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -390,6 +392,18 @@ def test_a_failed_write_names_the_checkpoint(tmp_path, monkeypatch, raised):
         checkpoints.save(1, state, {"epoch": 1})
     assert (error.value.filename, error.value.strerror) == (str(tmp_path / "1"), "No space left on device")
     assert not list(tmp_path.iterdir())
+
+
+def test_of_the_unraisable_exceptions_only_the_closed_loops_complaints_are_dropped(monkeypatch):
+    """Orbax's writer threads, cut short by a failed write, call into their closed event loops: of the unraisable
+    exceptions, those complaints alone are dropped; every other reaches the hook that was there before."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", record := seen.append)
+    checkpoint._quiet_closed_loops(previous=record)
+    raised = [RuntimeError("Event loop is closed"), RuntimeError("Event loop is open"), OSError("Event loop is closed")]
+    for exc in raised:
+        sys.unraisablehook(SimpleNamespace(exc_value=exc))
+    assert [u.exc_value for u in seen] == raised[1:]
 
 
 def test_the_resume_hint_reads_the_files_alone(small_run, monkeypatch):
