@@ -270,7 +270,11 @@ def test_a_checkpoint_holding_non_finite_values_is_refused(small_run, tmp_path):
     shutil.rmtree(out / "checkpoints" / "2")
     with checkpoint.Checkpoints(out / "checkpoints") as saved:
         saved.save(2, state._replace(params=jax.tree_util.tree_map(lambda a: a * np.nan, state.params)), meta)
+    assert saved._manager is None  # Orbax's manager is closed with the block
     with pytest.raises(UserError, match=r"checkpoint .*2 holds non-finite values; to continue from epoch 1's"):
+        open_run(out)
+    shutil.rmtree(out / "checkpoints" / "1")
+    with pytest.raises(UserError, match=r"checkpoint .*2 holds non-finite values, and no earlier one is left; start a"):
         open_run(out)
 
 
