@@ -5,8 +5,8 @@
 - Two ``jaxvae train`` processes on 127.0.0.1 (gloo collectives) train one ensemble; a process killed mid-run stops
   the other in one line and leaves the last checkpoint whole, from which both continue with --resume; a process
   lost within a save fails it at once; a finished run's processes wait for process 0's report; a process started
-  before process 0 waits for the coordinator; a coordinator that is not there, peers that never join, and SIGTERM to
-  a process blocked waiting for them are each one line.
+  before process 0 waits for the coordinator; a coordinator that is not there, a port process 0 cannot listen on,
+  peers that never join, and SIGTERM to a process blocked waiting for them are each one line.
 """
 
 import dataclasses
@@ -23,6 +23,7 @@ import pytest
 
 from conftest import SMALL_RUN
 from jaxvae.devices import choose_backend
+from jaxvae.errors import UserError
 from jaxvae.parity.method import F32_LOSS_RTOL
 from jaxvae.run import checkpoint, distributed
 from jaxvae.run.config import RunConfig
@@ -209,6 +210,14 @@ def test_an_absent_coordinator_is_one_line_within_the_timeout(tmp_path):
     err = result.stderr.strip()
     assert result.returncode == 2 and err.splitlines() == [err] and "cannot reach the coordinator" in err
     assert not (tmp_path / "never").exists()
+
+
+def test_process_0_refuses_a_coordinator_port_in_use():
+    """JAX's coordinator, unable to listen there, would abort the process (a stack trace): one line, naming it."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=rf"^process 0 cannot host the coordinator at 127.0.0.1:{port} \("):
+            distributed.initialize(f"127.0.0.1:{port}", 2, 0, timeout=5)
 
 
 def test_a_process_started_before_process_0_waits_for_the_coordinator(monkeypatch):
