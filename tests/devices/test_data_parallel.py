@@ -1,6 +1,6 @@
 """Data parallel on 4 virtual CPU devices: the same gradient and evaluation (float64), a run over the devices whose
-first step is the one-device run's, a bit-exact resume, and the refusals of the device settings. (An ensemble over
-devices, vmapped: the run on two processes in tests/test_devices.py.)
+first step is the one-device run's, a bit-exact resume (and one of a run trained on one device), and the refusals of
+the device settings. (An ensemble over devices, vmapped: the run on two processes in tests/test_devices.py.)
 
 Run by ``tests/test_devices.py`` in a process started with ``--xla_force_host_platform_device_count=4``, which
 passes the suite's one-device run in ``JAXVAE_SMALL_RUN``.
@@ -8,6 +8,7 @@ passes the suite's one-device run in ``JAXVAE_SMALL_RUN``.
 
 import json
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -99,11 +100,14 @@ def test_a_run_over_four_devices(four_devices):
 
 
 @pytest.mark.long
-def test_resume_over_four_devices_is_bit_exact(four_devices, tmp_path):
+def test_resume_over_four_devices_is_bit_exact_and_takes_a_run_of_one_device(four_devices, tmp_path):
+    """A checkpoint is restored into the devices of the run that resumes it, whatever devices wrote it."""
     out = tmp_path / "resumed"
     assert main(["train", "--out", str(out), "--epochs", "1", *SMALL_RUN, *DEVICES]) == 0
     assert main(["train", "--out", str(out), "--epochs", "2", "--resume", *SMALL_RUN, *DEVICES]) == 0
     assert _records(out) == _records(four_devices)
+    moved = shutil.copytree(os.environ["JAXVAE_SMALL_RUN"], tmp_path / "moved")  # trained on one device
+    assert main(["train", "--out", str(moved), "--epochs", "3", "--resume", *SMALL_RUN, *DEVICES]) == 0
 
 
 @pytest.mark.parametrize(
