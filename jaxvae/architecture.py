@@ -18,7 +18,6 @@ FLAT = 7 * 7 * 64  # 3136: the features of the linear heads
 LATENT = None  # in a ``Layer``: the latent size, a parameter of the model
 
 FLATTEN, UNFLATTEN, TRIM, SIGMOID = "encoder.7", "decoder.1", "decoder.9", "decoder.10"
-KINDS = ("conv", "conv_transpose", "linear")
 
 
 @dataclass(frozen=True)
