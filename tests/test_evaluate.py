@@ -5,6 +5,7 @@ tests/test_iwae.py; bad flags are rows of tests/test_refusals.py."""
 import json
 import math
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -29,7 +30,9 @@ def run(request, tmp_path_factory, small_run):
 
 def test_the_report(run):
     out, likelihood = run
+    started = time.perf_counter()
     result = evaluate_run(out, iw_samples=IW)
+    assert 0 < result["iw_seconds"] < time.perf_counter() - started  # the estimate's part of the call
     assert result["likelihood"] == likelihood and result["test_images"] == 100 and result["iw_samples"] == IW
     assert likelihood.capitalize() in result["likelihood_is"]
     # weight 1: the Gaussian of variance 1 / (2 weight) = 0.5 per pixel
