@@ -1,4 +1,5 @@
-"""Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets."""
+"""Every data source: mnist5k, IDX files (raw, gzip, and each way a file can be damaged), tensorflow-datasets; and
+scripts/mnist_pickle_to_idx.py, which makes IDX files of the classic pickle."""
 
 import gzip
 import pickle
