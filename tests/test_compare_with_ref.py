@@ -1,16 +1,13 @@
 """``scripts/compare_with_ref.py``'s verdicts, on step and test records written by hand: training rows byte for byte,
 test rows within 1e-6 relative, a resumed folder held to the test record its first part wrote."""
 
-import importlib.util
 import json
+import runpy
 from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "compare_with_ref.py"
-spec = importlib.util.spec_from_file_location("compare_with_ref", SCRIPT)
-compare = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(compare)
+compare = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "compare_with_ref.py"))  # its functions
 
 STEPS = [{"step": s, "epoch": (s + 1) // 2, "loss": 1 / s, "reconstruction": 1 / s, "kl": 0.0} for s in (1, 2, 3, 4)]
 
@@ -27,7 +24,7 @@ RESUMED = [*ONE, *STEPS[2:], evaluated(2, 4.0)]  # the 1-epoch run resumed: it k
 def verdicts(tmp_path, ref_two=TWO, ref_one=ONE, new_two=TWO, resumed=RESUMED) -> dict:
     for name, rows in (("ref_two", ref_two), ("ref_one", ref_one), ("new_two", new_two), ("resumed", resumed)):
         (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return compare.same_rows(*(tmp_path / name for name in ("ref_two", "ref_one", "new_two", "resumed")))
+    return compare["same_rows"](*(tmp_path / name for name in ("ref_two", "ref_one", "new_two", "resumed")))
 
 
 def test_the_verdicts_by_hand(tmp_path):
@@ -43,6 +40,6 @@ def test_the_verdicts_by_hand(tmp_path):
     assert all(verdicts(tmp_path, ref_two=every_2nd, new_two=every_2nd).values())
     assert not verdicts(tmp_path, [], [], [], [])["train_rows_identical"]  # no rows: no case passes
     ensemble = {"members": {"a": {"loss": 1.0, "log_px_nats": -90.0}}}
-    assert compare.close({"members": {"a": {"loss": 1 + 5e-7, "log_px_nats": -90.0}}}, ensemble)
-    assert not compare.close({"members": {"b": {"loss": 1.0, "log_px_nats": -90.0}}}, ensemble)
-    assert not compare.close({"members": {"a": {"loss": 1.0, "log_px_nats": -90.001}}}, ensemble)
+    assert compare["close"]({"members": {"a": {"loss": 1 + 5e-7, "log_px_nats": -90.0}}}, ensemble)
+    assert not compare["close"]({"members": {"b": {"loss": 1.0, "log_px_nats": -90.0}}}, ensemble)
+    assert not compare["close"]({"members": {"a": {"loss": 1.0, "log_px_nats": -90.001}}}, ensemble)
