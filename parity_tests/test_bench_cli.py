@@ -1,12 +1,17 @@
-"""``jaxvae bench``: every runner timed on the same members' batches, one row per batch size and ensemble size."""
+"""``jaxvae bench``: every runner timed on the same members' batches, one row per batch size and ensemble size; what
+its torch runner trains is torch_ref's step."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from jaxvae.run import bench
 from jaxvae.run.cli import main
+from jaxvae.run.config import RunConfig
+from torch_ref import VAE as TorchVAE
+from torch_ref.train import train_step
 
 
 @pytest.mark.long  # ~55 s: every runner of a benchmark row
@@ -47,3 +52,29 @@ def test_each_runner_s_median_round(monkeypatch):
     monkeypatch.setattr(bench.time, "perf_counter", lambda: now[0])
     tick = lambda: now.__setitem__(0, now[0] + next(costs))  # noqa: E731
     assert bench.median_seconds({"a": tick, "b": tick}, 3) == {"a": 2, "b": 20}
+
+
+@pytest.mark.parametrize("mode", ["eager", "autocast"])
+def test_the_torch_runner_trains_as_torch_ref_does(monkeypatch, mode):
+    """Three steps of the torch runner that the benchmark times are three of torch_ref's ``train_step`` (under
+    bfloat16 autocast for ``autocast``) on the same noise: the same operations in the same order, so every weight
+    agrees bit for bit."""
+    torch.manual_seed(0)
+    weights = {k: v.numpy() for k, v in TorchVAE(2).state_dict().items()}
+    images = np.random.default_rng(0).random((12, 28, 28, 1), np.float32)
+    batches = np.arange(12).reshape(1, 3, 4)  # (K, steps, B)
+    made, make = [], bench._torch_model
+    monkeypatch.setattr(bench, "_torch_model", lambda *a: made.append(make(*a)) or made[-1])
+    run = bench.torch_runner([weights], images, batches, RunConfig(), mode)
+    torch.manual_seed(1)
+    run()
+    # (B, 1, 28, 28) with the runner's strides: torch picks a convolution's kernel, hence its rounding, by them
+    model, data = TorchVAE(2), torch.from_numpy(images).permute(0, 3, 1, 2)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    optimizer = torch.optim.Adam(model.parameters(), lr=RunConfig().lr)
+    torch.manual_seed(1)
+    for rows in batches[0]:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "autocast"):
+            train_step(model, optimizer, data[rows], torch.randn(4, 1, 2))
+    for name, value in model.state_dict().items():
+        assert torch.equal(made[0].state_dict()[name], value), name
