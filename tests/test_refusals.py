@@ -40,6 +40,7 @@ train --latent-dim 0                                        | --latent-dim must 
 train --latent-dim 100000                                   | --latent-dim must be an integer in 1..4096
 train --micro-batch -1                                      | --micro-batch must be >= 0
 train --devices -1                                          | --devices must be >= 0
+train --devices 4096                                        | --devices 4096: only
 train --conv-impl cudnn                                     | --conv-impl must be one of auto, xla, matmul, pad
 train --compute-dtype float16                               | --compute-dtype must be one of float32, bfloat16
 train --likelihood poisson                                  | --likelihood must be one of gaussian, bernoulli
