@@ -62,6 +62,7 @@ def test_the_torch_runner_trains_as_torch_ref_does(monkeypatch, mode):
     batches = np.arange(12).reshape(1, 3, 4)  # (K, steps, B)
     made, make = [], bench._torch_model
     monkeypatch.setattr(bench, "_torch_model", lambda *a: made.append(make(*a)) or made[-1])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # both sides on the CPU, on a GPU machine too
     run = bench.torch_runner([weights], images, batches, RunConfig(), mode)
     torch.manual_seed(1)
     run()
