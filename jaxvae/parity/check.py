@@ -66,10 +66,10 @@ def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> di
     state = load_torch_weights(torch_weights)
     try:
         params_from_torch(state)  # names a missing, extra or mis-shaped entry
-        TorchVAE(infer_latent_dim(state)).load_state_dict(state, strict=True)
+        TorchVAE(infer_latent_dim(state)).load_state_dict(state, strict=True)  # and values that are no tensors
     except (WeightMismatchError, RuntimeError) as exc:
         raise UserError(
-            f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).splitlines()[0]}"
+            f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).strip().splitlines()[-1].strip()}"
         ) from None
     weights = {k: v.detach().cpu().numpy() for k, v in state.items()}
     broken = [k for k, v in weights.items() if not np.all(np.isfinite(v))]
