@@ -33,7 +33,8 @@ def kl_per_dimension(means: np.ndarray, log_vars: np.ndarray) -> np.ndarray:
 def mutual_information(means: np.ndarray, log_vars: np.ndarray, seed: int = 0) -> float:
     """``I(x; z)`` under ``q(x, z) = p_data(x) q(z | x)`` over the N images, in nats, as He et al. estimate it:
     ``E_x[-H(q(z | x))] - E_{z ~ q(z)}[log q(z)]`` with ``q(z)`` the mixture of the N posteriors and one draw of z
-    per image (``numpy`` generator of ``seed``). At most ``log N``; 0 when every image has the same posterior."""
+    per image (``numpy`` generator of ``seed``). In expectation at most ``log N``, and 0 when every image has the same
+    posterior; the one draw per image makes it noisy on few images, where it can fall below 0."""
     means, log_vars = np.asarray(means, np.float64), np.asarray(log_vars, np.float64)
     n, latent = means.shape
     negative_entropy = np.mean(-0.5 * (latent * LOG_2PI + np.sum(1.0 + log_vars, axis=1)))
