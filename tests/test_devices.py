@@ -94,7 +94,8 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     """Two processes train two members, one after another; process 1 is killed once every member has a checkpoint
     (under load, often while the processes still finish writing it): process 0 stops in one line, at once, the last
     checkpoint whole. Both started again with --resume continue it one more epoch, the members now vmapped together
-    (how members are grouped is not a run's identity). Each member's first step is its one-process step (one float32
+    and each epoch one chunk, gathered on each process's host (how members are grouped and steps chunked is not a
+    run's identity). Each member's first step is its one-process step (one float32
     forward pass each, within twice the parity harness's ``F32_LOSS_RTOL`` on any machine)."""
     out = tmp_path / "two"
     first, second = _processes(out, "--epochs", "50")
@@ -116,7 +117,7 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
         "continue with the same command and --resume in every process"
     )
     assert checkpoint.read_meta(last, epochs - 1)["epoch"] == epochs - 1
-    resumed = _finish(_processes(out, "--epochs", str(epochs), "--resume", "--member-group", "2"))
+    resumed = _finish(_processes(out, "--epochs", str(epochs), "--resume", "--member-group", "2", "--chunk-steps", "8"))
     assert [code for code, _ in resumed] == [0, 0], [err[-3000:] for _, err in resumed]
     for name in ("seed123_lr0.0005_rw1", "seed7_lr0.0005_rw1"):
         got, want = (
