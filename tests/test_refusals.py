@@ -117,6 +117,7 @@ export --run {{}}/run --to {{}}/mine.pt                     | {{}}/mine.pt alrea
 export --run {{}}/run --to {{}}/file/w.pt                   | --to {{}}/file/w.pt: {{}}/file is a file
 bench --batch-sizes 8,x                                     | --batch-sizes must be comma-separated integers
 bench --batch-sizes 0                                       | --batch-sizes must be positive integers
+bench --members 1,,4                                        | --members must be comma-separated integers, got '1,,4'
 bench --members 0                                           | --members must be positive integers
 bench --members 4,1,4                                       | --members 4,1,4 gives 4 twice; each value once
 bench --repeats 0                                           | --repeats and --images must be positive

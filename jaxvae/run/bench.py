@@ -224,10 +224,10 @@ def format_rows(env: dict, rows: list[dict]) -> str:
 
 def _counts(text: str, flag: str) -> list[int]:
     try:
-        counts = [int(s) for s in text.split(",") if s.strip()]
+        counts = [int(s) for s in text.split(",")]  # an empty item too is refused, as jaxvae train's lists refuse it
     except ValueError:
         raise UserError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    if not counts or min(counts) < 1:
+    if min(counts) < 1:
         raise UserError(f"{flag} must be positive integers, got {text!r}")
     if twice := given_twice(counts):
         raise UserError(f"{flag} {text} {twice}")
