@@ -10,17 +10,19 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_a_log_gets_a_line_each_quarter_with_the_running_mean():
+def test_a_log_gets_a_line_each_quarter_and_at_the_end_with_the_running_mean():
+    """Chunks of 2 steps and a last one of 1, each given its mean loss: the running mean weighs each by its steps."""
     log = io.StringIO()  # not a terminal
-    with Progress("epoch 1/2", 8, "steps", stream=log) as progress:
-        for loss in (4.0, 2.0, 3.0, 1.0, 5.0, 5.0, 0.0, 0.0):
-            progress.update(1, loss)
+    with Progress("epoch 1/2", 9, "steps", stream=log) as progress:
+        for steps, loss in ((2, 3.0), (2, 2.0), (2, 5.0), (2, 0.0), (1, 7.0)):
+            progress.update(steps, loss)
     lines = [line.split(" (")[0] for line in log.getvalue().splitlines()]  # without the rate, a timing
-    assert lines == [  # the mean of the first 2, 4, 6 and 8 losses
-        "epoch 1/2: 2/8 steps, loss 3.0000",
-        "epoch 1/2: 4/8 steps, loss 2.5000",
-        "epoch 1/2: 6/8 steps, loss 3.3333",
-        "epoch 1/2: 8/8 steps, loss 2.5000",
+    assert lines == [  # a line each 9 // 4 = 2 steps, and the last, which that count skips: (6 + 4 + 10 + 0 + 7) / 9
+        "epoch 1/2: 2/9 steps, loss 3.0000",
+        "epoch 1/2: 4/9 steps, loss 2.5000",
+        "epoch 1/2: 6/9 steps, loss 3.3333",
+        "epoch 1/2: 8/9 steps, loss 2.5000",
+        "epoch 1/2: 9/9 steps, loss 3.0000",
     ]
 
 
