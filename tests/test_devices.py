@@ -95,8 +95,8 @@ def test_two_processes_train_an_ensemble_through_a_lost_process_and_a_resume(tmp
     (under load, often while the processes still finish writing it): process 0 stops in one line, at once, the last
     checkpoint whole. Both started again with --resume continue it one more epoch, the members now vmapped together
     and each epoch one chunk, gathered on each process's host (how members are grouped and steps chunked is not a
-    run's identity). Each member's first step is its one-process step (one float32
-    forward pass each, within twice the parity harness's ``F32_LOSS_RTOL`` on any machine)."""
+    run's identity). Each member's first step is its one-process step (one float32 forward pass each, within twice
+    the parity harness's ``F32_LOSS_RTOL`` on any machine)."""
     out = tmp_path / "two"
     first, second = _processes(out, "--epochs", "50")
     last = out / "members" / "seed7_lr0.0005_rw1" / "checkpoints"  # the last member saved
