@@ -314,7 +314,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="every part at small sizes (for a CPU)")
     parser.add_argument("--budget-seconds", type=float, default=420, help="start no part after this (default: 420)")
     parser.add_argument("--impls", help="conv forms timed and compared (default: all; the dry run's: matmul, pad)")
-    parser.add_argument("--batch-sizes", help="batch sizes timed (default: 32,256; the dry run's: 32)")
+    counts = lambda text: tuple(int(b) for b in text.split(","))  # noqa: E731
+    parser.add_argument("--batch-sizes", type=counts, help="batch sizes timed (default: 32,256; the dry run's: 32)")
     args = parser.parse_args(argv)
     if args.prepare:
         args.prepare.mkdir(parents=True, exist_ok=True)
@@ -329,7 +330,7 @@ def main(argv=None) -> int:
         if not set(sizes.impls) <= set(CONV_IMPLS):
             parser.error(f"--impls takes names from {', '.join(CONV_IMPLS)}")
     if args.batch_sizes:
-        sizes.batch_sizes = tuple(int(b) for b in args.batch_sizes.split(","))
+        sizes.batch_sizes = args.batch_sizes
     dataset = load_mnist5k(args.mnist5k)
     args.out.mkdir(parents=True)
     report = {"command": " ".join(["python", *sys.argv]), "dry_run": args.dry_run}
