@@ -44,11 +44,12 @@ import numpy as np  # noqa: E402
 
 from jaxvae.data import idx  # noqa: E402
 from jaxvae.data.mnist5k import load_mnist5k, mnist5k_path  # noqa: E402
+from jaxvae.errors import UserError  # noqa: E402
 from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS  # noqa: E402
 from jaxvae.parity.check import parity_check, parity_inputs, parity_weights  # noqa: E402
 from jaxvae.parity.jax_side import jax_capture  # noqa: E402
 from jaxvae.parity.method import EXACT, verdict  # noqa: E402
-from jaxvae.run.bench import bench_row, jax_runner, median_seconds, torch_runner  # noqa: E402
+from jaxvae.run.bench import bench_row, counts, jax_runner, median_seconds, torch_runner  # noqa: E402
 from jaxvae.run.config import RunConfig  # noqa: E402
 from jaxvae.run.report import versions  # noqa: E402
 from jaxvae.run.training import train  # noqa: E402
@@ -314,8 +315,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="every part at small sizes (for a CPU)")
     parser.add_argument("--budget-seconds", type=float, default=420, help="start no part after this (default: 420)")
     parser.add_argument("--impls", help="conv forms timed and compared (default: all; the dry run's: matmul, pad)")
-    counts = lambda text: tuple(int(b) for b in text.split(","))  # noqa: E731
-    parser.add_argument("--batch-sizes", type=counts, help="batch sizes timed (default: 32,256; the dry run's: 32)")
+    parser.add_argument("--batch-sizes", help="batch sizes timed (default: 32,256; the dry run's: 32)")
     args = parser.parse_args(argv)
     if args.prepare:
         args.prepare.mkdir(parents=True, exist_ok=True)
@@ -330,7 +330,10 @@ def main(argv=None) -> int:
         if not set(sizes.impls) <= set(CONV_IMPLS):
             parser.error(f"--impls takes names from {', '.join(CONV_IMPLS)}")
     if args.batch_sizes:
-        sizes.batch_sizes = args.batch_sizes
+        try:
+            sizes.batch_sizes = tuple(counts(args.batch_sizes, "--batch-sizes"))
+        except UserError as exc:
+            parser.error(str(exc))
     dataset = load_mnist5k(args.mnist5k)
     args.out.mkdir(parents=True)
     report = {"command": " ".join(["python", *sys.argv]), "dry_run": args.dry_run}

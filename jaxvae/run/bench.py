@@ -222,7 +222,8 @@ def format_rows(env: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _counts(text: str, flag: str) -> list[int]:
+def counts(text: str, flag: str) -> list[int]:
+    """``flag``'s comma-separated positive integers, each once (``jaxvae bench``'s lists, the accelerator check's)."""
     try:
         counts = [int(s) for s in text.split(",")]  # an empty item too is refused, as jaxvae train's lists refuse it
     except ValueError:
@@ -235,7 +236,7 @@ def _counts(text: str, flag: str) -> list[int]:
 
 
 def run_from_args(args) -> int:
-    sizes, members = _counts(args.batch_sizes, "--batch-sizes"), _counts(args.members, "--members")
+    sizes, members = counts(args.batch_sizes, "--batch-sizes"), counts(args.members, "--members")
     if args.repeats < 1 or args.images < 1:
         raise UserError("--repeats and --images must be positive")
     check_flags(RunConfig(**{name: getattr(args, name) for name in BENCH_FLAGS}))
