@@ -21,7 +21,7 @@ def test_json_report(capsys, small_run, monkeypatch):  # after small_run, whose 
     timed = bench.median_seconds
     monkeypatch.setattr(bench, "median_seconds", lambda runners, repeats: dict.fromkeys(timed(runners, repeats), 1.0))
     flags = ["--batch-sizes", "32", "--members", "1,2", "--images", "512", "--repeats", "1"]
-    flags += ["--train-examples", "256", "--chunk-steps", "4"]
+    flags += ["--train-examples", "256", "--chunk-steps", "4", "--torch-modes", "eager,autocast"]
     assert main(["bench", *flags, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert "torch" in report["environment"]["versions"] and report["environment"]["jax_device"]
@@ -29,10 +29,10 @@ def test_json_report(capsys, small_run, monkeypatch):  # after small_run, whose 
     assert (single["members"], pair["members"]) == (1, 2) and single["batch_size"] == pair["batch_size"] == 32
     # 8 steps of 32 images: whole chunks as jaxvae train dispatches them, as many as fit in --images, at most an epoch
     by_hand = {  # members: (member-images per second of each runner, jaxvae's K members over each)
-        1: ({"jax": 256, "torch": 256}, {"torch": 1.0}),
+        1: ({"jax": 256, "torch": 256, "torch_autocast": 256}, {"torch": 1.0, "torch_autocast": 1.0}),
         2: (
-            {"jax": 512, "jax_single": 256, "torch": 256, "torch_func": 512},
-            {"jax_single": 2.0, "torch": 2.0, "torch_func": 1.0},
+            {"jax": 512, "jax_single": 256, "torch": 256, "torch_autocast": 256, "torch_func": 512},
+            {"jax_single": 2.0, "torch": 2.0, "torch_autocast": 2.0, "torch_func": 1.0},
         ),
     }
     for row in (single, pair):
@@ -41,6 +41,8 @@ def test_json_report(capsys, small_run, monkeypatch):  # after small_run, whose 
         assert {k.removeprefix("ratio_jax_over_"): v for k, v in row.items() if k.startswith("ratio_")} == ratios
         assert row["steps_per_repeat"] == 8 and row["steps_per_dispatch"] == 4 and row["jax_compile_s"] > 0
         assert row["conv_impl"] == "matmul" and row["devices"] == 1 and row["peak_rss_mb"] > 0
+        warmed = {k.removesuffix("_warmup_s") for k in row if k.endswith("_warmup_s")}  # torch's, timed apart
+        assert warmed == rates.keys() - {"jax", "jax_single"}
 
 
 def test_each_runner_s_median_round(monkeypatch):

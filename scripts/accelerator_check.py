@@ -15,8 +15,9 @@ On a CPU, ``--dry-run`` runs every part at small sizes (the test suite runs it).
 - the device (name, memory, versions), the XLA flags and the precision of each compared run;
 - ``jaxvae parity`` on the device (TF32 off on both sides), every verdict, and jaxvae in float64 on the device
   against torch_ref in float64 where the device computes float64;
-- training throughput for each conv implementation and compute dtype at batch 32 and 256, against torch_ref on the
-  same device: eager, under bfloat16 autocast, and through ``torch.compile``; compile seconds of each;
+- training throughput, ``jaxvae bench``'s rows for each conv implementation and compute dtype at batch 32 and 256,
+  against torch_ref on the same device: eager, under bfloat16 autocast, and through ``torch.compile``; compile
+  seconds of each; and the importance-weighted objective's step;
 - ``jaxvae train`` over a full 60,000-image epoch at batch 256 (the embedded digits repeated), its seconds with and
   without the per-epoch evaluation, in float32 and bfloat16;
 - ensembles (``jaxvae bench --members``): K = 1, 4, 16 members in one step (vmapped: the accelerators' default)
@@ -49,7 +50,8 @@ from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS  # noqa: E402
 from jaxvae.parity.check import parity_check, parity_inputs, parity_weights  # noqa: E402
 from jaxvae.parity.jax_side import jax_capture  # noqa: E402
 from jaxvae.parity.method import EXACT, verdict  # noqa: E402
-from jaxvae.run.bench import bench_row, counts, jax_runner, median_seconds, torch_runner  # noqa: E402
+from jaxvae.run.bench import TORCH_MODES, bench_row, counts  # noqa: E402
+from jaxvae.run.bench import columns as bench_columns  # noqa: E402
 from jaxvae.run.config import RunConfig  # noqa: E402
 from jaxvae.run.report import versions  # noqa: E402
 from jaxvae.run.training import train  # noqa: E402
@@ -69,7 +71,7 @@ FULL = SimpleNamespace(
     epoch_test=10000,
     epoch_batch=256,
     epochs=2,  # their seconds averaged
-    torch_compile_backend="inductor",
+    torch_compile="inductor",  # torch.compile's backend
     members=(1, 4, 16),
     ensemble_images=4096,  # per member
     iwae_samples=50,  # the importance-weighted objective's row: k draws of z per image
@@ -80,7 +82,7 @@ DRY = SimpleNamespace(  # the test suite's shapes (as far as the shared data all
         **dict(parity_batch=8, parity_impls=("pad",), batch_sizes=(32,), impls=("matmul",), dtypes=("float32",)),
         **dict(train_examples=256, images=32, chunk_steps=4, repeats=1, epochs=1, members=(2,), ensemble_images=32),
         **dict(epoch_images=256, epoch_test=100, epoch_batch=32, iwae_samples=2),
-        "torch_compile_backend": "eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
+        "torch_compile": "eager",  # dynamo's tracing without a C++ compiler: the code path, in seconds
     }
 )  # bfloat16 is a setting of the same code path as float32: the dry run leaves it out
 
@@ -158,64 +160,23 @@ def bench_args(sizes, **given) -> SimpleNamespace:
     """``jaxvae bench``'s flags for one part."""
     flags = dict(dataset="mnist5k", data_dir=None, train_examples=sizes.train_examples, conv_impl="auto")
     flags.update(compute_dtype="float32", micro_batch=0, devices=1, chunk_steps=sizes.chunk_steps, member_group=0)
-    flags.update(objective="elbo", iw_train_samples=1)
-    return SimpleNamespace(**{**flags, "no_torch": not WITH_TORCH, "images": sizes.images, **given})
-
-
-def jax_throughput(batch: int, impl: str, dtype: str, dataset, sizes, objective="elbo", k=1) -> dict:
-    """jaxvae's images per second; ``objective`` with ``k`` draws of z per image."""
-    args = bench_args(sizes, conv_impl=impl, compute_dtype=dtype, objective=objective, iw_train_samples=k)
-    run = jax_runner(1, batch, args, dataset)
-    seconds = median_seconds({"jax": run.run}, sizes.repeats)["jax"]
-    backend = run.trainer.setup.describe_backend()
-    return {
-        "framework": "jaxvae",
-        "batch_size": batch,
-        "conv_impl": impl,
-        "compute_dtype": dtype,
-        "objective": f"{objective} k={k}",
-        "images_per_s": run.steps * batch / seconds,
-        "compile_s": run.trainer.compile_seconds,
-        "steps_per_dispatch": run.trainer.chunk_steps,
-        "micro_batch": backend["micro_batch"],
-    }
-
-
-def torch_throughput(batch: int, mode: str, dataset, sizes) -> dict:
-    """torch_ref's training step as ``jaxvae bench`` runs it, eager, under bfloat16 autocast, or through torch.compile,
-    from torch's initialisation (seed 0) on random batches of the embedded digits."""
-    if not WITH_TORCH:
-        return {"framework": f"torch_ref {mode}", "batch_size": batch, "skipped": "no torch"}
-    import torch  # optional: the GPU image may lack it
-
-    from torch_ref import VAE as TorchVAE
-
-    torch.manual_seed(0)
-    weights = {k: v.numpy() for k, v in TorchVAE(2).state_dict().items()}
-    batches = np.random.default_rng(0).integers(0, len(dataset.train), (1, max(1, sizes.images // batch), batch))
-    run = torch_runner([weights], dataset.train.images, batches, RunConfig(), mode, sizes.torch_compile_backend)
-    start = time.perf_counter()
-    run()  # warm-up: torch.compile compiles here
-    warm, seconds = time.perf_counter() - start, median_seconds({"torch": run}, sizes.repeats)["torch"]
-    device, rate = "cuda" if torch.cuda.is_available() else "cpu", batches.shape[1] * batch / seconds
-    return {"framework": f"torch_ref {mode}", "batch_size": batch, "device": device, "images_per_s": rate,
-            "compile_s": warm if mode == "compile" else None, "warmup_s": warm}  # fmt: skip
+    flags.update(objective="elbo", iw_train_samples=1, torch_modes="eager", torch_compile_backend=sizes.torch_compile)
+    flags.update(no_torch=not WITH_TORCH, images=sizes.images, repeats=sizes.repeats)
+    return SimpleNamespace(**{**flags, **given})
 
 
 def throughput(dataset, sizes, budget: Budget) -> dict:
+    """``jaxvae bench``'s row (K = 1) of each conv form and compute dtype at each batch size, the first with every
+    torch_ref step (eager, under bfloat16 autocast, through torch.compile); and jaxvae's step of the importance-weighted
+    objective with ``iwae_samples`` draws of z per image."""
     rows = []
     for batch in sizes.batch_sizes:
-        for impl in sizes.impls:
-            for dtype in sizes.dtypes:
-                rows.append(
-                    budget.run(f"jaxvae {batch} {impl} {dtype}", jax_throughput, batch, impl, dtype, dataset, sizes)
-                )
-        k, impl = sizes.iwae_samples, sizes.impls[0]
-        rows.append(
-            budget.run(f"jaxvae {batch} iwae k={k}", jax_throughput, batch, impl, "float32", dataset, sizes, "iwae", k)
-        )
-        for mode in ("eager", "autocast", "compile"):
-            rows.append(budget.run(f"torch_ref {batch} {mode}", torch_throughput, batch, mode, dataset, sizes))
+        forms = [dict(conv_impl=impl, compute_dtype=dtype) for impl in sizes.impls for dtype in sizes.dtypes]
+        forms.append(dict(conv_impl=sizes.impls[0], objective="iwae", iw_train_samples=sizes.iwae_samples))
+        for n, form in enumerate(forms):
+            torch = dict(torch_modes=",".join(TORCH_MODES)) if n == 0 else dict(no_torch=True)
+            label = f"bench at batch {batch}, " + " ".join(map(str, form.values()))
+            rows.append(budget.run(label, bench_row, batch, 1, bench_args(sizes, **form, **torch), dataset))
     return {"rows": rows}
 
 
@@ -249,7 +210,7 @@ def full_epoch(dataset, sizes, out: Path) -> dict:
 
 def ensembles(dataset, sizes, budget: Budget) -> dict:
     """``jaxvae bench --members``'s rows at each batch size and K."""
-    args = bench_args(sizes, images=sizes.ensemble_images, repeats=sizes.repeats)
+    args = bench_args(sizes, images=sizes.ensemble_images)
     rows = [
         budget.run(f"ensemble of {k} at batch {b}", bench_row, b, k, args, dataset)
         for b in sizes.batch_sizes
@@ -291,9 +252,10 @@ def markdown(report: dict) -> str:
         v["worst"] = max((r["rel"] for r in v.get("rows", [])), default=v.get("error"))
     lines += table(verdicts, {"run": "run", "passed": "passed", "worst rel. error": "worst"})
     lines += ["", f"float64 on the device: `{json.dumps(par.get('float64_on_device'))}`", ""]
-    lines += ["## Throughput (training images per second)", ""]
-    columns = {"framework": "framework", "batch": "batch_size", "conv": "conv_impl", "dtype": "compute_dtype"}
-    columns |= {"objective": "objective", "images/s": "images_per_s", "compile s": "compile_s"}
+    lines += ["## Throughput (training images per second; ratios: jaxvae's over each)", ""]
+    columns = {"batch": "batch_size", "conv": "conv_impl", "dtype": "compute_dtype", "objective": "objective"}
+    columns |= {"k": "iw_train_samples", **bench_columns(["jaxvae", "torch", "autocast", "compile"])}
+    columns |= {"compile s": "jax_compile_s", "torch.compile s": "torch_compile_warmup_s"}
     lines += table(report["throughput"].get("rows", []), columns)
     lines += ["", "## A full epoch through `jaxvae train`", ""]
     epochs = [{"dtype": dtype, **r} for dtype, r in report["full_epoch"].items() if isinstance(r, dict)]
@@ -301,9 +263,7 @@ def markdown(report: dict) -> str:
     columns |= {"s without eval": "epoch_s_without_eval", "s with eval": "epoch_s_with_eval", "compile s": "compile_s"}
     lines += table(epochs or [report["full_epoch"]], columns)
     lines += ["", "## Ensembles (member-images per second; ratios: jaxvae's K members over each)", ""]
-    runners = {"ensemble": "jax", "K single runs": "jax_single", "K torch eager": "torch", "torch.func": "torch_func"}
-    columns = {"batch": "batch_size", "K": "members", **{k: f"{n}_images_per_s" for k, n in runners.items()}}
-    columns.update({f"/{k}": f"ratio_jax_over_{n}" for k, n in list(runners.items())[1:]})
+    columns = {"batch": "batch_size", "K": "members", **bench_columns(["jaxvae", "single", "torch", "torch.func"])}
     return "\n".join(lines + table(report["ensembles"].get("rows", []), columns) + [""])
 
 

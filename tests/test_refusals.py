@@ -121,6 +121,8 @@ bench --members 1,,4                                        | --members must be 
 bench --members 0                                           | --members must be positive integers
 bench --members 4,1,4                                       | --members 4,1,4 gives 4 twice; each value once
 bench --repeats 0                                           | --repeats and --images must be positive
+bench --torch-modes eager,jit                               | --torch-modes takes eager, autocast, compile, each once
+bench --torch-modes compile,compile                         | --torch-modes takes eager, autocast, compile, each once
 bench --batch-sizes 32,5000                                 | batch size 5000 is larger than the training images
 bench --batch-sizes 300 --train-examples 256                | batch size 300 is larger than the training images (256)
 bench --conv-impl cudnn                                     | --conv-impl must be one of

@@ -1,11 +1,12 @@
 """Training throughput of jaxvae against torch_ref, side by side in one process (``jaxvae bench``).
 
 Per batch size and ensemble size K (``--members``), in member-images per second: jaxvae's run of K members as
-``jaxvae train`` runs it and K eager torch_ref runs; for K > 1 also one jaxvae run (K runs one after another train K
-times the images in K times the time; their start-ups and compilations are left out, in their favour) and
-torch.func's ensemble of the K models (``torch_ref.ensemble``). Members have seeds 0..K-1; every runner starts from
-their weights and trains on their batches; repetitions alternate so that machine noise hits every runner alike;
-warm-up is excluded; figures are medians.
+``jaxvae train`` runs it and K torch_ref runs (eager, or as ``--torch-modes`` says: also under bfloat16 autocast,
+through torch.compile); for K > 1 also one jaxvae run (K runs one after another train K times the images in K times
+the time; their start-ups and compilations are left out, in their favour) and torch.func's ensemble of the K models
+(``torch_ref.ensemble``). Members have seeds 0..K-1; every runner starts from their weights and trains on their
+batches; repetitions alternate so that machine noise hits every runner alike; warm-up (where torch.compile compiles)
+is excluded, its seconds reported; figures are medians.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from jaxvae.run.engine import RunSetup, Trainer
 from jaxvae.run.members import member_grid
 from jaxvae.run.report import versions
 
+TORCH_MODES = ("eager", "autocast", "compile")  # torch_ref's one-model step: eager, bfloat16 autocast, torch.compile
 BENCH_FLAGS = (
     "dataset data_dir train_examples conv_impl compute_dtype micro_batch chunk_steps devices objective iw_train_samples"
 ).split()
@@ -149,12 +151,17 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
     if members > 1:
         runners["jax_single"] = single.run
     if not args.no_torch:
-        images = dataset.train.images
-        runners["torch"] = torch_runner(single.start_weights, images, single.batches, config)
+        images, backend = dataset.train.images, args.torch_compile_backend
+        for mode in args.torch_modes.split(","):
+            name = "torch" if mode == "eager" else f"torch_{mode}"
+            runners[name] = torch_runner(single.start_weights, images, single.batches, config, mode, backend)
         if members > 1 and config.objective == "elbo":  # torch.func's ensemble trains the ELBO only
             runners["torch_func"] = torch_runner(jax_run.start_weights, images, jax_run.batches, config, "ensemble")
+    warmup = {}  # torch's runners' first call: torch.compile compiles there
     for name in runners.keys() - {"jax", "jax_single"}:
-        runners[name]()  # warm-up
+        start = time.perf_counter()
+        runners[name]()
+        warmup[f"{name}_warmup_s"] = time.perf_counter() - start
     seconds = median_seconds(runners, args.repeats)
     width = {"jax": members, "torch_func": members}  # the others train one member
     rates = {name: jax_run.steps * batch_size * width.get(name, 1) / s for name, s in seconds.items()}
@@ -169,6 +176,7 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
         **{f"{name}_images_per_s": rate for name, rate in rates.items()},
         **{f"ratio_jax_over_{name}": rates["jax"] / rate for name, rate in rates.items() if name != "jax"},
         "jax_compile_s": jax_run.trainer.compile_seconds,
+        **warmup,
         **setup.describe_backend(),
         "devices": setup.mesh.size,
         "peak_rss_mb": peak_rss_mb(),
@@ -198,22 +206,29 @@ def environment() -> dict:
     return info
 
 
-RUNNERS = {"jaxvae": "jax", "single": "jax_single", "torch": "torch", "torch.func": "torch_func"}
-# column title -> row key: member-images per second, then the ratios of jaxvae's K members over each
-COLUMNS = {title: f"{n}_images_per_s" for title, n in RUNNERS.items()}
-COLUMNS |= {f"/{title}": f"ratio_jax_over_{n}" for title, n in list(RUNNERS.items())[1:]}
+# column title -> a row's runner: jaxvae's K members, one jaxvae run, torch_ref's one-model steps, torch.func's K
+RUNNERS = {"jaxvae": "jax", "single": "jax_single", "torch": "torch", "autocast": "torch_autocast"}
+RUNNERS |= {"compile": "torch_compile", "torch.func": "torch_func"}
+
+
+def columns(titles) -> dict:
+    """Column title -> row key: the member-images per second of each runner in ``titles``, then the ratios of
+    jaxvae's K members over each of the others."""
+    rates = {title: f"{RUNNERS[title]}_images_per_s" for title in titles}
+    return rates | {f"/{title}": f"ratio_jax_over_{RUNNERS[title]}" for title in titles if title != "jaxvae"}
 
 
 def format_rows(env: dict, rows: list[dict]) -> str:
+    shown = columns([t for t, name in RUNNERS.items() if any(f"{name}_images_per_s" in r for r in rows)])
     lines = [
         f"device: {env['jax_device']} ({env['machine']}); versions: {json.dumps(env['versions'])}",
         f"objective: {rows[0]['objective']}, {rows[0]['iw_train_samples']} draw(s) of z per image",
         "member-images per second (K single runs: one run's images per second); ratios: jaxvae's K members over each",
-        f"{'batch':>6} {'K':>3} {'group':>5} {'devices':>7} " + " ".join(f"{c:>11}" for c in COLUMNS) + " compile s",
+        f"{'batch':>6} {'K':>3} {'group':>5} {'devices':>7} " + " ".join(f"{c:>11}" for c in shown) + " compile s",
     ]
     for r in rows:
         cells = [
-            f"{r[key]:11.{2 if c.startswith('/') else 0}f}" if key in r else f"{'-':>11}" for c, key in COLUMNS.items()
+            f"{r[key]:11.{2 if c.startswith('/') else 0}f}" if key in r else f"{'-':>11}" for c, key in shown.items()
         ]
         lines.append(
             f"{r['batch_size']:>6} {r['members']:>3} {r['member_group']:>5} {r['devices']:>7} {' '.join(cells)} "
@@ -239,6 +254,9 @@ def run_from_args(args) -> int:
     sizes, members = counts(args.batch_sizes, "--batch-sizes"), counts(args.members, "--members")
     if args.repeats < 1 or args.images < 1:
         raise UserError("--repeats and --images must be positive")
+    modes = args.torch_modes.split(",")
+    if not set(modes) <= set(TORCH_MODES) or given_twice(modes):
+        raise UserError(f"--torch-modes takes {', '.join(TORCH_MODES)}, each once, got {args.torch_modes!r}")
     check_flags(RunConfig(**{name: getattr(args, name) for name in BENCH_FLAGS}))
     choose_backend(args.conv_impl, args.micro_batch, args.member_group)  # its refusals before the data loads
     dataset = load_dataset(args.dataset, args.data_dir)

@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add(p, "--repeats", int, 5, "timed repetitions of each runner, alternating")
     add_config_flags(p, bench.BENCH_FLAGS)
     _add(p, "--member-group", int, 0, "members vmapped together, as jaxvae train takes it")
+    modes = "torch_ref's one-model steps timed, comma-separated: eager, autocast (bfloat16), compile (torch.compile)"
+    _add(p, "--torch-modes", str, "eager", modes)
+    _add(p, "--torch-compile-backend", str, "inductor", "torch.compile's backend (eager: no C++ compiler needed)")
     _add(p, "--no-torch", bool, False, "time jaxvae alone")
     _add(p, "--json", bool, False, "print one JSON object instead of the table")
     return parser
