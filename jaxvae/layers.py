@@ -47,12 +47,11 @@ def torch_uniform(fan_in: int):
     return init
 
 
-def conv2d_xla(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
-    """torch ``conv2d`` through XLA's convolution."""
-    pads = [(padding, padding)] * 2
-    strides = (stride, stride)
+def conv2d_xla(x, kernel, stride: int, padding: int, precision=None, out_dtype=None, dilation: int = 1):
+    """torch ``conv2d`` through XLA's convolution, over the input with ``dilation - 1`` zeros between its pixels."""
+    pads, strides, dilations = [(padding, padding)] * 2, (stride, stride), (dilation, dilation)
     return lax.conv_general_dilated(
-        x, kernel, strides, pads, dimension_numbers=_DIMS, precision=precision, preferred_element_type=out_dtype
+        x, kernel, strides, pads, dilations, None, _DIMS, precision=precision, preferred_element_type=out_dtype
     )
 
 
@@ -73,20 +72,9 @@ def conv2d_matmul(x, kernel, stride: int, padding: int, precision=None, out_dtyp
 
 
 def conv_transpose2d_xla(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
-    """torch ``conv_transpose2d``: a conv over the stride-dilated input with the flipped kernel."""
-    k = kernel.shape[0]
-    pads = [(k - 1 - padding, k - 1 - padding)] * 2
-    flipped = kernel[::-1, ::-1]  # (k, k, in, out)
-    return lax.conv_general_dilated(
-        x,
-        flipped,
-        (1, 1),
-        pads,
-        lhs_dilation=(stride, stride),
-        dimension_numbers=_DIMS,
-        precision=precision,
-        preferred_element_type=out_dtype,
-    )
+    """torch ``conv_transpose2d``: a conv over the stride-dilated input with the flipped kernel, padded ``k-1-p``."""
+    edge = kernel.shape[0] - 1 - padding
+    return conv2d_xla(x, kernel[::-1, ::-1], 1, edge, precision, out_dtype, dilation=stride)
 
 
 def conv_transpose2d_pad(x, kernel, stride: int, padding: int, precision=None, out_dtype=None):
