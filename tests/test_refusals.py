@@ -123,6 +123,7 @@ bench --members 4,1,4                                       | --members 4,1,4 gi
 bench --repeats 0                                           | --repeats and --images must be positive
 bench --torch-modes eager,jit                               | --torch-modes takes eager, autocast, compile, each once
 bench --torch-modes compile,compile                         | --torch-modes takes eager, autocast, compile, each once
+bench --torch-modes compile --torch-compile-backend nonsense | --torch-compile-backend names no torch.compile backend
 bench --batch-sizes 32,5000                                 | batch size 5000 is larger than the training images
 bench --batch-sizes 300 --train-examples 256                | batch size 300 is larger than the training images (256)
 bench --conv-impl cudnn                                     | --conv-impl must be one of
@@ -139,6 +140,7 @@ parity --torch-weights {{}}/nan.pt | --torch-weights {{}}/nan.pt holds non-finit
 parity --torch-weights {{}}/lists.pt | --torch-weights {{}}/lists.pt does not fit the seed's VAE: While copying the
 """
 ROWS = [[part.strip() for part in line.split(" | ")] for line in TABLE.strip().splitlines()]
+TORCH_ROWS = ("parity ", "export ", "bench --torch-modes compile ")  # the rows whose refusal needs torch
 NEEDS_TORCH = ["export --run {}/run --to {}/w.pt", "parity --batch-size 2"]
 
 
@@ -225,10 +227,7 @@ def refused(place, capsys, command: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     "command, message",
-    [
-        pytest.param(*row, id=row[0], marks=NEEDS_TORCH_HERE if row[0].split()[0] in ("parity", "export") else ())
-        for row in ROWS
-    ],
+    [pytest.param(*row, id=row[0], marks=NEEDS_TORCH_HERE if row[0].startswith(TORCH_ROWS) else ()) for row in ROWS],
 )
 def test_refusal(place, capsys, command, message):
     refused(place, capsys, command, message)

@@ -257,6 +257,11 @@ def run_from_args(args) -> int:
     modes = args.torch_modes.split(",")
     if not set(modes) <= set(TORCH_MODES) or given_twice(modes):
         raise UserError(f"--torch-modes takes {', '.join(TORCH_MODES)}, each once, got {args.torch_modes!r}")
+    if "compile" in modes and not args.no_torch:
+        import torch  # optional: only torch's runners need it
+
+        if (backend := args.torch_compile_backend) not in torch.compiler.list_backends(exclude_tags=()):
+            raise UserError(f"--torch-compile-backend names no torch.compile backend (e.g. inductor): {backend!r}")
     check_flags(RunConfig(**{name: getattr(args, name) for name in BENCH_FLAGS}))
     choose_backend(args.conv_impl, args.micro_batch, args.member_group)  # its refusals before the data loads
     dataset = load_dataset(args.dataset, args.data_dir)
