@@ -45,6 +45,27 @@ def test_json_report(capsys, small_run, monkeypatch):  # after small_run, whose 
         assert warmed == rates.keys() - {"jax", "jax_single"}
 
 
+def test_a_torch_compile_that_cannot_build_here_ends_in_one_line(capsys, small_run, monkeypatch):
+    """inductor without a C++ compiler fails at the warm-up, its first call: one line that says what failed and the
+    way out, exit 2 (an eager runner's failure is a bug, and raises)."""
+    real = bench.torch_runner
+
+    def cannot_build():
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    def runner(*args):
+        return cannot_build if args[4] == "compile" else real(*args)
+
+    monkeypatch.setattr(bench, "torch_runner", runner)
+    flags = ["--batch-sizes", "32", "--images", "128", "--train-examples", "256", "--chunk-steps", "4"]
+    assert main(["bench", *flags, "--torch-modes", "eager,compile"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "jaxvae bench: error: torch.compile failed here (RuntimeError: InvalidCxxCompiler: No working C++ compiler "
+        "found); try --torch-compile-backend eager\n"
+    )
+
+
 def test_each_runner_s_median_round(monkeypatch):
     """On a clock only the runners move, each round running them in turn: a takes 4, 1, 2 s; b 10, 40, 20 s."""
     now, costs = [0.0], iter([4, 10, 1, 40, 2, 20])

@@ -160,7 +160,13 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
     warmup = {}  # torch's runners' first call: torch.compile compiles there
     for name in runners.keys() - {"jax", "jax_single"}:
         start = time.perf_counter()
-        runners[name]()
+        try:
+            runners[name]()
+        except Exception as exc:  # torch.compile's backend failing to build here (inductor without a C++ compiler)
+            if name != "torch_compile":
+                raise
+            cause = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+            raise UserError(f"torch.compile failed here ({cause}); try --torch-compile-backend eager") from None
         warmup[f"{name}_warmup_s"] = time.perf_counter() - start
     seconds = median_seconds(runners, args.repeats)
     width = {"jax": members, "torch_func": members}  # the others train one member
