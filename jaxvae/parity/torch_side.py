@@ -171,9 +171,8 @@ def torch_capture(
     try:
         x = torch.from_numpy(np.ascontiguousarray(to_nchw(np.asarray(x_nhwc)))).to(device=device, dtype=dtype)
         noise = torch.from_numpy(np.array(eps)).to(device=device, dtype=dtype)
-        z_mean, z_log_var, draws, z, output = torch_train.model_outputs(
-            model, x, noise, likelihood
-        )  # bernoulli: no Sigmoid
+        # bernoulli: the decoder's logits, no Sigmoid
+        z_mean, z_log_var, draws, z, output = torch_train.model_outputs(model, x, noise, likelihood)
         terms = (x, output, z, draws, z_mean, z_log_var, reconstruction_weight, likelihood, objective)
         loss = torch_train.objective_loss(*terms)[0]
         loss.backward()
