@@ -23,7 +23,7 @@ from jaxvae.run.distributed import check_flags
 from jaxvae.run.files import LOCK
 
 WITH_TORCH = importlib.util.find_spec("torch") is not None
-NEEDS_TORCH_HERE = pytest.mark.skipif(not WITH_TORCH, reason="parity and export need torch: pip install -e '.[dev]'")
+NEEDS_TORCH_HERE = pytest.mark.skipif(not WITH_TORCH, reason="the row needs torch: pip install -e '.[dev]'")
 SEED_RANGE = "--seed must be an integer in 0..4294967295"
 ENSEMBLE_WAS = "--resume: this ensemble was trained with --seed 123,7 --lr 0.0005,0.001 --reconstruction-weight 1,0.5"
 # command | start of the message. {} is the scratch folder (``place``), {run} small_run's flags
