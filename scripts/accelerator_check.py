@@ -52,6 +52,7 @@ from jaxvae.parity.jax_side import jax_capture  # noqa: E402
 from jaxvae.parity.method import EXACT, verdict  # noqa: E402
 from jaxvae.run.bench import TORCH_MODES, bench_row, counts  # noqa: E402
 from jaxvae.run.bench import columns as bench_columns  # noqa: E402
+from jaxvae.run.cli import build_parser  # noqa: E402
 from jaxvae.run.config import RunConfig  # noqa: E402
 from jaxvae.run.report import versions  # noqa: E402
 from jaxvae.run.training import train  # noqa: E402
@@ -157,12 +158,10 @@ def parity(dataset, sizes) -> dict:
 
 
 def bench_args(sizes, **given) -> SimpleNamespace:
-    """``jaxvae bench``'s flags for one part."""
-    flags = dict(dataset="mnist5k", data_dir=None, train_examples=sizes.train_examples, conv_impl="auto")
-    flags.update(compute_dtype="float32", micro_batch=0, devices=1, chunk_steps=sizes.chunk_steps, member_group=0)
-    flags.update(objective="elbo", iw_train_samples=1, torch_modes="eager", torch_compile_backend=sizes.torch_compile)
-    flags.update(no_torch=not WITH_TORCH, images=sizes.images, repeats=sizes.repeats)
-    return SimpleNamespace(**{**flags, **given})
+    """``jaxvae bench``'s flags for one part: the command's own defaults, then this run's sizes, then ``given``."""
+    flags = dict(train_examples=sizes.train_examples, devices=1, chunk_steps=sizes.chunk_steps, images=sizes.images)
+    flags.update(repeats=sizes.repeats, torch_compile_backend=sizes.torch_compile, no_torch=not WITH_TORCH)
+    return SimpleNamespace(**{**vars(build_parser().parse_args(["bench"])), **flags, **given})
 
 
 def throughput(dataset, sizes, budget: Budget) -> dict:
