@@ -51,6 +51,7 @@ train --dataset cifar10                                     | unknown dataset 'c
 train --dataset idx:{{}}/nope                               | idx: {{}}/nope is not a directory
 train --batch-size 5000 --out {{}}/new                      | --batch-size 5000 is larger than the training split
 train --out /proc/jaxvae-run                                | --out /proc/jaxvae-run cannot be written
+train --out ''                                              | argument --out: an empty path; name a file or folder
 train --out {{}}/file/run                                   | --out {{}}/file/run: {{}}/file is a file
 train --out {{}}/run                                        | --out {{}}/run already holds a run
 train --resume                                              | --resume needs --out
@@ -91,6 +92,7 @@ train --resume --epochs 3 --out {{}}/ensemble {{run}} --seed 123,8 --lr 5e-4,1e-
 train --resume --epochs 3 --out {{}}/ensemble {{run}}       | {ENSEMBLE_WAS}, not --seed 123 --lr
 train --resume --epochs 3 --seed 1,2 --out {{}}/run {{run}} | --resume: {{}}/run holds no ensemble to resume
 evaluate --run {{}}/nope                                    | --run {{}}/nope is not a folder
+sample --run '' --out {{}}/s.png                            | argument --run: an empty path
 evaluate --run {{}}/empty                                   | {{}}/empty has no config.json
 evaluate --run {{}}/typo                          | {{}}/typo/config.json is damaged (--latent-dim must be of type int
 train --resume --epochs 3 --out {{}}/typo {{run}} | {{}}/typo/config.json is damaged (--latent-dim must be

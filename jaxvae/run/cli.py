@@ -49,6 +49,13 @@ class _Parser(argparse.ArgumentParser):
         return known, extra
 
 
+def _path(text: str) -> Path:
+    """A path flag's value; an empty one (an unset shell variable, quoted) is refused, not read as ``.``."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path; name a file or folder")
+    return Path(text)
+
+
 def _add(parser, flag: str, kind, default, help: str, shown=None, **more) -> None:
     """One flag of type ``kind`` (``bool``: a switch); its help ends in its default (or ``shown``), unless required."""
     if kind is bool:
@@ -68,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reconstruction-weight train every combination in one jitted step",
     )
     add_config_flags(p, lists=True)
-    _add(p, "--out", Path, None, "run folder", "a new folder under runs/")
+    _add(p, "--out", _path, None, "run folder", "a new folder under runs/")
     _add(p, "--resume", bool, False, "continue the run in --out from its last checkpoint")
     together = "an ensemble's members vmapped together, the groups one after another in one jitted step; vmapped"
     _add(p, "--member-group", int, 0, f"{together} members sum in another order", "0: 1 on CPU, all elsewhere")
@@ -78,20 +85,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add(g, "--process-id", int, None, "this process's index, 0 .. N-1", "one process")
     _add(g, "--coordinator-timeout", float, 60.0, "seconds to wait for the coordinator and the other processes")
     p = sub.add_parser("evaluate", help="test-split loss terms, ELBO and IWAE log p(x) of a run's latest checkpoint")
-    _add(p, "--run", Path, None, "a run folder (or an ensemble's) written by jaxvae train", required=True)
+    _add(p, "--run", _path, None, "a run folder (or an ensemble's) written by jaxvae train", required=True)
     _add(p, "--iw-samples", int, commands.DEFAULT_IW_SAMPLES, "importance samples per image for log p(x) (IWAE: 5000)")
     _add(p, "--test-examples", int, None, "the first N test images only", "the run's")
     _add(p, "--seed", int, 0, "seed of the importance samples")
     p = sub.add_parser("sample", help="a PNG of images decoded from the prior")
-    _add(p, "--run", Path, None, "a run folder written by jaxvae train", required=True)
+    _add(p, "--run", _path, None, "a run folder written by jaxvae train", required=True)
     _add(p, "-n", int, 64, "how many images")
-    _add(p, "--out", Path, None, "the PNG file to write (not overwritten)", required=True)
+    _add(p, "--out", _path, None, "the PNG file to write (not overwritten)", required=True)
     _add(p, "--seed", int, 0, "seed of the latent draws")
     p = sub.add_parser("export", help="write a run's weights as a torch state dict for torch_ref / the seed notebook")
-    _add(p, "--run", Path, None, "a run folder written by jaxvae train", required=True)
-    _add(p, "--to", Path, None, "the .pt file to write (not overwritten)", required=True)
+    _add(p, "--run", _path, None, "a run folder written by jaxvae train", required=True)
+    _add(p, "--to", _path, None, "the .pt file to write (not overwritten)", required=True)
     p = sub.add_parser("parity", help="compare jaxvae with torch_ref layer by layer, loss and gradients")
-    _add(p, "--torch-weights", Path, None, "a state dict saved by the seed notebook or torch_ref", "torch_ref's init")
+    _add(p, "--torch-weights", _path, None, "a state dict saved by the seed notebook or torch_ref", "torch_ref's init")
     _add(p, "--latent-dim", int, 2, "latent size of the random weights")
     _add(p, "--batch-size", int, 32, "real test digits compared")
     _add(p, "--seed", int, 0, "seed of the weights, digits and noise")
