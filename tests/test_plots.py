@@ -29,7 +29,7 @@ def test_the_latent_space_at_any_latent_size(drawn, latent_dim):
 def test_the_curves_points_and_bands_by_hand(drawn):
     """The running average of 2 batches (of 1 at the first) and the test losses at their epochs' last steps; each
     weight's members; the ensemble's test losses [1, 2] and [3, 6]: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 13
-    images in 2 rows of 8, the last three tiles blank."""
+    images in 2 rows of 8, the last three tiles blank; reconstructions' rows, each named beside it."""
     plots.training_loss([4.0, 2.0, 6.0, 4.0], 2, None, test_losses=[(1, 3.0), (2, 5.0)])
     _, average, test = drawn()[0].lines
     assert average.get_ydata().tolist() == [4.0, 3.0, 4.0, 5.0] and test.get_xydata().tolist() == [[2, 3], [4, 5]]
@@ -41,6 +41,12 @@ def test_the_curves_points_and_bands_by_hand(drawn):
     plots.image_grid(np.arange(13.0)[:, None, None] * np.ones((13, 28, 28)), None)  # image k all k
     canvas = np.ma.filled(drawn()[0].images[0].get_array(), np.nan)  # (2 * 29 - 1, 8 * 29 - 1)
     assert canvas.shape == (57, 231) and canvas[29, 29 * 4] == 12 and np.isfinite(canvas).sum() == 784 * 13
+    rows = {"z = mean": np.full((3, 28, 28), 0.5), "z sampled": np.ones((3, 28, 28))}
+    plots.reconstructions(np.zeros((3, 28, 28)), rows, None)
+    (ax,) = drawn()
+    canvas = np.ma.filled(ax.images[0].get_array(), np.nan)
+    names = [(label.get_text(), canvas[int(y), 0]) for y, label in zip(ax.get_yticks(), ax.get_yticklabels())]
+    assert names == [("original", 0.0), ("z = mean", 0.5), ("z sampled", 1.0)]  # each name beside its row
 
 
 def test_the_tiles_by_hand():
