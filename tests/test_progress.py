@@ -24,6 +24,13 @@ def test_a_log_gets_a_line_each_quarter_and_at_the_end_with_the_running_mean():
         "epoch 1/2: 8/9 steps, loss 2.5000",
         "epoch 1/2: 9/9 steps, loss 3.0000",
     ]
+    log = io.StringIO()
+    with Progress("log p(x)", 3, "images", stream=log) as progress:  # under 4 in all: a line each
+        for _ in range(3):
+            progress.update(1)
+    assert [line.split(" (")[0] for line in log.getvalue().splitlines()] == [
+        f"log p(x): {i}/3 images" for i in (1, 2, 3)
+    ]
 
 
 def test_a_bar_on_a_terminal_and_nothing_unless_shown():
