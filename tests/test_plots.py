@@ -49,6 +49,20 @@ def test_the_curves_points_and_bands_by_hand(drawn):
     assert names == [("original", 0.0), ("z = mean", 0.5), ("z sampled", 1.0)]  # each name beside its row
 
 
+def test_the_latent_units_by_hand(drawn):
+    """Each member's units sorted by its own KL, [3, 2, 1] and [6, 5, 4]: means [4.5, 3.5, 2.5], error bars of sd
+    (ddof 1) 3 / 2^0.5; the activities in the same order; one seed: no error bars."""
+    kl, activity = np.array([[1.0, 3, 2], [5, 4, 6]]), np.array([[0.1, 0.3, 0.2], [0.5, 0.4, 0.6]])
+    plots.latent_usage({"two seeds": (kl, activity), "one seed": (kl[:1], activity[:1])}, 0.01, None)
+    top, bottom = drawn()
+    (line, _, (bars,)), one_seed = top.containers
+    assert line.get_ydata().tolist() == [4.5, 3.5, 2.5] and not one_seed.has_yerr
+    np.testing.assert_allclose(
+        [s[:, 1] for s in bars.get_segments()], [[m - 1.5 * 2**0.5, m + 1.5 * 2**0.5] for m in (4.5, 3.5, 2.5)]
+    )
+    np.testing.assert_allclose(bottom.containers[0][0].get_ydata(), [0.45, 0.35, 0.25])
+
+
 def test_the_tiles_by_hand():
     """Image (r, c) of a grid at rows 29r.. and columns 29c.. of the picture, a blank (NaN) line between them."""
     canvas = plots.tiles(np.arange(6.0).reshape(2, 3, 1, 1) * np.ones((2, 3, 28, 28)))  # image (r, c) all 3r + c
