@@ -29,6 +29,8 @@ def load_idx(directory: str) -> Dataset:
 
 
 def load_tfds(name: str, data_dir: str | None) -> Dataset:
+    if data_dir and Path(data_dir).expanduser().is_file():  # else read as a data set not prepared there
+        raise UserError(f"--data-dir {data_dir} is a file; give the folder TFDS keeps its data sets in")
     raw = tfds_source.load(name, data_dir)
     splits = {split: to_split(images, labels, f"tfds {name} {split}") for split, (images, labels) in raw.items()}
     return Dataset(
