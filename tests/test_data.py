@@ -79,12 +79,12 @@ RENAMES = {"as written": str, "dotted": lambda name: name.replace("-idx", ".idx"
 def test_idx_round_trip(tmp_path, mnist5k, gz, naming, monkeypatch):
     """Raw or gzip files, named as LeCun's site names them, with a dot (``train-images.idx3-ubyte``), or gzip
     saved without its ``.gz`` (known by its first bytes); in a folder under ``~``, which a shell leaves unexpanded
-    after ``idx:``."""
-    folder = write_idx_dir(tmp_path / "idx", mnist5k, gz=gz)
+    after ``idx:``, and which the writer made with its parent."""
+    folder = write_idx_dir(tmp_path / "data" / "idx", mnist5k, gz=gz)
     for file in list(folder.iterdir()):
         file.rename(folder / RENAMES[naming](file.name))
     monkeypatch.setenv("HOME", str(tmp_path))
-    dataset = load_dataset("idx:~/idx")
+    dataset = load_dataset("idx:~/data/idx")
     assert len(dataset.train) == 300 and len(dataset.test) == 100
     np.testing.assert_allclose(dataset.train.images, mnist5k.train.images[:300], atol=0.5 / 255)
     np.testing.assert_array_equal(dataset.test.labels, mnist5k.test.labels[:100])
