@@ -108,7 +108,10 @@ def corrupt(folder: Path, name: str, data: bytes) -> None:
         ),
         (lambda f: corrupt(f, "train-labels-idx1-ubyte", b"\x00\x00"), "truncated"),
         (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(7, np.uint8), 0x801)), "7 labels"),
-        (lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)), "28x28"),
+        (
+            lambda f: corrupt(f, "t10k-images-idx3-ubyte", idx_bytes(np.zeros((100, 32, 32), np.uint8), 0x803)),
+            r"images have shape \(32, 32\), expected 28x28",  # the shape found, named
+        ),
         (lambda f: corrupt(f, "t10k-labels-idx1-ubyte", idx_bytes(np.full(100, 10, np.uint8), 0x801)), "expected 0..9"),
         (lambda f: (f / "t10k-labels-idx1-ubyte").unlink(), "has no t10k-labels"),
         (lambda f: idx.write_split(f, "test", np.zeros((0, 28, 28)), np.zeros(0)), "no images"),
