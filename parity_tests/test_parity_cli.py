@@ -3,6 +3,7 @@ tests/test_refusals.py). The cases are the suite's other parity cases, so that t
 the table and the sweep's figures are checked on a report written by hand."""
 
 import json
+import re
 
 import numpy as np
 import torch
@@ -82,6 +83,17 @@ def test_the_table_by_hand():
     ]
     assert "jaxvae took the other branch at 2, torch at 1" in lines[8] and "7 within 1e-10 x max" in lines[9]
     assert "at 3 inputs" in lines[10] and lines[11:] == ["SOME FAILED"]
+
+
+def test_the_table_s_columns_line_up():
+    """Each heading ends where its column's figures end; the second heading line's words stand over their columns,
+    "rel. error against float64" centred over the four columns of figures (each 11 wide)."""
+    head, sub, row = format_report("header", by_hand_report()).splitlines()[3:6]
+    figures = [m.end() for m in re.finditer(r"\S+", row)][2:8]  # 1.0e-15 1.0e-06 - 2.0e-06 7 2/1
+    columns = [head.index(w) + len(w) for w in ("f64 exact", "f32 jaxvae", "bf16 jaxvae", "f32 torch", "near", "flips")]
+    assert columns == figures and [sub.index(w) + len(w) for w in ("kink", "j/t")] == columns[4:]
+    left, right = sub.index("rel.") - (columns[0] - 11), columns[3] - (sub.index("float64") + len("float64"))
+    assert abs(left - right) <= 1
 
 
 def test_a_sweep_by_hand(monkeypatch):

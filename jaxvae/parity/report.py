@@ -25,16 +25,17 @@ def format_table(impl: str, report: ParityReport) -> str:
     runs, torch32 = report.by_impl[impl], report.torch_float32
     verdicts = {COLUMNS[name]: v for name, v in runs.items()} | {COLUMNS["torch"]: torch32}
     rows = {column: {r.name: r for r in v.rows} for column, v in verdicts.items()}
-    single, width = runs.get("float32", torch32), 11 * len(verdicts) - 1
+    single, width = runs.get("float32", torch32), 12 * len(verdicts) - 1  # columns 11 wide: "bf16 jaxvae"
     lines = [
         f"[{impl}]",
-        f"  {'tensor':<24} {'shape':<14} {' '.join(f'{c:>10}' for c in verdicts)} {'near':>6} {'flips':>7}  result",
+        f"  {'tensor':<24} {'shape':<14} {' '.join(f'{c:>11}' for c in verdicts)} {'near':>6} {'flips':>7}  result",
         f"  {'':<24} {'':<14} {'rel. error against float64':^{width}} {'kink':>6} {'j/t':>7}",
     ]
     for name, row in max(rows.values(), key=len).items():
         cells = {column: rows[column].get(name) for column in verdicts}
         failed = [column for column, r in cells.items() if r is not None and not r.passed]
-        text = " ".join(f"{r.rel:10.1e}" + ("" if r.passed else "!") if r else f"{'-':>10}" for r in cells.values())
+        figures = ("-" if r is None else f"{r.rel:.1e}" + ("" if r.passed else "!") for r in cells.values())
+        text = " ".join(f"{figure:>11}" for figure in figures)
         flips = f"{single.kinks.flips.get(name, 0)}/{torch32.kinks.flips.get(name, 0)}"
         kink = f"{single.kinks.near.get(name, 0):>6} {flips:>7}" if name in KINKS.values() else " " * 14
         result = f"FAIL ({', '.join(failed)})" if failed else "pass"
