@@ -8,6 +8,7 @@ from jaxvae.parity.capture import KINKS
 from jaxvae.parity.method import BFLOAT16, EXACT, FLOAT32, RUNS, ParityReport, Verdict
 
 COLUMNS = {"float64": "f64 exact", "float32": "f32 jaxvae", "bfloat16": "bf16 jaxvae", "torch": "f32 torch"}
+CELL = max(map(len, COLUMNS.values()))  # a column of figures is as wide as the widest heading
 
 
 def tolerance_line() -> str:
@@ -25,17 +26,17 @@ def format_table(impl: str, report: ParityReport) -> str:
     runs, torch32 = report.by_impl[impl], report.torch_float32
     verdicts = {COLUMNS[name]: v for name, v in runs.items()} | {COLUMNS["torch"]: torch32}
     rows = {column: {r.name: r for r in v.rows} for column, v in verdicts.items()}
-    single, width = runs.get("float32", torch32), 12 * len(verdicts) - 1  # columns 11 wide: "bf16 jaxvae"
+    single, width = runs.get("float32", torch32), (CELL + 1) * len(verdicts) - 1
     lines = [
         f"[{impl}]",
-        f"  {'tensor':<24} {'shape':<14} {' '.join(f'{c:>11}' for c in verdicts)} {'near':>6} {'flips':>7}  result",
+        f"  {'tensor':<24} {'shape':<14} {' '.join(f'{c:>{CELL}}' for c in verdicts)} {'near':>6} {'flips':>7}  result",
         f"  {'':<24} {'':<14} {'rel. error against float64':^{width}} {'kink':>6} {'j/t':>7}",
     ]
     for name, row in max(rows.values(), key=len).items():
         cells = {column: rows[column].get(name) for column in verdicts}
         failed = [column for column, r in cells.items() if r is not None and not r.passed]
         figures = ("-" if r is None else f"{r.rel:.1e}" + ("" if r.passed else "!") for r in cells.values())
-        text = " ".join(f"{figure:>11}" for figure in figures)
+        text = " ".join(f"{figure:>{CELL}}" for figure in figures)
         flips = f"{single.kinks.flips.get(name, 0)}/{torch32.kinks.flips.get(name, 0)}"
         kink = f"{single.kinks.near.get(name, 0):>6} {flips:>7}" if name in KINKS.values() else " " * 14
         result = f"FAIL ({', '.join(failed)})" if failed else "pass"
