@@ -416,3 +416,13 @@ def test_the_resume_hint_reads_the_files_alone(small_run, monkeypatch):
         assert resume_hint(small_run) == continues(small_run, 2)
     finally:
         (small_run / "checkpoints" / "3.orbax-checkpoint-tmp-0").rmdir()
+
+
+def test_the_resume_hint_of_a_folder_whose_checkpoints_are_a_file(tmp_path):
+    """The hint is printed as a run stops, whatever its folder holds: it never raises (the commands refuse that
+    folder, ``tests/test_refusals.py``)."""
+    (tmp_path / "checkpoints").write_text("not a folder")
+    assert (
+        resume_hint(tmp_path)
+        == f"no epoch had finished, so {tmp_path} holds no checkpoint: the same command starts it again"
+    )

@@ -67,6 +67,8 @@ train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/da
 train --resume --epochs 3 --out {{}}/garbled {{run}} | {{}}/garbled/metrics.jsonl is damaged at line 17 ('{{"step": 1'
 evaluate --run {{}}/damaged | checkpoint {{}}/damaged/checkpoints/2 is damaged or does not fit this model (
 evaluate --run {{}}/resized                                 | checkpoint {{}}/resized/checkpoints/2 has latent size 2
+train --resume --epochs 3 --out {{}}/filed {{run}}          | {{}}/filed/checkpoints is a file, not a folder of
+evaluate --run {{}}/filed                                   | {{}}/filed/checkpoints is a file, not a folder of
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
 train --coordinator nohost --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
 train --coordinator 127.0.0.1:65536 --num-processes 2 --process-id 0 | --coordinator must be HOST:PORT
@@ -157,15 +159,15 @@ def checksums(folder: Path) -> dict:
 def place(tmp_path_factory, small_run, ensemble_run):
     """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
     last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl torn: only the
-    last may be), ``typo`` (the run, its config.json's latent size ``true``: a bool is no int), ``resized``
-    (the run, its config.json's latent size 3), ``list`` and ``hollow`` (a config.json that is a JSON list, an
-    ensemble.json without its fields), ``outside`` and ``flat`` (an ensemble.json naming a member outside ``members/``,
-    one whose list is a number), ``none`` (an ensemble.json of no members), ``unweighted`` (the run's config.json with
-    the Gaussian loss's weight 0: its loss is no likelihood), ``uneven`` (an ensemble of two copies of the run, one
-    without its last checkpoint), ``empty/``, ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user
-    already has), ``garbage.pt``, ``objects.pt``, ``partial.pt``, ``nan.pt`` and ``lists.pt`` (a file that is no
-    torch state dict, one that holds a pickled object of another class, one that lacks a key, one with a NaN, one with
-    a list)."""
+    last may be), ``typo`` (the run, its config.json's latent size ``true``: a bool is no int), ``resized`` (the
+    run, its config.json's latent size 3), ``filed`` (the run, its checkpoints folder a file), ``list`` and
+    ``hollow`` (a config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat``
+    (an ensemble.json naming a member outside ``members/``, one whose list is a number), ``none`` (an ensemble.json
+    of no members), ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no
+    likelihood), ``uneven`` (an ensemble of two copies of the run, one without its last checkpoint), ``empty/``,
+    ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``,
+    ``objects.pt``, ``partial.pt``, ``nan.pt`` and ``lists.pt`` (a file that is no torch state dict, one that holds
+    a pickled object of another class, one that lacks a key, one with a NaN, one with a list)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -176,6 +178,9 @@ def place(tmp_path_factory, small_run, ensemble_run):
     shutil.copytree(small_run, root / "garbled")
     lines = (root / "garbled" / "metrics.jsonl").read_text().splitlines(keepends=True)
     (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ['{"step": 1\n'] + lines[-1:]))
+    shutil.copytree(small_run, root / "filed")
+    shutil.rmtree(root / "filed" / "checkpoints")
+    (root / "filed" / "checkpoints").write_text("not a folder")
     config = json.loads((small_run / "config.json").read_text())
     for name, latent_dim in (("typo", True), ("resized", 3)):
         shutil.copytree(small_run, root / name)

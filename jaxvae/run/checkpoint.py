@@ -204,6 +204,8 @@ def latest_epoch(directory: Path) -> int | None:
     """The last finished epoch with a checkpoint in ``directory``, or None: Orbax's listing of its finalised
     checkpoints, read from the files alone. No manager, so no collective over the processes: this holds after a
     process of the run was lost, and beside a run that removes old checkpoints as it writes."""
+    if directory.exists() and not directory.is_dir():
+        raise UserError(f"{directory} is a file, not a folder of checkpoints; move it aside and run the command again")
     return max(ocp.utils.checkpoint_steps(directory), default=None)
 
 

@@ -95,7 +95,8 @@ def resume_hint(out: Path) -> str:
     member's, for an ensemble)."""
     ensemble = (out / files.ENSEMBLE).is_file() and (out / files.MEMBERS).is_dir()
     folders = sorted((out / files.MEMBERS).iterdir()) if ensemble else [out]
-    done = min((latest_epoch(f / files.CHECKPOINTS) or 0 for f in folders), default=0)
+    kept = [latest_epoch(c) if c.is_dir() else None for c in (f / files.CHECKPOINTS for f in folders)]  # a file: none
+    done = min((epoch or 0 for epoch in kept), default=0)
     if not done:
         return f"no epoch had finished, so {out} holds no checkpoint: the same command starts it again"
     where = f"every member's folder in {out / files.MEMBERS}" if ensemble else str(out / files.CHECKPOINTS)
