@@ -29,8 +29,9 @@ def load_idx(directory: str) -> Dataset:
 
 
 def load_tfds(name: str, data_dir: str | None) -> Dataset:
-    if data_dir and Path(data_dir).expanduser().is_file():  # else read as a data set not prepared there
-        raise UserError(f"--data-dir {data_dir} is a file; give the folder TFDS keeps its data sets in")
+    path = Path(data_dir or ".").expanduser()
+    if data_dir and (file := next((p for p in (path, *path.parents) if p.is_file()), None)):  # else "not prepared"
+        raise UserError(f"--data-dir {data_dir}: {file} is a file; give the folder TFDS keeps its data sets in")
     raw = tfds_source.load(name, data_dir)
     splits = {split: to_split(images, labels, f"tfds {name} {split}") for split, (images, labels) in raw.items()}
     return Dataset(
