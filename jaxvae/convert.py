@@ -4,13 +4,14 @@ The layers and their shapes are ``jaxvae.architecture``'s table. torch keeps Con
 ``(out, in, kh, kw)``, ConvTranspose2d weights as ``(in, out, kh, kw)`` and Linear weights as ``(out, in)``;
 jaxvae keeps all conv kernels as ``(kh, kw, in, out)`` and dense kernels as ``(in, out)``. Flatten order needs
 no permutation: the Flax model flattens in torch's NCHW order. Both directions check every key and shape,
-name the first that is wrong, and copy values exactly.
+name the first that is wrong (a key, a shape, values that are no floating point), and copy values exactly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxvae.architecture import FLAT, LAYERS
@@ -25,9 +26,11 @@ class WeightMismatchError(ValueError):
 
 
 def _numpy(value) -> np.ndarray:
-    """A copy: the result must not share memory with a torch tensor that an optimiser updates in place."""
+    """A copy: the result must not share memory with a torch tensor that an optimiser updates in place. A torch
+    bfloat16 tensor, which numpy cannot hold, is widened to float32 (exactly)."""
     if hasattr(value, "detach"):  # a torch tensor, on any device
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        value = (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
     return np.array(value, copy=True)
 
 
@@ -60,6 +63,8 @@ def _check_keys_and_shapes(arrays: Mapping[str, np.ndarray], expected: Mapping[s
     for key, shape in expected.items():
         if arrays[key].shape != tuple(shape):
             raise WeightMismatchError(f"{key!r} has shape {arrays[key].shape}, expected {tuple(shape)}")
+        if not jnp.issubdtype(arrays[key].dtype, jnp.floating):  # an integer, bool or complex tensor: no weights
+            raise WeightMismatchError(f"{key!r} holds {arrays[key].dtype} values, expected floating point")
 
 
 def params_from_torch(state_dict: Mapping, dtype=np.float32) -> dict:

@@ -1,5 +1,6 @@
 """The weight bridge's checks, on numpy arrays alone (the torch side is in parity_tests/)."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -35,6 +36,22 @@ def test_names_misshaped_entry():
     sd["encoder.2.weight"] = np.zeros((64, 16, 3, 3), np.float32)
     with pytest.raises(WeightMismatchError, match=r"encoder.2.weight.*\(64, 32, 3, 3\)"):
         params_from_torch(sd)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.complex64])
+def test_names_an_entry_that_holds_no_floating_point(dtype):
+    sd = state_dict()
+    sd["encoder.2.weight"] = sd["encoder.2.weight"].astype(dtype)
+    with pytest.raises(WeightMismatchError, match=f"'encoder.2.weight' holds {np.dtype(dtype)} values, expected float"):
+        params_from_torch(sd)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, jnp.bfloat16, np.float64])
+def test_weights_of_any_floating_point_precision_are_taken_exactly(dtype):
+    sd = {k: v.astype(dtype) for k, v in state_dict().items()}
+    back = params_to_torch(params_from_torch(sd, np.float64))
+    for k in sd:
+        np.testing.assert_array_equal(back[k], sd[k].astype(np.float64))
 
 
 def test_to_torch_names_misshaped_parameter():

@@ -144,6 +144,7 @@ parity --torch-weights {{}}/objects.pt | --torch-weights {{}}/objects.pt is not 
 parity --torch-weights {{}}/partial.pt | --torch-weights {{}}/partial.pt does not fit the seed's VAE: missing
 parity --torch-weights {{}}/nan.pt | --torch-weights {{}}/nan.pt holds non-finite values (decoder.8.bias)
 parity --torch-weights {{}}/lists.pt | --torch-weights {{}}/lists.pt does not fit the seed's VAE: While copying the
+parity --torch-weights {{}}/ints.pt | --torch-weights {{}}/ints.pt does not fit the seed's VAE: 'decoder.8.bias' holds
 """
 ROWS = [[part.strip() for part in line.split(" | ")] for line in TABLE.strip().splitlines()]
 TORCH_ROWS = ("parity ", "export ", "bench --torch-modes compile ")  # the rows whose refusal needs torch
@@ -167,8 +168,9 @@ def place(tmp_path_factory, small_run, ensemble_run):
     of no members), ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no
     likelihood), ``uneven`` (an ensemble of two copies of the run, one without its last checkpoint), ``empty/``,
     ``file`` (a regular file), ``mine.png`` and ``mine.pt`` (files a user already has), ``garbage.pt``,
-    ``objects.pt``, ``partial.pt``, ``nan.pt`` and ``lists.pt`` (a file that is no torch state dict, one that holds
-    a pickled object of another class, one that lacks a key, one with a NaN, one with a list)."""
+    ``objects.pt``, ``partial.pt``, ``nan.pt``, ``lists.pt`` and ``ints.pt`` (a file that is no torch state dict,
+    one that holds a pickled object of another class, one that lacks a key, one with a NaN, one with a list, one
+    with an integer tensor)."""
     root = tmp_path_factory.mktemp("refusals")
     shutil.copytree(small_run, root / "run")
     shutil.copytree(ensemble_run, root / "ensemble")
@@ -208,6 +210,7 @@ def place(tmp_path_factory, small_run, ensemble_run):
         state = TorchVAE(2).state_dict()
         torch.save({**state, "decoder.8.bias": torch.tensor([float("nan")])}, root / "nan.pt")
         torch.save({**state, "decoder.8.bias": [0.0]}, root / "lists.pt")  # a value that is no tensor
+        torch.save({**state, "decoder.8.bias": torch.tensor([1])}, root / "ints.pt")
         del state["decoder.8.bias"]
         torch.save(state, root / "partial.pt")
         torch.save(argparse.Namespace(lr=1), root / "objects.pt")  # another class: torch must refuse to unpickle it

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch
+from jaxvae.convert import WeightMismatchError, infer_latent_dim, params_from_torch, params_to_torch
 from jaxvae.data import binarize, load_mnist5k
 from jaxvae.errors import UserError
 from jaxvae.layers import CONV_IMPLS
@@ -65,13 +65,12 @@ def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> di
         return {k: v.numpy() for k, v in TorchVAE(latent_dim).state_dict().items()}
     state = load_torch_weights(torch_weights)
     try:
-        params_from_torch(state)  # names a missing, extra or mis-shaped entry
+        weights = params_to_torch(params_from_torch(state))  # float32; names a missing, extra, mis-shaped or int entry
         TorchVAE(infer_latent_dim(state)).load_state_dict(state, strict=True)  # and values that are no tensors
     except (WeightMismatchError, RuntimeError) as exc:
         raise UserError(
             f"--torch-weights {torch_weights} does not fit the seed's VAE: {str(exc).strip().splitlines()[-1].strip()}"
         ) from None
-    weights = {k: v.detach().cpu().numpy() for k, v in state.items()}
     broken = [k for k, v in weights.items() if not np.all(np.isfinite(v))]
     if broken:  # every tensor downstream would be NaN in both frameworks: nothing left to compare
         raise UserError(f"--torch-weights {torch_weights} holds non-finite values ({broken[0]}); give trained weights")
