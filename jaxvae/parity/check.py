@@ -65,7 +65,7 @@ def parity_weights(torch_weights: Path | None, latent_dim: int, seed: int) -> di
         return {k: v.numpy() for k, v in TorchVAE(latent_dim).state_dict().items()}
     state = load_torch_weights(torch_weights)
     try:
-        weights = params_to_torch(params_from_torch(state))  # float32; names a missing, extra, mis-shaped or int entry
+        weights = params_to_torch(params_from_torch(state))  # float32; names a bad key, shape or dtype
         TorchVAE(infer_latent_dim(state)).load_state_dict(state, strict=True)  # and values that are no tensors
     except (WeightMismatchError, RuntimeError) as exc:
         raise UserError(
