@@ -49,8 +49,8 @@ train --iw-train-samples 0                                  | --iw-train-samples
 train --binarize-seed -1                                    | --binarize-seed must be an integer in 0..4294967295
 train --dataset cifar10                                     | unknown dataset 'cifar10'
 train --dataset idx:{{}}/nope                               | idx: {{}}/nope is not a directory
-train --dataset mnist --data-dir {{}}/file                  | --data-dir {{}}/file: {{}}/file is a file; give the folder
-train --dataset mnist --data-dir {{}}/file/sub              | --data-dir {{}}/file/sub: {{}}/file is a file; give the
+train --dataset mnist --data-dir {{}}/file                  | --data-dir {{}}/file: {{}}/file is a file, not a folder
+train --dataset mnist --data-dir {{}}/file/sub              | --data-dir {{}}/file/sub: {{}}/file is a file, not a
 train --batch-size 5000 --out {{}}/new                      | --batch-size 5000 is larger than the training split
 train --out /proc/jaxvae-run                                | --out /proc/jaxvae-run cannot be written
 train --out ''                                              | argument --out: an empty path; name a file or folder

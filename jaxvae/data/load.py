@@ -12,7 +12,7 @@ from pathlib import Path
 from jaxvae.data import idx, tfds_source
 from jaxvae.data.dataset import Dataset, to_split
 from jaxvae.data.mnist5k import load_mnist5k
-from jaxvae.errors import UserError
+from jaxvae.errors import UserError, refuse_file_on_path
 
 DATASETS = ("mnist5k", "mnist", "fashion_mnist", "idx:DIR")
 
@@ -29,9 +29,8 @@ def load_idx(directory: str) -> Dataset:
 
 
 def load_tfds(name: str, data_dir: str | None) -> Dataset:
-    path = Path(data_dir or ".").expanduser()
-    if data_dir and (file := next((p for p in (path, *path.parents) if p.is_file()), None)):  # else "not prepared"
-        raise UserError(f"--data-dir {data_dir}: {file} is a file; give the folder TFDS keeps its data sets in")
+    if data_dir:  # else TFDS reads a path into a file as a data set not prepared there
+        refuse_file_on_path(Path(data_dir).expanduser(), "--data-dir", folder=True)
     raw = tfds_source.load(name, data_dir)
     splits = {split: to_split(images, labels, f"tfds {name} {split}") for split, (images, labels) in raw.items()}
     return Dataset(

@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from jaxvae.errors import UserError
+from jaxvae.errors import UserError, refuse_file_on_path
 from jaxvae.train_step import METRIC_NAMES
 
 try:
@@ -37,15 +37,6 @@ def new_run_dir(root: Path = Path("runs")) -> Path:
         n += 1
         candidate = root / f"{stamp}-{n}"
     return candidate
-
-
-def refuse_file_on_path(path: Path, flag: str, folder: bool) -> None:
-    """Refuse, in one line and without writing anything, an output path below a regular file (or, for
-    ``folder``, a path that is itself a file)."""
-    target = path if folder else path.parent
-    existing = next((p for p in (target, *target.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise UserError(f"{flag} {path}: {existing} is a file, not a folder; choose another {flag}")
 
 
 def check_writable(path: Path, flag: str, folder: bool) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from jaxvae.data import Dataset, Split, binarize, load_dataset
 from jaxvae.devices import to_host
-from jaxvae.errors import UserError
+from jaxvae.errors import UserError, refuse_file_on_path
 from jaxvae.run import files
 from jaxvae.run.checkpoint import Checkpoints, latest_epoch
 from jaxvae.run.config import (
@@ -73,7 +73,7 @@ def claim_out_dir(out: Path, resume: bool, marker: str = files.CONFIG):
     written; then hold it (process 0, the one writer) for the life of the context. Every process reads it before
     any writes; then process 0 probes it (a probe or a folder made and removed by one process while another looked
     would read as "already holds files" or "cannot be written") and takes its lock."""
-    files.refuse_file_on_path(out, "--out", folder=True)
+    refuse_file_on_path(out, "--out", folder=True)
     files.refuse_held(out)
     if resume and not (out / marker).exists():
         what = "ensemble" if marker == files.ENSEMBLE else "run"
