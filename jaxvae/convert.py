@@ -27,10 +27,10 @@ class WeightMismatchError(ValueError):
 
 def _numpy(value) -> np.ndarray:
     """A copy: the result must not share memory with a torch tensor that an optimiser updates in place. A torch
-    bfloat16 tensor, which numpy cannot hold, is widened to float32 (exactly)."""
+    float narrower than float32 (bfloat16, which numpy cannot hold) is widened to float32, exactly."""
     if hasattr(value, "detach"):  # a torch tensor, on any device
         value = value.detach().cpu()
-        value = (value.float() if str(value.dtype) == "torch.bfloat16" else value).numpy()
+        value = (value.float() if value.is_floating_point() and value.element_size() < 4 else value).numpy()
     return np.array(value, copy=True)
 
 
