@@ -314,7 +314,7 @@ def test_a_report_a_full_disk_stopped_is_written_by_resume(small_run, tmp_path, 
     monkeypatch.undo()
     logged = (out / "metrics.jsonl").read_bytes()
     last = {k: records(out, "test")[-1][k] for k in ("loss", "reconstruction", "kl")}  # epoch 3's, written before
-    assert drawn == [[(r["epoch"], r["loss"]) for r in records(out, "test")]] and len(drawn[0]) == 3
+    assert drawn == [{r["epoch"]: r["loss"] for r in records(out, "test")}] and len(drawn[0]) == 3
     assert "epoch 3/3: test loss {loss:.4f} (reconstruction {reconstruction:.4f}, KL {kl:.4f})\n".format(**last) in err
     assert main(command) == 0 and (out / "metrics.jsonl").read_bytes() == logged
     written = capsys.readouterr()

@@ -27,17 +27,22 @@ def test_the_latent_space_at_any_latent_size(drawn, latent_dim):
 
 
 def test_the_curves_points_and_bands_by_hand(drawn):
-    """The running average of 2 batches (of 1 at the first) and the test losses at their epochs' last steps; each
-    weight's members; the ensemble's test losses [1, 2] and [3, 6]: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 13
+    """The running average of 2 batches (of 1 at the first) at the steps logged (a log that lost its first lines
+    starts later) and the test losses at their epochs' last steps; each weight's members; the ensemble's test
+    losses [1, 2] and [3, 6] after epochs 2 and 4: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 13
     images in 2 rows of 8, the last three tiles blank; reconstructions' rows, each named beside it."""
-    plots.training_loss([4.0, 2.0, 6.0, 4.0], 2, None, test_losses=[(1, 3.0), (2, 5.0)])
+    plots.training_loss({3: 4.0, 4: 2.0, 5: 6.0, 6: 4.0}, 2, None, test_losses={2: 3.0, 3: 5.0})
     _, average, test = drawn()[0].lines
-    assert average.get_ydata().tolist() == [4.0, 3.0, 4.0, 5.0] and test.get_xydata().tolist() == [[2, 3], [4, 5]]
+    assert average.get_xydata().tolist() == [[3, 4.0], [4, 3.0], [5, 4.0], [6, 5.0]]
+    assert test.get_xydata().tolist() == [[4, 3], [6, 5]]
     plots.rate_distortion([(1.0, 3.0, 40.0), (0.5, 5.0, 30.0), (1.0, 2.0, 45.0)], None)
     assert [c.get_offsets().tolist() for c in drawn()[0].collections] == [[[5, 30]], [[3, 40], [2, 45]]]
-    plots.ensemble_losses({"a": (np.ones((2, 4)), np.array([[1.0, 2.0], [3.0, 6.0]]))}, 4, None)
-    band = drawn()[1].collections[0].get_paths()[0].vertices[:, 1]
-    assert set(band.round(12)) == set(np.round([2 - 2**0.5, 4 - 8**0.5, 2 + 2**0.5, 4 + 8**0.5], 12))
+    tests = (np.array([2, 4]), np.array([[1.0, 2.0], [3.0, 6.0]]))
+    plots.ensemble_losses({"a": ((np.arange(1, 5), np.ones((2, 4))), tests)}, 4, None)
+    test_ax = drawn()[1]
+    band = test_ax.collections[0].get_paths()[0].vertices
+    assert set(band[:, 0]) == {2, 4} and test_ax.lines[0].get_xdata().tolist() == [2, 4]
+    assert set(band[:, 1].round(12)) == set(np.round([2 - 2**0.5, 4 - 8**0.5, 2 + 2**0.5, 4 + 8**0.5], 12))
     plots.image_grid(np.arange(13.0)[:, None, None] * np.ones((13, 28, 28)), None)  # image k all k
     canvas = np.ma.filled(drawn()[0].images[0].get_array(), np.nan)  # (2 * 29 - 1, 8 * 29 - 1)
     assert canvas.shape == (57, 231) and canvas[29, 29 * 4] == 12 and np.isfinite(canvas).sum() == 784 * 13

@@ -195,13 +195,14 @@ class MetricsLog:
                 )
         return kept
 
-    def truncate_after(self, step: int, epoch: int) -> None:
+    def truncate_after(self, step: int, epoch: int) -> int:
         """Drop the lines a resumed run will write again (past the checkpoint's step and epoch); at step 0 (a run
-        started afresh) every line, whatever it holds."""
+        started afresh) every line, whatever it holds. Returns how many of the steps up to ``step`` it still logs."""
         if not self.path.exists():
-            return
-        kept = [] if step == 0 else [line for line, record in self.records() if _before(record, step, epoch)]
-        write_atomically(self.path, "".join(line + "\n" for line in kept))
+            return 0
+        kept = [] if step == 0 else [(line, r) for line, r in self.records() if _before(r, step, epoch)]
+        write_atomically(self.path, "".join(line + "\n" for line, _ in kept))
+        return len({r["step"] for _, r in kept if "split" not in r})
 
     def append(self, records: list[dict]) -> None:
         if not self.enabled:

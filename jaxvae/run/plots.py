@@ -35,21 +35,16 @@ def running_average(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[idx] - cumulative[start]) / (idx - start)
 
 
-def training_loss(losses, steps_per_epoch: int, path: Path, test_losses=None) -> Path:
-    """Loss per batch, its running average, and an epoch axis on top; test losses per epoch if given."""
-    losses = np.asarray(losses, np.float64)
-    steps = np.arange(1, len(losses) + 1)
+def training_loss(losses: dict[int, float], steps_per_epoch: int, path: Path, test_losses: dict | None = None) -> Path:
+    """Loss per batch (by step), its running average, and an epoch axis on top; test losses (by epoch) if given."""
+    steps, losses = np.array(list(losses), np.int64), np.array(list(losses.values()), np.float64)
     window = max(1, min(100, steps_per_epoch))
     fig, ax = _subplots(figsize=(8, 4.5))
     ax.plot(steps, losses, lw=0.6, alpha=0.5, label="loss per batch")
     ax.plot(steps, running_average(losses, window), lw=1.8, label=f"running average ({window} batches)")
     if test_losses:
-        ax.plot(
-            [e * steps_per_epoch for e, _ in test_losses],
-            [v for _, v in test_losses],
-            "o-",
-            label="test loss (end of epoch)",
-        )
+        epochs, values = zip(*test_losses.items())
+        ax.plot(np.multiply(epochs, steps_per_epoch), values, "o-", label="test loss (end of epoch)")
     finite = losses[np.isfinite(losses)]
     if finite.size:
         ax.set_ylim(0, np.percentile(finite, 99.5) * 1.1)
@@ -136,19 +131,20 @@ def _band(ax, x, curves: np.ndarray, label: str, color, **line) -> None:
         ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=0.25, lw=0)
 
 
-def ensemble_losses(settings: dict[str, tuple[np.ndarray, np.ndarray]], steps_per_epoch: int, path: Path) -> Path:
-    """Per setting (label -> (training losses (seeds, steps), test losses (seeds, epochs))): the running average
-    of the training loss and the test loss after each epoch, each as the mean over seeds with a ± 1 sd band."""
+def ensemble_losses(settings: dict[str, tuple], steps_per_epoch: int, path: Path) -> Path:
+    """Per setting (label -> ((steps, training losses (seeds, steps)), (epochs, test losses (seeds, epochs)))): the
+    running average of the training loss and the test loss after each evaluated epoch, each as the mean over seeds
+    with a ± 1 sd band."""
     fig, (train_ax, test_ax) = _subplots(1, 2, figsize=(13, 4.5))
     window = max(1, min(20, steps_per_epoch // 5))  # short: a long window carries the first steps' losses far
     cmap = matplotlib.colormaps["tab10"]
     top = []
-    for i, (label, (train, test)) in enumerate(settings.items()):
+    for i, (label, ((steps, train), (epochs, test))) in enumerate(settings.items()):
         smooth = np.stack([running_average(np.asarray(row, np.float64), window) for row in train])
-        _band(train_ax, np.arange(1, smooth.shape[1] + 1), smooth, label, cmap(i % 10), lw=1.5)
-        _band(test_ax, np.arange(1, test.shape[1] + 1), np.asarray(test, np.float64), label, cmap(i % 10), marker="o")
+        _band(train_ax, steps, smooth, label, cmap(i % 10), lw=1.5)
+        _band(test_ax, epochs, np.asarray(test, np.float64), label, cmap(i % 10), marker="o")
         top.append(np.nanpercentile(smooth, 99.5))
-    seeds = max(len(train) for train, _ in settings.values())
+    seeds = max(len(train) for (_, train), _ in settings.values())
     spread = f"mean ± 1 sd over {seeds} seeds" if seeds > 1 else "one seed each"
     train_ax.set(xlabel="iteration", ylabel="loss", title=f"training loss, running average of {window} ({spread})")
     train_ax.set_ylim(0, max(top) * 1.1)

@@ -49,8 +49,17 @@ def device() -> str:
     return f"{d.platform}:{getattr(d, 'device_kind', d)}"
 
 
-def _losses(records: list[dict], split=None) -> list[float]:
-    return [r["loss"] if r["loss"] is not None else np.nan for r in records if r.get("split") == split]
+def _losses(records: list[dict], split=None) -> dict[int, float]:
+    """Each logged loss by its step (training) or epoch (``split`` "test"); NaN for a non-finite one."""
+    at = "epoch" if split else "step"
+    return {r[at]: r["loss"] if r["loss"] is not None else np.nan for r in records if r.get("split") == split}
+
+
+def _aligned(logs: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """The steps (or epochs) every one of ``logs`` holds, and each log's losses at them ``(logs, points)``: a log
+    whose lines were removed by hand leaves out the points it lacks."""
+    common = sorted(set.intersection(*map(set, logs)))
+    return np.array(common, np.int64), np.array([[log[i] for i in common] for log in logs], np.float64)
 
 
 def epoch_train_means(records: list[dict]) -> dict[int, dict]:
@@ -83,7 +92,6 @@ def write_plots(out: Path, model, params, dataset, records, steps_per_epoch: int
     (``latent``: ``latent_diagnostics``), and the manifold of a 2-D latent; ``means``: the test images' posterior
     means. Returns their paths relative to ``out``."""
     folder, images, labels = out / files.PLOTS, dataset.test.images, dataset.test.labels
-    tests = [(r["epoch"], r["loss"]) for r in records if r.get("split") == "test" and r["loss"] is not None]
     recon_key, sample_key = jax.random.split(key)
     originals = images[:N_RECONSTRUCTIONS]
     rows = {"z = mean": inference.reconstruct_at_mean(model, params, originals)}
@@ -92,7 +100,7 @@ def write_plots(out: Path, model, params, dataset, records, steps_per_epoch: int
     paths = inference.interpolate(model, params, images[a], images[b], INTERPOLATION_STEPS)
     samples = inference.sample_prior(model, params, sample_key, N_SAMPLES)
     made = [
-        plots.training_loss(_losses(records), steps_per_epoch, folder / "training_loss.png", tests),
+        plots.training_loss(_losses(records), steps_per_epoch, folder / "training_loss.png", _losses(records, "test")),
         plots.reconstructions(originals, rows, folder / "reconstructions.png"),
         plots.interpolations(images[a], paths, images[b], folder / "latent_interpolations.png"),
         plots.latent_space(means, labels, folder / "latent_space.png"),
@@ -144,8 +152,8 @@ def write_ensemble_plots(out: Path, members: list[Member], records: list[list[di
     folder = out / files.PLOTS
     settings, usage = {}, {}
     for (lr, weight), chosen in by_setting(members).items():
-        train = np.array([_losses(records[k]) for k in chosen], np.float64)  # (seeds, steps)
-        test = np.array([_losses(records[k], "test") for k in chosen], np.float64)  # (seeds, evaluated epochs)
+        train = _aligned([_losses(records[k]) for k in chosen])  # steps, (seeds, steps)
+        test = _aligned([_losses(records[k], "test") for k in chosen])  # evaluated epochs, (seeds, epochs)
         settings[f"lr {number(lr)}, weight {number(weight)}"] = (train, test)
         usage[f"lr {number(lr)}, weight {number(weight)}"] = _usage([latents[k] for k in chosen])
     made = [

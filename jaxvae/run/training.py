@@ -272,7 +272,9 @@ def train_members(
                 path.mkdir(parents=True, exist_ok=True)
                 files.write_json(path / files.CONFIG, member.config.to_json())
                 # a fresh start (step 0) over an unfinished run keeps none of its records
-                log.truncate_after(step, done)
+                if (logged := log.truncate_after(step, done)) < step:
+                    log_line(f"--resume: {path / files.METRICS} holds the records of {logged} of the {step} steps "
+                             "trained (lines removed?); its loss plots show those it holds")  # fmt: skip
         train_images, test = setup.place_train(dataset.train.images), setup.place_test(dataset.test.images)
         trainer = Trainer.compile(setup, len(dataset.train), state, train_images, test, keys)
         side_by_side = setup.describe_backend()["member_group"]
