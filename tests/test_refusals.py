@@ -68,6 +68,7 @@ train --resume --epochs 3 --out {{}}/damaged {{run}}        | checkpoint {{}}/da
 train --resume --epochs 3 --out {{}}/garbled {{run}} | {{}}/garbled/metrics.jsonl is damaged at line 17 ('{{"step": 1'
 evaluate --run {{}}/damaged | checkpoint {{}}/damaged/checkpoints/2 is damaged or does not fit this model (
 evaluate --run {{}}/resized                                 | checkpoint {{}}/resized/checkpoints/2 has latent size 2
+train --resume --epochs 2 --out {{}}/cleared {{run}} | --resume: {{}}/cleared/metrics.jsonl has no test record of
 train --resume --epochs 3 --out {{}}/filed {{run}}          | {{}}/filed/checkpoints is a file, not a folder of
 evaluate --run {{}}/filed                                   | {{}}/filed/checkpoints is a file, not a folder of
 train --num-processes 2                                     | --coordinator, --num-processes and --process-id go
@@ -162,7 +163,8 @@ def place(tmp_path_factory, small_run, ensemble_run):
     """A scratch folder holding: ``run`` and ``ensemble`` (copies of the suite's runs), ``damaged`` (the run with its
     last checkpoint overwritten), ``garbled`` (the run, the line before the last of its metrics.jsonl torn: only the
     last may be), ``typo`` (the run, its config.json's latent size ``true``: a bool is no int), ``resized`` (the
-    run, its config.json's latent size 3), ``filed`` (the run, its checkpoints folder a file), ``list`` and
+    run, its config.json's latent size 3), ``filed`` (the run, its checkpoints folder a file), ``cleared`` (the run,
+    its report never written and its metrics.jsonl emptied by hand), ``list`` and
     ``hollow`` (a config.json that is a JSON list, an ensemble.json without its fields), ``outside`` and ``flat``
     (an ensemble.json naming a member outside ``members/``, one whose list is a number), ``none`` (an ensemble.json
     of no members), ``unweighted`` (the run's config.json with the Gaussian loss's weight 0: its loss is no
@@ -181,6 +183,9 @@ def place(tmp_path_factory, small_run, ensemble_run):
     shutil.copytree(small_run, root / "garbled")
     lines = (root / "garbled" / "metrics.jsonl").read_text().splitlines(keepends=True)
     (root / "garbled" / "metrics.jsonl").write_text("".join(lines[:-2] + ['{"step": 1\n'] + lines[-1:]))
+    shutil.copytree(small_run, root / "cleared")
+    (root / "cleared" / "summary.json").unlink()
+    (root / "cleared" / "metrics.jsonl").write_text("")
     shutil.copytree(small_run, root / "filed")
     shutil.rmtree(root / "filed" / "checkpoints")
     (root / "filed" / "checkpoints").write_text("not a folder")

@@ -255,6 +255,12 @@ def train_members(
                 f"--epochs above {done} to train it further (nothing was changed)"
             )
         if resume and done == cfg.epochs:
+            for log in (files.MetricsLog(p / files.METRICS) for p in paths):  # the report's final test figures
+                if not any(r.get("split") == "test" and r["epoch"] == done for r in log.read()):
+                    raise UserError(
+                        f"--resume: {log.path} has no test record of epoch {done} (lines removed?), "
+                        f"which the report is made of; pass --epochs above {done} to train it further"
+                    )
             log_line(f"--resume: {out} has trained its {done} epochs, but its report was never written: writing it")
         dataset = prepare_data(cfg)
         check_batch_fits(cfg, len(dataset.train))
