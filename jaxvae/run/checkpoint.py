@@ -68,6 +68,18 @@ def _signals_held():
             handlers[signum](signum, frame) if callable(handlers[signum]) else signal.raise_signal(signum)
 
 
+@contextlib.contextmanager
+def _orbax_quiet():
+    """Orbax logs to absl what jaxvae then says in its own line: a failed write's traceback (from its writer thread),
+    a checkpoint folder without its metadata file."""
+    absl_log = logging.getLogger("absl")
+    was, absl_log.disabled = absl_log.disabled, True
+    try:
+        yield
+    finally:
+        absl_log.disabled = was
+
+
 def _remove_temporary(directory: Path, epoch: int) -> None:
     """Remove a failed save's temporary folder, again after each pause in which it came back, until a pause finds none
     (at most ~5 s): Orbax's writers cut short by the failure may still be writing into it, recreating it."""
@@ -106,7 +118,8 @@ class Checkpoints:
             )
             for attempt in range(LISTING_ATTEMPTS):
                 try:
-                    self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
+                    with _orbax_quiet():
+                        self._manager = ocp.CheckpointManager(self.directory.absolute(), options=options)
                     break
                 except FileNotFoundError:  # a run writing here removed an old checkpoint while this one listed them
                     if attempt == LISTING_ATTEMPTS - 1:
@@ -122,15 +135,14 @@ class Checkpoints:
         """Write the state after ``epoch`` (1-based) and its record; keeps the last ``KEEP``. A write that fails (a
         full disk, a quota, a signal) leaves no temporary folder and raises ``OSError`` naming the checkpoint."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(_tree(state)), meta=ocp.args.JsonSave(meta))
-        absl_log = logging.getLogger("absl")  # Orbax's writer thread logs its failure's traceback there
         try:
-            absl_log.disabled = True
-            with _signals_held():
+            with _orbax_quiet(), _signals_held():
                 self.manager.save(epoch, args=args)
                 self.manager.wait_until_finished()
         except BaseException as exc:
-            self.close()
-            _remove_temporary(self.directory, epoch)
+            with _orbax_quiet():  # its writer threads, cut short, may still log as the manager closes
+                self.close()
+                _remove_temporary(self.directory, epoch)
             if not isinstance(exc, Exception) or getattr(exc, "filename", None):
                 raise  # a signal, or an OSError that names its file
             text = getattr(exc, "strerror", None) or " ".join(str(exc).split())  # Orbax's own, or one it wraps
@@ -138,8 +150,6 @@ class Checkpoints:
             if "Gloo" in text:  # one of the save's collectives failed: a process of the run is gone
                 cause = f"{LOST_PROCESS} ({cause})"
             raise OSError(errno.EIO, cause, str(self.directory / str(epoch))) from None  # Orbax wraps it in others
-        finally:
-            absl_log.disabled = False
 
     def latest_epoch(self) -> int | None:
         """The last finished epoch with a checkpoint, or None."""
