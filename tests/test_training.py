@@ -159,9 +159,9 @@ def test_a_run_resumed_with_other_chunks_is_the_run_never_stopped(small_run, tmp
 def test_members_a_stop_left_an_epoch_apart_resume_from_the_last_epoch_they_all_have(ensemble_run, tmp_path, capsys):
     """The members' checkpoints of an epoch are written one after another: a stop between them leaves the last ones
     an epoch behind: the hint and --resume continue every member from the last epoch all have, each the run never
-    stopped. A member's log that lost its first lines by hand is said so, and keeps the rest; the ensemble's plots
-    are drawn from the steps every member logged. The command ends with each member's test loss, then where the
-    ensemble is."""
+    stopped. A member's log that lost its first lines by hand is said so, and keeps the rest; the ensemble's report
+    (its plots from the steps every member logged) is written. The command ends with each member's test loss, then
+    where the ensemble is."""
     out = shutil.copytree(ensemble_run, tmp_path / "uneven")
     first, *_, last = sorted((out / "members").iterdir())
     shutil.rmtree(last / "checkpoints" / "2")
