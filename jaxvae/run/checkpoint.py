@@ -135,21 +135,21 @@ class Checkpoints:
         """Write the state after ``epoch`` (1-based) and its record; keeps the last ``KEEP``. A write that fails (a
         full disk, a quota, a signal) leaves no temporary folder and raises ``OSError`` naming the checkpoint."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(_tree(state)), meta=ocp.args.JsonSave(meta))
-        try:
-            with _orbax_quiet(), _signals_held():
-                self.manager.save(epoch, args=args)
-                self.manager.wait_until_finished()
-        except BaseException as exc:
-            with _orbax_quiet():  # its writer threads, cut short, may still log as the manager closes
+        with _orbax_quiet():  # a failed write's cleanup too: its writer threads, cut short, may still log
+            try:
+                with _signals_held():
+                    self.manager.save(epoch, args=args)
+                    self.manager.wait_until_finished()
+            except BaseException as exc:
                 self.close()
                 _remove_temporary(self.directory, epoch)
-            if not isinstance(exc, Exception) or getattr(exc, "filename", None):
-                raise  # a signal, or an OSError that names its file
-            text = getattr(exc, "strerror", None) or " ".join(str(exc).split())  # Orbax's own, or one it wraps
-            cause = "No space left on device" if "No space left" in text else text[:200]
-            if "Gloo" in text:  # one of the save's collectives failed: a process of the run is gone
-                cause = f"{LOST_PROCESS} ({cause})"
-            raise OSError(errno.EIO, cause, str(self.directory / str(epoch))) from None  # Orbax wraps it in others
+                if not isinstance(exc, Exception) or getattr(exc, "filename", None):
+                    raise  # a signal, or an OSError that names its file
+                text = getattr(exc, "strerror", None) or " ".join(str(exc).split())  # Orbax's own, or one it wraps
+                cause = "No space left on device" if "No space left" in text else text[:200]
+                if "Gloo" in text:  # one of the save's collectives failed: a process of the run is gone
+                    cause = f"{LOST_PROCESS} ({cause})"
+                raise OSError(errno.EIO, cause, str(self.directory / str(epoch))) from None  # Orbax wraps it
 
     def latest_epoch(self) -> int | None:
         """The last finished epoch with a checkpoint, or None."""
