@@ -166,6 +166,32 @@ def test_tfds_offline_without_data_dir_says_what_to_do(tmp_path, monkeypatch, ca
     assert not caplog.records and absl_logging.get_verbosity() == verbosity  # TFDS's absl warnings: off, then restored
 
 
+def test_tfds_not_prepared_is_downloaded_where_its_host_is_reachable(tmp_path, monkeypatch):
+    """Online, a data set not prepared in the data dir is asked of TFDS again with its download on, and read; a
+    download that fails is one line naming the data dir. TFDS's download cannot run here: a stand-in for
+    ``tfds.data_source`` that has the data set only once downloaded."""
+    import tensorflow_datasets as tfds
+
+    asked, digit = [], {"image": np.full((28, 28, 1), 255, np.uint8), "label": 3}
+
+    def data_source(name, split, data_dir, download):
+        asked.append((name, split, data_dir, download))
+        if not download:
+            raise tfds.core.DatasetNotFoundError(f"{name} not found in {data_dir}")
+        return [digit, digit]
+
+    monkeypatch.setattr(tfds, "data_source", data_source)
+    monkeypatch.setattr(tfds_source, "_host_reachable", lambda host: True)
+    dataset = load_dataset("fashion_mnist", str(tmp_path))
+    asks = [("train", False), ("train", True), ("test", True)]
+    assert asked == [("fashion_mnist", split, str(tmp_path), download) for split, download in asks]
+    assert dataset.test.labels.tolist() == [3, 3] and dataset.train.images.min() == 1.0
+    monkeypatch.setattr(tfds, "data_source", lambda *a, **k: data_source(*a, **{**k, "download": False}))
+    with pytest.raises(UserError) as info:
+        load_dataset("mnist", str(tmp_path))
+    assert str(info.value).startswith(f"tfds: cannot download or read mnist in {tmp_path} (DatasetNotFoundError: ")
+
+
 @pytest.mark.skipif(
     not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)"
 )
