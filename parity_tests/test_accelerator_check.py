@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from jaxvae.errors import UserError
+from jaxvae.run.bench import TorchCompileFailed
 
 SCRIPT = "scripts/accelerator_check.py"
 # What the accelerator machine lacks: both packages fail to import, as there.
@@ -68,14 +68,14 @@ def test_a_torch_compile_that_fails_costs_its_column_alone(monkeypatch):
     def bench_row(batch_size, members, args, dataset):  # jaxvae bench's row, as it fails in its torch.compile warm-up
         asked.append(None if args.no_torch else args.torch_modes)
         if not args.no_torch and "compile" in args.torch_modes:
-            raise UserError("torch.compile failed here (CppCompileError: no C++ compiler)")
+            raise TorchCompileFailed("torch.compile failed here (CppCompileError: no C++ compiler)")
         return {"batch_size": batch_size, "jax_images_per_s": 1.0}
 
     monkeypatch.setattr(check, "bench_row", bench_row)
     rows = check.throughput(None, check.DRY, check.Budget(60))["rows"]  # at batch 32: float32 matmul; the IWAE step
     assert asked == ["eager,autocast,compile", "eager,autocast", None]
     assert [(r["jax_images_per_s"], "torch_compile_error" in r) for r in rows] == [(1.0, True), (1.0, False)]
-    error = "UserError: torch.compile failed here (CppCompileError: no C++ compiler)"
+    error = "torch.compile failed here (CppCompileError: no C++ compiler)"
     assert rows[0]["torch_compile_error"] == error
     parts = {"device": {}, "parity": {}, "throughput": {"rows": rows}, "full_epoch": {}, "ensembles": {}}
     markdown = check.markdown({"command": "python " + SCRIPT, "dry_run": False, "total_seconds": 1.0, **parts})

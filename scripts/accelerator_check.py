@@ -50,7 +50,7 @@ from jaxvae.layers import COMPUTE_DTYPES, CONV_IMPLS  # noqa: E402
 from jaxvae.parity.check import parity_check, parity_inputs, parity_weights  # noqa: E402
 from jaxvae.parity.jax_side import jax_capture  # noqa: E402
 from jaxvae.parity.method import EXACT, verdict  # noqa: E402
-from jaxvae.run.bench import TORCH_MODES, bench_row, counts  # noqa: E402
+from jaxvae.run.bench import TORCH_MODES, TorchCompileFailed, bench_row, counts  # noqa: E402
 from jaxvae.run.bench import columns as bench_columns  # noqa: E402
 from jaxvae.run.cli import build_parser  # noqa: E402
 from jaxvae.run.config import RunConfig  # noqa: E402
@@ -175,12 +175,17 @@ def throughput(dataset, sizes, budget: Budget) -> dict:
         for n, form in enumerate(forms):
             torch = dict(torch_modes=",".join(TORCH_MODES)) if n == 0 else dict(no_torch=True)
             label = f"bench at batch {batch}, " + " ".join(map(str, form.values()))
-            row = budget.run(label, bench_row, batch, 1, bench_args(sizes, **form, **torch), dataset)
-            if "torch.compile failed" in row.get("error", ""):  # the row again without that column, its error kept
-                args = bench_args(sizes, **form, torch_modes="eager,autocast")
-                row = {**budget.run(label, bench_row, batch, 1, args, dataset), "torch_compile_error": row["error"]}
-            rows.append(row)
+            rows.append(budget.run(label, single_row, batch, bench_args(sizes, **form, **torch), dataset))
     return {"rows": rows}
+
+
+def single_row(batch: int, args, dataset) -> dict:
+    """``bench_row`` at K = 1; where torch.compile fails here, the row again without that column, its error kept."""
+    try:
+        return bench_row(batch, 1, args, dataset)
+    except TorchCompileFailed as exc:
+        eager = SimpleNamespace(**{**vars(args), "torch_modes": "eager,autocast"})
+        return {**bench_row(batch, 1, eager, dataset), "torch_compile_error": str(exc)}
 
 
 def full_epoch(dataset, sizes, out: Path) -> dict:

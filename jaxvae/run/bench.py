@@ -37,6 +37,10 @@ BENCH_FLAGS = (
 ).split()
 
 
+class TorchCompileFailed(UserError):
+    """torch.compile could not build torch_ref's step on this machine (inductor without a C++ compiler)."""
+
+
 @dataclass
 class JaxRun:
     """jaxvae's side of one row: ``run`` trains ``steps`` steps of every member through the compiled chunk."""
@@ -166,7 +170,9 @@ def bench_row(batch_size: int, members: int, args, dataset) -> dict:
             if name != "torch_compile":
                 raise
             cause = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-            raise UserError(f"torch.compile failed here ({cause}); try --torch-compile-backend eager") from None
+            raise TorchCompileFailed(
+                f"torch.compile failed here ({cause}); try --torch-compile-backend eager"
+            ) from None
         warmup[f"{name}_warmup_s"] = time.perf_counter() - start
     seconds = median_seconds(runners, args.repeats)
     width = {"jax": members, "torch_func": members}  # the others train one member
