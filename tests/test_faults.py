@@ -2,14 +2,15 @@
 kill -9 mid-run (real signals), Ctrl-C and SIGHUP as a checkpoint is written, a full disk while a checkpoint, a
 picture or a state dict is written (a real tmpfs), a checkpoint cut short on disk, a step larger than memory, SIGTERM
 while ``jaxvae evaluate`` waits for one long computation, Ctrl-C and SIGTERM while the command loads. Each ends in
-one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. The forms in which Orbax's
-writer reports a failure, its threads' complaints after one, a GPU's out-of-memory error, and a reader's listing raced
-by the writer, through stand-ins."""
+one line, keeps what the run had, and the run continues with ``--resume`` bit for bit. A reader that closed the pipe
+ends the command silently. The forms in which Orbax's writer reports a failure, its threads' complaints after one, a
+GPU's out-of-memory error, and a reader's listing raced by the writer, through stand-ins."""
 
 import errno
 import gc
 import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -259,6 +260,21 @@ def test_a_stop_signal_ends_an_evaluation_blocked_in_a_long_computation(small_ru
     assert main(["evaluate", "--run", str(small_run), "--iw-samples", "1"]) == 143
     assert one_line(capsys.readouterr().err) == "jaxvae evaluate: stopped by SIGTERM"
     time.sleep(2)  # past the watch's grace (1 s): had it not ended, it would end this process
+
+
+def test_a_reader_that_left_ends_the_command_silently(small_run, tmp_path):
+    """``jaxvae sample ... | head`` whose reader closed the pipe before the command wrote: no error line and no
+    traceback, status 141, as SIGPIPE ends a C tool; the picture is the one a read command writes."""
+    read, write = os.pipe()
+    os.close(read)
+    command = [sys.executable, "-m", "jaxvae", "sample", "--run", str(small_run), "--out", str(tmp_path / "s.png")]
+    try:
+        result = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write)
+    assert (result.returncode, result.stderr) == (141, "")
+    assert main(["sample", "--run", str(small_run), "--out", str(tmp_path / "read.png")]) == 0
+    assert (tmp_path / "s.png").read_bytes() == (tmp_path / "read.png").read_bytes()
 
 
 @pytest.fixture

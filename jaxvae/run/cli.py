@@ -223,13 +223,17 @@ def main(argv=None) -> int:
     stops = [s for s in STOP_SIGNALS if s != signal.SIGINT and signal.getsignal(s) != signal.SIG_IGN]
     previous = {s: signal.signal(s, _stop) for s in stops}  # one ignored stays so (nohup's SIGHUP)
     try:
-        return _dispatch(args)
+        status = _dispatch(args)
+        sys.stdout.flush()  # here, not at the interpreter's exit: a reader gone by now is met below
+        return status
     except UserError as exc:
         print(f"jaxvae {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         status = 2
     except KeyboardInterrupt as exc:  # a stop signal: each finished epoch's checkpoint is whole
         how, status = (f"stopped by {exc}", exc.status) if isinstance(exc, Stopped) else ("interrupted", 130)
         print(f"jaxvae {args.command}: {how}{_resume_hint(args)}", file=sys.stderr)
+    except BrokenPipeError:  # the reader of our output left (`| head`) with what it wanted: silent, as SIGPIPE ends
+        status = 128 + 13  # a C tool, and with its status (SIGPIPE is 13; Windows has no signal.SIGPIPE)
     except OSError as exc:  # a full disk, a quota, a file system turned read-only: what could not be written, and why
         cause = f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
         print(f"jaxvae {args.command}: error: {_process(args)}{cause}{_resume_hint(args)}", file=sys.stderr)
