@@ -28,9 +28,10 @@ def test_the_latent_space_at_any_latent_size(drawn, latent_dim):
 
 def test_the_curves_points_and_bands_by_hand(drawn):
     """The running average of 2 batches (of 1 at the first) at the steps logged (a log that lost its first lines
-    starts later) and the test losses at their epochs' last steps; each weight's members; the ensemble's test
-    losses [1, 2] and [3, 6] after epochs 2 and 4: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 13
-    images in 2 rows of 8, the last three tiles blank; reconstructions' rows, each named beside it."""
+    starts later) and the test losses at their epochs' last steps; each weight's members; the ensemble's training
+    losses averaged over 2 steps (a fifth of an epoch of 10), then over its 2 seeds; its test losses [1, 2] and [3, 6]
+    after epochs 2 and 4: mean [2, 4], sd (ddof 1) [2^0.5, 8^0.5]; 13 images in 2 rows of 8, the last three tiles
+    blank; reconstructions' rows, each named beside it."""
     plots.training_loss({3: 4.0, 4: 2.0, 5: 6.0, 6: 4.0}, 2, None, test_losses={2: 3.0, 3: 5.0})
     _, average, test = drawn()[0].lines
     assert average.get_xydata().tolist() == [[3, 4.0], [4, 3.0], [5, 4.0], [6, 5.0]]
@@ -38,8 +39,9 @@ def test_the_curves_points_and_bands_by_hand(drawn):
     plots.rate_distortion([(1.0, 3.0, 40.0), (0.5, 5.0, 30.0), (1.0, 2.0, 45.0)], None)
     assert [c.get_offsets().tolist() for c in drawn()[0].collections] == [[[5, 30]], [[3, 40], [2, 45]]]
     tests = (np.array([2, 4]), np.array([[1.0, 2.0], [3.0, 6.0]]))
-    plots.ensemble_losses({"a": ((np.arange(1, 5), np.ones((2, 4))), tests)}, 4, None)
-    test_ax = drawn()[1]
+    plots.ensemble_losses({"a": ((np.arange(1, 5), np.array([[1.0, 3, 5, 7], [3, 5, 7, 9]])), tests)}, 10, None)
+    train_ax, test_ax = drawn()
+    assert train_ax.lines[0].get_ydata().tolist() == [2, 3, 5, 7]  # the mean of [1, 2, 4, 6] and [3, 4, 6, 8]
     band = test_ax.collections[0].get_paths()[0].vertices
     assert set(band[:, 0]) == {2, 4} and test_ax.lines[0].get_xdata().tolist() == [2, 4]
     assert set(band[:, 1].round(12)) == set(np.round([2 - 2**0.5, 4 - 8**0.5, 2 + 2**0.5, 4 + 8**0.5], 12))
