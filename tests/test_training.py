@@ -160,8 +160,8 @@ def test_members_a_stop_left_an_epoch_apart_resume_from_the_last_epoch_they_all_
     """The members' checkpoints of an epoch are written one after another: a stop between them leaves the last ones
     an epoch behind: the hint and --resume continue every member from the last epoch all have, each the run never
     stopped. A member's log that lost its first lines by hand is said so, and keeps the rest; the ensemble's report
-    (its plots from the steps every member logged) is written. The command ends with each member's test loss, then
-    where the ensemble is."""
+    (its plots from the steps every member logged) is written. The epoch's line gives the members' lowest and highest
+    test loss; the command ends with each member's test loss, then where the ensemble is."""
     out = shutil.copytree(ensemble_run, tmp_path / "uneven")
     first, *_, last = sorted((out / "members").iterdir())
     shutil.rmtree(last / "checkpoints" / "2")
@@ -179,6 +179,9 @@ def test_members_a_stop_left_an_epoch_apart_resume_from_the_last_epoch_they_all_
     *members, done = written.out.splitlines()
     summary = json.loads((out / "summary.json").read_text())
     assert members == [f"{m['name']}: test loss {m['final_test']['loss']:.4f}" for m in summary["members"]]
+    losses = [m["final_test"]["loss"] for m in summary["members"]]
+    (epoch_line,) = [line for line in written.err.splitlines() if line.startswith("epoch 2/2: test loss ")]
+    assert " over 8 members (" in epoch_line and epoch_line.endswith(f"; min {min(losses):.4f}, max {max(losses):.4f})")
     assert done.startswith(f"done: {out} (8 members, ")
     assert done.endswith(f" member-images/s); plots in {out / 'plots'}, each member's run in {out / 'members'}")
 
