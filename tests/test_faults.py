@@ -272,7 +272,8 @@ def test_a_reader_that_left_ends_the_command_silently(small_run, tmp_path):
         result = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True)
     finally:
         os.close(write)
-    assert (result.returncode, result.stderr) == (141, "")
+    assert result.returncode == 141, result.stderr[-3000:]
+    assert "jaxvae" not in result.stderr and "Traceback" not in result.stderr  # (JAX may warn of its platforms there)
     assert main(["sample", "--run", str(small_run), "--out", str(tmp_path / "read.png")]) == 0
     assert (tmp_path / "s.png").read_bytes() == (tmp_path / "read.png").read_bytes()
 
