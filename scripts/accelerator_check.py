@@ -184,7 +184,8 @@ def single_row(batch: int, args, dataset) -> dict:
     try:
         return bench_row(batch, 1, args, dataset)
     except TorchCompileFailed as exc:
-        eager = SimpleNamespace(**{**vars(args), "torch_modes": "eager,autocast"})
+        others = ",".join(mode for mode in args.torch_modes.split(",") if mode != "compile")
+        eager = SimpleNamespace(**{**vars(args), "torch_modes": others})
         return {**bench_row(batch, 1, eager, dataset), "torch_compile_error": str(exc)}
 
 
